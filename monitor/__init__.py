@@ -1,0 +1,5 @@
+"""monitor: a self-hosted media-monitoring alert daemon."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
