@@ -60,7 +60,7 @@ class StoreError(MonitorError):
 
 
 class AlreadyRunning(StoreError):
-    hint = "stop the other `monitor run` (systemctl stop monitor) or point this one at another database"
+    hint = "stop the other `monitor run` (systemctl stop monitor) or use another database"
 
 
 class FeedError(MonitorError):

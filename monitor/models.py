@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 #: The item fields a watchlist entry can look in, in the order they are matched.
 ITEM_FIELDS: tuple[str, ...] = ("title", "summary", "content")
@@ -28,7 +28,7 @@ class Feed:
     last_modified: str | None = None
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """What became of one fetch."""
 
     OK = "ok"  # 200 with a body

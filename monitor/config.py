@@ -1,0 +1,507 @@
+"""Settings: one frozen :class:`Settings`, every default and help text in one table.
+
+Where settings come from, later ones winning:
+
+1. the defaults in :data:`SETTINGS`;
+2. the TOML file: ``--config FILE``, else ``$MONITOR_CONFIG``, else ``./monitor.toml`` if it
+   exists (none at all is fine: the defaults run);
+3. environment overrides ``MONITOR_<SECTION>_<KEY>`` for every scalar key, e.g.
+   ``MONITOR_DATABASE_URL`` or ``MONITOR_POLLING_INTERVAL=5m``;
+4. secrets from files: ``smtp.password_file`` (a relative name is looked up in systemd's
+   ``$CREDENTIALS_DIRECTORY`` first), or ``$CREDENTIALS_DIRECTORY/smtp-password``.
+
+A wrong key, type or value is a :class:`~monitor.errors.ConfigError` naming the file, the
+key and what was expected. Relative paths are relative to the working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from monitor.errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "monitor.toml"
+ENV_PREFIX = "MONITOR_"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3,
+}  # fmt: skip
+
+
+def parse_duration(value: object) -> float:
+    """``"15m"`` -> 900.0. Numbers are seconds. Units: ms, s, m, h, d, w."""
+    if isinstance(value, bool):
+        raise ValueError("a duration such as 30s, 15m, 2h or 1d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise ValueError("a duration such as 30s, 15m, 2h or 1d")
+        seconds = float(m.group(1)) * _DURATION_UNITS[(m.group(2) or "s").lower()]
+    if seconds < 0:
+        raise ValueError("a duration that is not negative")
+    return seconds
+
+
+def parse_size(value: object) -> int:
+    """``"10MiB"`` -> 10485760. Numbers are bytes."""
+    if isinstance(value, bool):
+        raise ValueError("a size such as 512KiB or 10MiB")
+    if isinstance(value, int):
+        return value
+    m = _SIZE.match(str(value))
+    if not m:
+        raise ValueError("a size such as 512KiB or 10MiB")
+    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
+
+
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("true or false")
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError("a whole number")
+    try:
+        return int(str(value))
+    except ValueError:
+        raise ValueError("a whole number") from None
+
+
+def _positive_int(value: object) -> int:
+    n = _int(value)
+    if n < 1:
+        raise ValueError("a whole number of 1 or more")
+    return n
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("a string")
+    return value
+
+
+def _optional_str(value: object) -> str | None:
+    return _str(value) or None
+
+
+def _choice(*choices: str) -> Callable[[object], str]:
+    def convert(value: object) -> str:
+        text = _str(value).lower()
+        if text not in choices:
+            raise ValueError("one of " + ", ".join(repr(c) for c in choices))
+        return text
+
+    return convert
+
+
+def _str_list(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError("a list of strings")
+
+
+def _timezone(value: object) -> str:
+    name = _str(value)
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError("an IANA time zone such as Europe/London or Asia/Almaty") from None
+    return name
+
+
+def _listen(value: object) -> str | None:
+    text = _str(value).strip()
+    if not text:
+        return None
+    _host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("host:port, such as 127.0.0.1:9464")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One scalar key: its section, name, converter, default and help text."""
+
+    section: str
+    name: str
+    convert: Callable[[object], Any]
+    default: Any
+    help: str
+    secret: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.section}.{self.name}"
+
+    @property
+    def env(self) -> str:
+        return f"{ENV_PREFIX}{self.section}_{self.name}".upper()
+
+
+#: Every scalar setting, with its default and help text. README.md documents each one
+#: (a test fails when one is missing there).
+SETTINGS: tuple[Setting, ...] = (
+    Setting("database", "url", _str, "sqlite:///monitor.db",
+            "SQLAlchemy URL of the store: sqlite:///path (embedded default) or "
+            "postgresql+psycopg://user@host/db to scale out"),
+    Setting("watchlists", "dir", _str, "watchlists",
+            "folder of watchlist YAML files; edits are picked up without a restart"),
+    Setting("polling", "interval", parse_duration, 900.0,
+            "how often a feed is polled unless the feed sets its own interval"),
+    Setting("polling", "min_interval", parse_duration, 120.0,
+            "never poll one feed more often than this, whatever the feed or server asks"),
+    Setting("polling", "max_interval", parse_duration, 86400.0,
+            "longest wait between polls of a working feed, and the cap of failure backoff"),
+    Setting("polling", "allow_private_addresses", _bool, False,
+            "allow feed URLs that resolve to loopback, private, link-local or metadata addresses"),
+    Setting("polling", "concurrency", _positive_int, 50,
+            "requests in flight at once, over all hosts"),
+    Setting("polling", "per_host", _positive_int, 4,
+            "requests in flight at once to one host"),
+    Setting("polling", "timeout", parse_duration, 30.0,
+            "total deadline of one fetch, redirects and body included"),
+    Setting("polling", "max_body", parse_size, 10 * 1024**2,
+            "largest response body accepted, as sent on the wire"),
+    Setting("polling", "max_decoded", parse_size, 32 * 1024**2,
+            "largest body accepted after gzip/deflate decoding"),
+    Setting("polling", "user_agent", _optional_str, None,
+            "User-Agent header; empty for the built-in one naming monitor and its version"),
+    Setting("polling", "parse_workers", _int, 0,
+            "processes that parse feeds; 0 means one per CPU core, 1 parses in-process"),
+    Setting("smtp", "host", _optional_str, None,
+            "mail server; without it digests are written as .eml files to [delivery] dir"),
+    Setting("smtp", "port", _positive_int, 587, "mail server port"),
+    Setting("smtp", "security", _choice("starttls", "tls", "none"), "starttls",
+            "starttls (fails if the server does not offer it), tls (implicit, port 465) "
+            "or none"),
+    Setting("smtp", "username", _optional_str, None, "login name, if the server needs one"),
+    Setting("smtp", "password", _optional_str, None,
+            "login password; prefer password_file or systemd credentials", secret=True),
+    Setting("smtp", "password_file", _optional_str, None,
+            "file holding the password; a bare name is looked up in $CREDENTIALS_DIRECTORY"),
+    Setting("smtp", "sender", _str, "Monitor <monitor@localhost>", "From: address of digests"),
+    Setting("smtp", "timeout", parse_duration, 30.0, "deadline of each SMTP operation"),
+    Setting("smtp", "verify_certificate", _bool, True,
+            "check the server's TLS certificate (turn off only for a test server)"),
+    Setting("smtp", "ca_file", _optional_str, None,
+            "extra CA certificate file (PEM) to trust for the mail server"),
+    Setting("delivery", "dir", _str, "outbox",
+            "folder where digests are written as .eml files when no [smtp] host is set"),
+    Setting("digest", "templates_dir", _optional_str, None,
+            "folder with digest.html.j2 / digest.txt.j2 overriding the shipped templates"),
+    Setting("digest", "max_items_per_watchlist", _positive_int, 25,
+            "items listed per watchlist in one digest; the rest are counted as waiting"),
+    Setting("digest", "unsubscribe", _optional_str, None,
+            "mailto: address for List-Unsubscribe and the footer; default: the sender"),
+    Setting("metrics", "listen", _listen, None,
+            "host:port for a Prometheus /metrics endpoint; empty: off"),
+    Setting("log", "level", _choice("debug", "info", "warning", "error"), "info",
+            "log level (-v on the command line means debug)"),
+)  # fmt: skip
+
+#: Keys of a ``[[feeds]]`` table.
+FEED_KEYS: dict[str, str] = {
+    "url": "the feed's http(s) URL (required)",
+    "title": "a display name; default: the feed's own title",
+    "interval": "this feed's polling interval, overriding [polling] interval",
+    "headers": "extra request headers, as a table of name = value",
+}
+#: Keys of a ``[[subscribers]]`` table.
+SUBSCRIBER_KEYS: dict[str, str] = {
+    "email": "where digests go (required)",
+    "watchlists": 'watchlist ids to follow, or ["*"] for all (default)',
+    "schedule": '"immediate", "hourly", "daily HH:MM", "weekly DAY HH:MM" or a 5-field '
+    'cron expression (default "daily 08:00")',
+    "timezone": "IANA time zone of the schedule and of times in the mail (default UTC)",
+    "quiet_hours": 'a "HH:MM-HH:MM" span in which no mail is sent; it waits until the end',
+    "immediate_priority": "high-priority watchlists mailed at once, the rest on the schedule "
+    "(default false)",
+}
+
+_SECTIONS = {s.section for s in SETTINGS}
+
+
+@dataclass(frozen=True, slots=True)
+class FeedConfig:
+    url: str
+    title: str | None = None
+    interval: float | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberConfig:
+    email: str
+    watchlists: tuple[str, ...] = ("*",)
+    schedule: str = "daily 08:00"
+    timezone: str = "UTC"
+    quiet_hours: tuple[str, str] | None = None
+    immediate_priority: bool = False
+
+    def follows(self, watchlist: str) -> bool:
+        return "*" in self.watchlists or watchlist in self.watchlists
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """All settings, validated. ``values`` maps ``section.key`` to its converted value."""
+
+    values: Mapping[str, Any]
+    feeds: tuple[FeedConfig, ...] = ()
+    subscribers: tuple[SubscriberConfig, ...] = ()
+    source: str = "built-in defaults"  # the config file read, for messages
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def get(self, key: str) -> Any:
+        return self.values[key]
+
+    @property
+    def database_url(self) -> str:
+        return str(self.values["database.url"])
+
+    @property
+    def watchlists_dir(self) -> Path:
+        return Path(self.values["watchlists.dir"])
+
+    def smtp_password(self) -> str | None:
+        """The SMTP password, read from its file when one is configured (never logged)."""
+        return _read_password(self)
+
+
+def locate_config(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    if environ.get("MONITOR_CONFIG"):
+        return Path(environ["MONITOR_CONFIG"])
+    default = Path(DEFAULT_CONFIG_NAME)
+    return default if default.is_file() else None
+
+
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the config file (see the module docstring for the search order)."""
+    environ = os.environ if environ is None else environ
+    located = locate_config(str(path) if path else None, environ)
+    data: dict[str, Any] = {}
+    where = "built-in defaults"
+    if located is not None:
+        where = str(located)
+        try:
+            with located.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(
+                f"{where}: config file not found",
+                hint="pass --config FILE, set MONITOR_CONFIG, or create ./monitor.toml",
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+    return settings_from_mapping(data, environ, where=where)
+
+
+def settings_from_mapping(
+    data: Mapping[str, Any], environ: Mapping[str, str], *, where: str = "config"
+) -> Settings:
+    """Validate an already-parsed TOML document plus environment overrides."""
+    values: dict[str, Any] = {s.key: s.default for s in SETTINGS}
+    by_key = {s.key: s for s in SETTINGS}
+    for section, body in data.items():
+        if section in ("feeds", "subscribers"):
+            continue
+        if section not in _SECTIONS:
+            raise ConfigError(
+                f"{where}: unknown section [{section}]; expected one of "
+                + ", ".join(sorted(_SECTIONS | {"feeds", "subscribers"}))
+            )
+        if not isinstance(body, dict):
+            raise ConfigError(f"{where}: [{section}] must be a table")
+        for name, raw in body.items():
+            key = f"{section}.{name}"
+            setting = by_key.get(key)
+            if setting is None:
+                known = ", ".join(s.name for s in SETTINGS if s.section == section)
+                raise ConfigError(f"{where}: unknown key {key!r}; [{section}] takes: {known}")
+            values[key] = _convert(setting.convert, raw, f"{where}: {key}")
+    for setting in SETTINGS:
+        if setting.env in environ:
+            values[setting.key] = _convert(
+                setting.convert, environ[setting.env], f"environment {setting.env}"
+            )
+    if values["polling.min_interval"] > values["polling.max_interval"]:
+        raise ConfigError(f"{where}: polling.min_interval is longer than polling.max_interval")
+    feeds = tuple(_feeds(data.get("feeds", []), where))
+    subscribers = tuple(_subscribers(data.get("subscribers", []), where))
+    return Settings(values=values, feeds=feeds, subscribers=subscribers, source=where)
+
+
+def _convert(convert: Callable[[object], Any], raw: object, label: str) -> Any:
+    try:
+        return convert(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{label}: expected {exc}, got {raw!r}") from None
+
+
+def _tables(raw: object, name: str, where: str) -> list[dict[str, Any]]:
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        raise ConfigError(f"{where}: {name} must be an array of tables ([[{name}]])")
+    return raw
+
+
+def _check_keys(table: Mapping[str, Any], allowed: Mapping[str, str], label: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(
+                f"{label}: unknown key {key!r}; expected one of " + ", ".join(allowed)
+            )
+
+
+def _feeds(raw: object, where: str) -> list[FeedConfig]:
+    out: list[FeedConfig] = []
+    seen: set[str] = set()
+    for i, table in enumerate(_tables(raw, "feeds", where)):
+        label = f"{where}: feeds[{i}]"
+        _check_keys(table, FEED_KEYS, label)
+        if "url" not in table:
+            raise ConfigError(f"{label}: missing key 'url'")
+        url = _convert(_str, table["url"], f"{label}.url").strip()
+        if not re.match(r"^https?://[^/\s]+", url, re.IGNORECASE):
+            raise ConfigError(f"{label}.url: expected an http:// or https:// URL, got {url!r}")
+        if url in seen:
+            raise ConfigError(f"{label}.url: {url} is listed twice")
+        seen.add(url)
+        headers = table.get("headers", {})
+        if not isinstance(headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+        ):
+            raise ConfigError(f'{label}.headers: expected a table of name = "value" strings')
+        interval = table.get("interval")
+        out.append(
+            FeedConfig(
+                url=url,
+                title=_convert(_optional_str, table["title"], f"{label}.title")
+                if "title" in table
+                else None,
+                interval=None
+                if interval is None
+                else _convert(parse_duration, interval, f"{label}.interval"),
+                headers=dict(headers),
+            )
+        )
+    return out
+
+
+_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+_HHMM = r"([01]?\d|2[0-3]):([0-5]\d)"
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CRON_FIELD = re.compile(r"^[\d*/,\-a-zA-Z?LW#]+$")
+
+
+def validate_schedule(value: object) -> str:
+    """Check a schedule's syntax; the scheduler turns it into a trigger."""
+    text = " ".join(_str(value).split()).lower()
+    if text in ("immediate", "hourly"):
+        return text
+    if re.fullmatch(rf"daily {_HHMM}", text):
+        return text
+    m = re.fullmatch(rf"weekly ([a-z]+) {_HHMM}", text)
+    if m:
+        if m.group(1)[:3] not in _WEEKDAYS:
+            raise ValueError("a weekday name such as mon or monday in 'weekly DAY HH:MM'")
+        return text
+    fields = text.split(" ")
+    if len(fields) == 5 and all(_CRON_FIELD.match(f) for f in fields):
+        return text
+    raise ValueError(
+        '"immediate", "hourly", "daily HH:MM", "weekly DAY HH:MM" or a 5-field cron expression'
+    )
+
+
+def _quiet_hours(value: object) -> tuple[str, str]:
+    m = re.fullmatch(rf"\s*{_HHMM}\s*-\s*{_HHMM}\s*", _str(value))
+    if not m:
+        raise ValueError('a span "HH:MM-HH:MM" such as "22:00-07:00"')
+    return (f"{int(m.group(1)):02d}:{m.group(2)}", f"{int(m.group(3)):02d}:{m.group(4)}")
+
+
+def _subscribers(raw: object, where: str) -> list[SubscriberConfig]:
+    out: list[SubscriberConfig] = []
+    seen: set[str] = set()
+    for i, table in enumerate(_tables(raw, "subscribers", where)):
+        label = f"{where}: subscribers[{i}]"
+        _check_keys(table, SUBSCRIBER_KEYS, label)
+        if "email" not in table:
+            raise ConfigError(f"{label}: missing key 'email'")
+        email = _convert(_str, table["email"], f"{label}.email").strip()
+        if not _EMAIL.match(email):
+            raise ConfigError(f"{label}.email: expected an email address, got {email!r}")
+        if email.lower() in seen:
+            raise ConfigError(f"{label}.email: {email} is listed twice")
+        seen.add(email.lower())
+        kwargs: dict[str, Any] = {"email": email}
+        for key, convert in (
+            ("watchlists", _str_list),
+            ("schedule", validate_schedule),
+            ("timezone", _timezone),
+            ("quiet_hours", _quiet_hours),
+            ("immediate_priority", _bool),
+        ):
+            if key in table:
+                kwargs[key] = _convert(convert, table[key], f"{label}.{key}")
+        out.append(SubscriberConfig(**kwargs))
+    return out
+
+
+def _read_password(settings: Settings) -> str | None:
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    name = settings.values.get("smtp.password_file")
+    candidates: list[Path] = []
+    if name:
+        path = Path(name)
+        if creds and not path.is_absolute() and len(path.parts) == 1:
+            candidates.append(Path(creds) / path)
+        candidates.append(path)
+    elif settings.values.get("smtp.password"):
+        return str(settings.values["smtp.password"])
+    elif creds:
+        default = Path(creds) / "smtp-password"
+        if default.is_file():
+            candidates.append(default)
+    for candidate in candidates:
+        try:
+            return candidate.read_text(encoding="utf-8").rstrip("\r\n")
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise ConfigError(
+                f"smtp.password_file: cannot read {candidate}: {exc.strerror}"
+            ) from None
+    if name:
+        raise ConfigError(f"smtp.password_file: {name} not found")
+    return None

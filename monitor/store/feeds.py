@@ -1,0 +1,429 @@
+"""Repository API for feeds, items, hits and poll runs.
+
+Every function takes the :class:`~monitor.store.db.Store`; none leaks SQL to its callers.
+A poll's results for one feed are written in one transaction (:func:`save_poll`): items,
+their hits and the feed's new state land together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from monitor.models import Feed, FetchResult, Item, Match, Outcome, ParsedFeed
+from monitor.store.db import Store
+from monitor.store.schema import feeds, hits, items, poll_runs
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRecord:
+    """A stored feed with its health."""
+
+    id: int
+    url: str
+    title: str | None
+    source: str
+    interval_s: int | None
+    headers: Mapping[str, str]
+    etag: str | None
+    last_modified: str | None
+    last_status: int | None
+    last_outcome: str | None
+    consecutive_failures: int
+    next_due_at: datetime | None
+    last_polled_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None
+    last_error_kind: str | None
+    last_error_at: datetime | None
+    warnings: str | None
+    hint_s: int | None
+    retired_at: datetime | None
+    retired_reason: str | None
+    created_at: datetime
+    site_url: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.retired_at is None and self.consecutive_failures == 0
+
+    def to_feed(self) -> Feed:
+        return Feed(
+            url=self.url,
+            id=self.id,
+            title=self.title,
+            headers=dict(self.headers or {}),
+            etag=self.etag,
+            last_modified=self.last_modified,
+        )
+
+
+_FEED_COLUMNS = [c for c in feeds.c if c.name not in ("claimed_by", "claim_expires_at")]
+
+
+def _feed_record(row: Any) -> FeedRecord:
+    data = dict(row._mapping)
+    data["headers"] = data.get("headers") or {}
+    return FeedRecord(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSpec:
+    """A feed as the operator declares it (config or OPML)."""
+
+    url: str
+    title: str | None = None
+    interval_s: int | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def sync_config_feeds(store: Store, specs: Sequence[FeedSpec]) -> None:
+    """Make the ``source='config'`` feeds match the config.
+
+    New URLs are added (due at once); known ones get the config's title, interval and
+    headers (and are un-retired if they had been dropped from the config earlier); config
+    feeds no longer in the config are retired with a reason, keeping their items.
+    A URL that an OPML import added earlier simply becomes a config feed.
+    """
+    now = utcnow()
+    wanted = {s.url: s for s in specs}
+    with store.write() as conn:
+        existing = {
+            r.url: r
+            for r in conn.execute(
+                select(feeds.c.id, feeds.c.url, feeds.c.source, feeds.c.retired_reason)
+            )
+        }
+        for url, spec in wanted.items():
+            values = {
+                "title": spec.title,
+                "interval_s": spec.interval_s,
+                "headers": dict(spec.headers),
+                "source": "config",
+            }
+            row = existing.get(url)
+            if row is None:
+                conn.execute(insert(feeds).values(url=url, created_at=now, **values))
+            else:
+                if spec.title is None:
+                    del values["title"]
+                if row.retired_reason == REMOVED_FROM_CONFIG:
+                    values |= {"retired_at": None, "retired_reason": None, "next_due_at": None}
+                conn.execute(update(feeds).where(feeds.c.id == row.id).values(**values))
+        for url, row in existing.items():
+            if row.source == "config" and url not in wanted and row.retired_reason is None:
+                conn.execute(
+                    update(feeds)
+                    .where(feeds.c.id == row.id)
+                    .values(retired_at=now, retired_reason=REMOVED_FROM_CONFIG)
+                )
+
+
+REMOVED_FROM_CONFIG = "removed from the config"
+
+
+def add_feed(store: Store, spec: FeedSpec, *, source: str) -> bool:
+    """Add a feed unless its URL is known. Returns True when it was added."""
+    with store.write() as conn:
+        known = conn.execute(select(feeds.c.id).where(feeds.c.url == spec.url)).first()
+        if known is not None:
+            return False
+        conn.execute(
+            insert(feeds).values(
+                url=spec.url,
+                title=spec.title,
+                interval_s=spec.interval_s,
+                headers=dict(spec.headers),
+                source=source,
+                created_at=utcnow(),
+            )
+        )
+        return True
+
+
+def list_feeds(store: Store, *, include_retired: bool = True) -> list[FeedRecord]:
+    query = select(*_FEED_COLUMNS).order_by(feeds.c.id)
+    if not include_retired:
+        query = query.where(feeds.c.retired_at.is_(None))
+    with store.read() as conn:
+        return [_feed_record(r) for r in conn.execute(query)]
+
+
+def due_feeds(store: Store, now: datetime, *, everything: bool = False) -> list[FeedRecord]:
+    """Feeds to poll now: not retired, and due (or all of them with ``everything``)."""
+    query = select(*_FEED_COLUMNS).where(feeds.c.retired_at.is_(None))
+    if not everything:
+        query = query.where(or_(feeds.c.next_due_at.is_(None), feeds.c.next_due_at <= now))
+    with store.read() as conn:
+        return [
+            _feed_record(r) for r in conn.execute(query.order_by(feeds.c.next_due_at, feeds.c.id))
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class PollSaved:
+    new_items: int
+    new_hits: int
+    hits_by_watchlist: Mapping[str, int]
+
+
+def save_poll(
+    store: Store,
+    feed: FeedRecord,
+    result: FetchResult,
+    parsed: ParsedFeed | None,
+    *,
+    next_due_at: datetime,
+    hint_s: int | None,
+    match: Callable[[Item], Sequence[Match]],
+    now: datetime | None = None,
+) -> PollSaved:
+    """Store one feed's poll in one transaction: new items, their hits, the feed's state.
+
+    Items already stored (same identity, from this or another feed) are skipped by the
+    database's unique key, so re-polls and crashes never duplicate them. Only items that
+    are new are passed to ``match``.
+    """
+    now = now or utcnow()
+    state = _feed_state(feed, result, parsed, next_due_at=next_due_at, hint_s=hint_s, now=now)
+    with store.write() as conn:
+        new = _insert_items(conn, store.dialect, feed.id, parsed.items if parsed else [], now)
+        by_watchlist: dict[str, int] = {}
+        hit_rows: list[dict[str, Any]] = []
+        for item_id, item in new:
+            grouped: dict[str, list[Match]] = {}
+            for m in match(item):
+                grouped.setdefault(m.watchlist, []).append(m)
+            for watchlist, matches in grouped.items():
+                hit_rows.append(
+                    {
+                        "item_id": item_id,
+                        "watchlist": watchlist,
+                        "matches": [m.to_dict() for m in matches],
+                        "created_at": now,
+                    }
+                )
+                by_watchlist[watchlist] = by_watchlist.get(watchlist, 0) + 1
+        if hit_rows:
+            conn.execute(insert(hits), hit_rows)
+        conn.execute(update(feeds).where(feeds.c.id == feed.id).values(**state))
+    return PollSaved(len(new), len(hit_rows), by_watchlist)
+
+
+def _feed_state(
+    feed: FeedRecord,
+    result: FetchResult,
+    parsed: ParsedFeed | None,
+    *,
+    next_due_at: datetime,
+    hint_s: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "last_status": result.status,
+        "last_outcome": result.outcome.value,
+        "last_polled_at": now,
+        "next_due_at": next_due_at,
+        "hint_s": hint_s,
+    }
+    if result.outcome in (Outcome.OK, Outcome.NOT_MODIFIED):
+        state |= {"consecutive_failures": 0, "last_success_at": now}
+        if result.outcome is Outcome.OK:
+            state |= {"etag": result.etag, "last_modified": result.last_modified}
+        if result.permanent_url and result.permanent_url != feed.url:
+            state["url"] = result.permanent_url
+    else:
+        state |= {
+            "consecutive_failures": feed.consecutive_failures + 1,
+            "last_error": result.error,
+            "last_error_kind": result.error_kind,
+            "last_error_at": now,
+        }
+    if result.outcome is Outcome.GONE:
+        state |= {"retired_at": now, "retired_reason": result.error or "410 Gone"}
+    if parsed is not None:
+        state["warnings"] = "\n".join(parsed.warnings) or None
+        if parsed.title and not feed.title:
+            state["title"] = parsed.title
+        if parsed.site_url:
+            state["site_url"] = parsed.site_url
+    return state
+
+
+def _insert_items(
+    conn: Connection, dialect: str, feed_id: int, batch: Iterable[Item], now: datetime
+) -> list[tuple[int, Item]]:
+    by_identity: dict[str, Item] = {}
+    for item in batch:
+        by_identity.setdefault(item.identity, item)  # a feed may repeat an entry
+    if not by_identity:
+        return []
+    known = set(
+        conn.execute(
+            select(items.c.identity).where(items.c.identity.in_(list(by_identity)))
+        ).scalars()
+    )
+    fresh = [it for ident, it in by_identity.items() if ident not in known]
+    if not fresh:
+        return []
+    rows = [
+        {
+            "identity": it.identity,
+            "feed_id": feed_id,
+            "guid": it.guid,
+            "link": it.link,
+            "title": it.title,
+            "summary": it.summary,
+            "content": it.content,
+            "author": it.author,
+            "published_at": it.published,
+            "first_seen_at": now,
+        }
+        for it in fresh
+    ]
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(items)
+    stmt = ins.on_conflict_do_nothing(index_elements=["identity"]).returning(
+        items.c.id, items.c.identity
+    )
+    inserted = {r.identity: r.id for r in conn.execute(stmt, rows)}
+    return [(inserted[it.identity], it) for it in fresh if it.identity in inserted]
+
+
+def start_poll_run(store: Store, *, instance: str | None = None) -> int:
+    with store.write() as conn:
+        row = conn.execute(
+            insert(poll_runs)
+            .values(instance=instance, started_at=utcnow())
+            .returning(poll_runs.c.id)
+        ).one()
+        return int(row.id)
+
+
+def finish_poll_run(store: Store, run_id: int, counts: Mapping[str, int]) -> None:
+    with store.write() as conn:
+        conn.execute(
+            update(poll_runs).where(poll_runs.c.id == run_id).values(finished_at=utcnow(), **counts)
+        )
+
+
+def last_poll_run(store: Store) -> Mapping[str, Any] | None:
+    with store.read() as conn:
+        row = conn.execute(
+            select(poll_runs)
+            .where(poll_runs.c.finished_at.is_not(None))
+            .order_by(poll_runs.c.id.desc())
+            .limit(1)
+        ).first()
+        return dict(row._mapping) if row else None
+
+
+def feed_count(store: Store) -> int:
+    with store.read() as conn:
+        return int(conn.execute(select(func.count()).select_from(feeds)).scalar_one())
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHit:
+    id: int
+    watchlist: str
+    matches: list[dict[str, Any]]
+    created_at: datetime
+    item_id: int
+    identity: str
+    guid: str | None
+    link: str | None
+    title: str
+    summary: str
+    content: str
+    published_at: datetime | None
+    first_seen_at: datetime
+    feed_id: int | None
+    feed_url: str | None
+    feed_title: str | None
+
+    @property
+    def terms(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for m in self.matches:
+            for t in m.get("terms", []):
+                seen.setdefault(t, None)
+        return list(seen)
+
+
+def _hit_query() -> Any:
+    return select(
+        hits.c.id,
+        hits.c.watchlist,
+        hits.c.matches,
+        hits.c.created_at,
+        items.c.id.label("item_id"),
+        items.c.identity,
+        items.c.guid,
+        items.c.link,
+        items.c.title,
+        items.c.summary,
+        items.c.content,
+        items.c.published_at,
+        items.c.first_seen_at,
+        items.c.feed_id,
+        feeds.c.url.label("feed_url"),
+        feeds.c.title.label("feed_title"),
+    ).select_from(
+        hits.join(items, hits.c.item_id == items.c.id).outerjoin(
+            feeds, items.c.feed_id == feeds.c.id
+        )
+    )
+
+
+def hit_from_row(row: Any) -> StoredHit:
+    return StoredHit(**dict(row._mapping))
+
+
+def list_hits(
+    store: Store,
+    *,
+    since: datetime | None = None,
+    watchlists: Sequence[str] | None = None,
+    limit: int | None = None,
+) -> list[StoredHit]:
+    query = _hit_query()
+    conds = []
+    if since is not None:
+        conds.append(hits.c.created_at >= since)
+    if watchlists:
+        conds.append(hits.c.watchlist.in_(list(watchlists)))
+    if conds:
+        query = query.where(and_(*conds))
+    query = query.order_by(hits.c.created_at, hits.c.id)
+    if limit is not None:
+        query = query.limit(limit)
+    with store.read() as conn:
+        return [hit_from_row(r) for r in conn.execute(query)]
+
+
+def iter_items(store: Store, *, since: datetime | None = None) -> Iterator[Item]:
+    """Stored items, oldest first (for back-testing a watchlist edit)."""
+    query = select(items).order_by(items.c.id)
+    if since is not None:
+        query = query.where(items.c.first_seen_at >= since)
+    with store.read() as conn:
+        for r in conn.execute(query):
+            yield Item(
+                identity=r.identity,
+                title=r.title,
+                link=r.link,
+                guid=r.guid,
+                summary=r.summary,
+                content=r.content,
+                published=r.published_at,
+                author=r.author,
+            )

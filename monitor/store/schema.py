@@ -1,0 +1,180 @@
+"""The database schema (SQLAlchemy Core). Alembic migrations create it; see ``migrations/``.
+
+Portable between SQLite (the embedded default) and PostgreSQL (the scale-out store): only
+types both understand, timestamps stored as UTC, uniqueness enforced by the database.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend.
+
+    SQLite has no time zone type: values are stored as naive UTC and made aware on read.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+feeds = Table(
+    "feeds",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("url", String(2048), nullable=False, unique=True),
+    Column("title", Text),
+    Column("site_url", Text),
+    Column("source", String(16), nullable=False, default="config"),  # config | import | opml
+    Column("interval_s", Integer),  # None: the [polling] interval
+    Column("headers", JSON, nullable=False, default=dict),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("last_status", Integer),  # last HTTP status, None when no response
+    Column("last_outcome", String(16)),  # ok | not_modified | failed | gone
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("next_due_at", UTCDateTime, index=True),  # None: due now
+    Column("last_polled_at", UTCDateTime),
+    Column("last_success_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("last_error_kind", String(32)),
+    Column("last_error_at", UTCDateTime),
+    Column("warnings", Text),  # the last parse's warnings, one a line
+    Column("hint_s", Integer),  # what the server suggested: ttl, max-age, Retry-After
+    Column("retired_at", UTCDateTime),
+    Column("retired_reason", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("claimed_by", String(128)),
+    Column("claim_expires_at", UTCDateTime),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("identity", String(128), nullable=False, unique=True),
+    Column("feed_id", Integer, ForeignKey("feeds.id", ondelete="SET NULL"), index=True),
+    Column("guid", Text),
+    Column("link", Text),
+    Column("title", Text, nullable=False, default=""),
+    Column("summary", Text, nullable=False, default=""),
+    Column("content", Text, nullable=False, default=""),
+    Column("author", Text),
+    Column("published_at", UTCDateTime),
+    Column("first_seen_at", UTCDateTime, nullable=False, index=True),
+)
+
+hits = Table(
+    "hits",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
+    Column("watchlist", String(100), nullable=False, index=True),
+    Column("matches", JSON, nullable=False),  # [Match.to_dict(), ...]
+    Column("created_at", UTCDateTime, nullable=False, index=True),
+    UniqueConstraint("item_id", "watchlist", name="uq_hits_item_watchlist"),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),  # hits before this are not mailed
+    Column("last_digest_at", UTCDateTime),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber", String(320), nullable=False, index=True),
+    Column("message_id", String(255), nullable=False, unique=True),
+    Column("subject", Text, nullable=False),
+    Column("message", LargeBinary, nullable=False),  # the rendered RFC 5322 bytes
+    Column("status", String(16), nullable=False, index=True),  # queued | sent | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("next_attempt_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("sent_at", UTCDateTime),
+    Column("claimed_by", String(128)),
+    Column("claim_expires_at", UTCDateTime),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber", String(320), nullable=False),
+    Column("hit_id", Integer, ForeignKey("hits.id", ondelete="CASCADE"), nullable=False),
+    Column("outbox_id", Integer, ForeignKey("outbox.id", ondelete="CASCADE"), nullable=False),
+    UniqueConstraint("subscriber", "hit_id", name="uq_deliveries_subscriber_hit"),
+    Index("ix_deliveries_outbox_id", "outbox_id"),
+)
+
+poll_runs = Table(
+    "poll_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("instance", String(128)),
+    Column("started_at", UTCDateTime, nullable=False, index=True),
+    Column("finished_at", UTCDateTime),
+    Column("feeds", Integer, nullable=False, default=0),
+    Column("fetched", Integer, nullable=False, default=0),
+    Column("not_modified", Integer, nullable=False, default=0),
+    Column("failed", Integer, nullable=False, default=0),
+    Column("new_items", Integer, nullable=False, default=0),
+    Column("new_hits", Integer, nullable=False, default=0),
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("hostname", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False, index=True),
+)
