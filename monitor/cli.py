@@ -1,0 +1,492 @@
+"""The ``monitor`` command line.
+
+Every :class:`~monitor.errors.MonitorError` becomes one line on stderr and exit status 1
+(``-v`` adds the traceback); usage errors exit 2. The commands only parse arguments, call
+``pipeline`` (or a stage's read-only helper) and print.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import click
+
+from monitor import __version__
+from monitor.config import Settings, load_settings, parse_duration
+from monitor.errors import MonitorError, WatchlistError
+from monitor.store import Store, open_store
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Context:
+    config: str | None
+    verbose: bool
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config)
+        return self._settings
+
+    def store(self) -> Store:
+        """The database, migrated to the current schema."""
+        return open_store(self.settings.database_url, upgrade=True)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def setup_logging(verbose: bool, level: str = "info") -> None:
+    """Log lines to stderr; under systemd (journald) without our own timestamps."""
+    under_journal = bool(os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"))
+    fmt = (
+        "<%(syslog)s>%(name)s: %(message)s"
+        if under_journal
+        else ("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter(fmt))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else getattr(logging, level.upper()))
+    if not verbose:
+        for noisy in ("aiosmtplib", "apscheduler", "alembic", "asyncio"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class _Formatter(logging.Formatter):
+    """Adds ``%(syslog)s``: the syslog priority of the record's level (sd-daemon(3))."""
+
+    PRIORITIES: ClassVar[dict[int, int]] = {
+        logging.DEBUG: 7,
+        logging.INFO: 6,
+        logging.WARNING: 4,
+        logging.ERROR: 3,
+    }
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.syslog = self.PRIORITIES.get(record.levelno, 2 if record.levelno > 40 else 6)
+        return super().format(record)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "-c",
+    envvar="MONITOR_CONFIG",
+    metavar="FILE",
+    help="config file (default: $MONITOR_CONFIG, else ./monitor.toml, else built-in defaults)",
+)
+@click.option("-v", "--verbose", is_flag=True, help="debug logging, and tracebacks on errors")
+@click.version_option(__version__, prog_name="monitor")
+@click.pass_context
+def cli(click_ctx: click.Context, config: str | None, verbose: bool) -> None:
+    """monitor: watch news feeds, match watchlists, mail digests."""
+    click_ctx.obj = Context(config=config, verbose=verbose)
+    setup_logging(verbose)
+
+
+def main() -> None:
+    verbose = any(a in ("-v", "--verbose") for a in sys.argv[1:])
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except WatchlistError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        click.echo(f"monitor: error: {exc.one_line()}", err=True)
+        sys.exit(1)
+    except MonitorError as exc:
+        if verbose:
+            traceback.print_exc()
+        click.echo(f"monitor: error: {exc.one_line()}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _since(value: str | None) -> datetime | None:
+    """``7d`` (that long ago) or an ISO date/time (UTC unless it says otherwise)."""
+    if not value:
+        return None
+    try:
+        return datetime.now(UTC) - timedelta(seconds=parse_duration(value))
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: expected a duration such as 7d or 12h, or a date such as 2026-11-01"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z") if when else None
+
+
+def _short_time(when: datetime | None) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if when else "-"
+
+
+@contextmanager
+def _progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on a terminal (stderr), nothing otherwise."""
+    if not enabled:
+        yield None
+        return
+    bar_cm: Any = None
+    last = 0
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar_cm, last
+        if bar_cm is None:
+            bar_cm = click.progressbar(length=total, label=label, file=sys.stderr)
+            bar_cm.__enter__()
+        bar_cm.update(done - last)
+        last = done
+
+    try:
+        yield update
+    finally:
+        if bar_cm is not None:
+            bar_cm.__exit__(None, None, None)
+
+
+# --------------------------------------------------------------------------- poll
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="poll once and exit (the daemon is `monitor run`)")
+@click.option("--all", "everything", is_flag=True, help="poll every feed, due or not")
+@pass_ctx
+def poll(ctx: Context, once: bool, everything: bool) -> None:
+    """Poll due feeds once, match new items and store the hits.
+
+    Exits 0 even when some feeds failed: they are listed, and recorded on the feed
+    (`monitor feeds list`).
+    """
+    from monitor import pipeline
+    from monitor.watchlists import WatchlistRegistry
+
+    if not once:
+        raise click.UsageError("use `monitor poll --once`, or `monitor run` to poll on schedule")
+    settings = ctx.settings
+    registry = WatchlistRegistry(settings.watchlists_dir)
+    store = ctx.store()
+    pipeline.sync_feeds(settings, store)
+    with _progress(sys.stderr.isatty() and not ctx.verbose, "polling") as progress:
+        summary = asyncio.run(
+            pipeline.poll_due(
+                settings,
+                store,
+                registry.watchlists,
+                registry.matcher,
+                everything=everything,
+                progress=progress,
+            )
+        )
+    click.echo(summary.line())
+    for watchlist, n in sorted(summary.hits_by_watchlist.items()):
+        click.echo(f"  {watchlist}: {n} new hits")
+    for url, reason in summary.failures:
+        click.echo(f"failed: {url}: {reason}")
+    for url, warning in summary.warnings:
+        click.echo(f"warning: {url}: {warning}")
+
+
+# --------------------------------------------------------------------------- hits
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines, one hit a line")
+@click.option("--since", help="only hits stored since: a duration (7d, 12h) or an ISO date")
+@click.option("--watchlist", "watchlist_ids", multiple=True, metavar="ID", help="only this one")
+@click.option("--limit", type=click.IntRange(min=1), help="at most this many")
+@pass_ctx
+def hits(
+    ctx: Context,
+    as_json: bool,
+    since: str | None,
+    watchlist_ids: tuple[str, ...],
+    limit: int | None,
+) -> None:
+    """List stored hits, oldest first."""
+    from monitor.store import feeds as feed_store
+
+    rows = feed_store.list_hits(
+        ctx.store(), since=_since(since), watchlists=list(watchlist_ids), limit=limit
+    )
+    for hit in rows:
+        if as_json:
+            record = {
+                "id": hit.id,
+                "watchlist": hit.watchlist,
+                "title": hit.title,
+                "link": hit.link,
+                "guid": hit.guid,
+                "feed": hit.feed_url,
+                "feed_title": hit.feed_title,
+                "terms": hit.terms,
+                "entries": sorted({str(m.get("entry")) for m in hit.matches}),
+                "first_seen": _iso(hit.first_seen_at),
+                "published": _iso(hit.published_at),
+                "matched_at": _iso(hit.created_at),
+            }
+            click.echo(json.dumps(record, ensure_ascii=False))
+        else:
+            terms = ", ".join(hit.terms)
+            click.echo(
+                f"{_short_time(hit.first_seen_at)}  {hit.watchlist:<18} {hit.title}  "
+                f"[{terms}]  {hit.link or ''}"
+            )
+    if not as_json and not rows:
+        click.echo("no hits", err=True)
+
+
+# --------------------------------------------------------------------------- match
+
+
+@cli.command("match")
+@click.option(
+    "--watchlists",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="watchlist folder (default: [watchlists] dir)",
+)
+@pass_ctx
+def match_command(ctx: Context, directory: Path | None) -> None:
+    """Match JSON Lines items from stdin; print JSON Lines results (a dry run).
+
+    Each input line is an object with `id` and any of `title`, `summary`, `content`
+    (plain text) and `link`. Each output line is
+    {"id": ..., "watchlists": [...], "matches": [...]}.
+    """
+    from monitor.match import compile_watchlists
+    from monitor.watchlists import load_watchlists
+
+    matcher = compile_watchlists(load_watchlists(directory or ctx.settings.watchlists_dir))
+    bad = 0
+    for number, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+            fields = {name: str(record.get(name) or "") for name in ("title", "summary", "content")}
+        except ValueError as exc:
+            click.echo(f"stdin:{number}: {exc}", err=True)
+            bad += 1
+            continue
+        matches = matcher.match_fields(fields)
+        out = {
+            "id": record.get("id"),
+            "watchlists": sorted({m.watchlist for m in matches}),
+            "matches": [m.to_dict() for m in matches],
+        }
+        click.echo(json.dumps(out, ensure_ascii=False))
+    if bad:
+        raise MonitorError(f"{bad} input lines could not be read", hint="one JSON object a line")
+
+
+# --------------------------------------------------------------------------- watchlists
+
+
+@cli.group()
+def watchlists() -> None:
+    """Check and back-test watchlists."""
+
+
+@watchlists.command("check")
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@pass_ctx
+def watchlists_check(ctx: Context, directory: Path | None) -> None:
+    """Validate every watchlist file; print each problem as file:line: message."""
+    from monitor.watchlists import check_watchlists, load_watchlists
+
+    directory = directory or ctx.settings.watchlists_dir
+    problems = check_watchlists(directory)
+    if problems:
+        for problem in problems:
+            click.echo(problem)
+        sys.exit(1)
+    loaded = load_watchlists(directory)
+    entries = sum(len(w.entries) for w in loaded)
+    click.echo(f"{directory}: {len(loaded)} watchlists, {entries} entries, no problems")
+
+
+@watchlists.command("test")
+@click.argument("watchlist_id", metavar="ID")
+@click.option("--since", default="7d", show_default=True, help="items first seen since")
+@click.option("--watchlists", "directory", type=click.Path(path_type=Path), help="folder")
+@pass_ctx
+def watchlists_test(ctx: Context, watchlist_id: str, since: str, directory: Path | None) -> None:
+    """Back-test a watchlist (as it is on disk now) against stored items, storing nothing.
+
+    Lines start with `+` for an item the edit would add, `-` for a stored hit it would no
+    longer match, and a space for an unchanged one.
+    """
+    from monitor.match import compile_watchlists
+    from monitor.store import feeds as feed_store
+    from monitor.watchlists import load_watchlists
+
+    chosen = [w for w in load_watchlists(directory or ctx.settings.watchlists_dir)
+              if w.id == watchlist_id]  # fmt: skip
+    if not chosen:
+        raise MonitorError(
+            f"no watchlist with id {watchlist_id!r}", hint="see `monitor watchlists check`"
+        )
+    matcher = compile_watchlists(chosen)
+    store = ctx.store()
+    start = _since(since)
+    stored = {
+        h.identity for h in feed_store.list_hits(store, since=start, watchlists=[watchlist_id])
+    }
+    seen = 0
+    counts = {"+": 0, "-": 0, " ": 0}
+    matched: set[str] = set()
+    for item in feed_store.iter_items(store, since=start):
+        seen += 1
+        found = matcher.match(item)
+        if not found:
+            continue
+        matched.add(item.identity)
+        mark = " " if item.identity in stored else "+"
+        counts[mark] += 1
+        terms = sorted({t for m in found for t in m.terms})
+        click.echo(f"{mark} {item.title}  [{', '.join(terms)}]  {item.link or ''}")
+    for hit in feed_store.list_hits(store, since=start, watchlists=[watchlist_id]):
+        if hit.identity not in matched:
+            counts["-"] += 1
+            click.echo(f"- {hit.title}  {hit.link or ''}")
+    click.echo(
+        f"{watchlist_id}: {counts['+'] + counts[' ']} of {seen} stored items match "
+        f"({counts['+']} new, {counts['-']} no longer, {counts[' ']} unchanged)"
+    )
+
+
+# --------------------------------------------------------------------------- feeds
+
+
+@cli.group()
+def feeds() -> None:
+    """List, import and export feeds."""
+
+
+@feeds.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines, one feed a line")
+@pass_ctx
+def feeds_list(ctx: Context, as_json: bool) -> None:
+    """Each feed with its health: state, failures, last poll, next poll, last error."""
+    from monitor import pipeline
+    from monitor.store import feeds as feed_store
+
+    store = ctx.store()
+    pipeline.sync_feeds(ctx.settings, store)
+    rows = feed_store.list_feeds(store)
+    for f in rows:
+        state = _feed_state(f)
+        if as_json:
+            click.echo(json.dumps({
+                "id": f.id, "url": f.url, "title": f.title, "source": f.source, "state": state,
+                "consecutive_failures": f.consecutive_failures, "last_status": f.last_status,
+                "last_polled": _iso(f.last_polled_at), "next_due": _iso(f.next_due_at),
+                "last_error": f.last_error, "last_error_at": _iso(f.last_error_at),
+                "warnings": f.warnings, "retired_reason": f.retired_reason,
+            }, ensure_ascii=False))  # fmt: skip
+            continue
+        line = f"{f.id:>4}  {state:<12} {_short_time(f.last_polled_at):<16}  {f.url}"
+        if f.title:
+            line += f"  ({f.title})"
+        click.echo(line)
+        if f.retired_reason:
+            click.echo(f"      retired: {f.retired_reason}")
+        elif f.last_error and f.consecutive_failures:
+            click.echo(f"      last error ({_short_time(f.last_error_at)}): {f.last_error}")
+        if f.warnings:
+            click.echo(f"      warning: {f.warnings.splitlines()[0]}")
+    if not rows and not as_json:
+        click.echo("no feeds: add [[feeds]] to the config or `monitor feeds import FILE.opml`")
+
+
+def _feed_state(f: Any) -> str:
+    if f.retired_at is not None:
+        return "retired"
+    if f.last_polled_at is None:
+        return "new"
+    if f.consecutive_failures:
+        return f"failing({f.consecutive_failures})"
+    return "ok"
+
+
+@feeds.command("import")
+@click.argument("opml_file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+def feeds_import(ctx: Context, opml_file: Path) -> None:
+    """Add the feeds of an OPML file (URLs pass the same address checks as polling)."""
+    from monitor import pipeline
+
+    store = ctx.store()
+    summary = pipeline.import_opml(ctx.settings, store, opml_file)
+    for _url, reason in summary.refused:
+        click.echo(f"refused: {reason}", err=True)
+    click.echo(
+        f"{summary.added} feeds added, {summary.known} already known, "
+        f"{len(summary.refused)} refused"
+    )
+
+
+@feeds.command("export")
+@pass_ctx
+def feeds_export(ctx: Context) -> None:
+    """Print every active feed as OPML 2.0."""
+    from monitor import pipeline
+    from monitor.opml import write_opml
+
+    store = ctx.store()
+    pipeline.sync_feeds(ctx.settings, store)
+    click.echo(write_opml(pipeline.export_feeds(store)), nl=False)
+
+
+# --------------------------------------------------------------------------- db
+
+
+@cli.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@pass_ctx
+def db_upgrade(ctx: Context) -> None:
+    """Apply pending schema migrations (the daemon does this at start too)."""
+    store = open_store(ctx.settings.database_url)
+    before = store.current_revision()
+    store.upgrade()
+    after = store.current_revision()
+    if before == after:
+        click.echo(f"database is up to date (revision {after})")
+    else:
+        click.echo(f"database upgraded from {before or 'empty'} to {after}")

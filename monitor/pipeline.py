@@ -1,0 +1,425 @@
+"""The only place the stages meet: poll a feed, poll what is due, send digests.
+
+``monitor poll --once``, ``monitor digest --send-now`` and the daemon call these same
+functions; nothing else wires fetch, parse, match, store, digest and deliver together.
+
+Polling work is split so that both cores are used: fetching waits on the network in the
+event loop; parsing *and* matching run in a process pool (feedparser and matching are
+CPU-bound); storing runs in one writer thread, one transaction per feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import socket
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from monitor.config import Settings
+from monitor.errors import AddressRefused, FeedError
+from monitor.fetch import FetchOptions, address_is_public, fetch, make_session, next_delay
+from monitor.match import Matcher, compile_watchlists
+from monitor.models import FetchResult, Item, Match, Outcome, ParsedFeed
+from monitor.opml import OpmlFeed, read_opml
+from monitor.parse import parse
+from monitor.store import Store
+from monitor.store import feeds as feed_store
+from monitor.watchlists import Watchlist
+
+log = logging.getLogger(__name__)
+
+#: Matches of a parsed feed's items, by item identity.
+ItemMatches = dict[str, list[Match]]
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def fetch_options(settings: Settings) -> FetchOptions:
+    """The fetcher's options from the [polling] settings."""
+    options = FetchOptions(
+        deadline=settings["polling.timeout"],
+        max_body_bytes=settings["polling.max_body"],
+        max_decoded_bytes=settings["polling.max_decoded"],
+        max_connections=settings["polling.concurrency"],
+        max_per_host=settings["polling.per_host"],
+        allow_private_addresses=settings["polling.allow_private_addresses"],
+    )
+    agent = settings["polling.user_agent"]
+    if agent:
+        options = FetchOptions(**{**options.__dict__, "user_agent": agent})
+    return options
+
+
+def sync_feeds(settings: Settings, store: Store) -> None:
+    """Bring the config's [[feeds]] into the database (imports live there beside them)."""
+    feed_store.sync_config_feeds(
+        store,
+        [
+            feed_store.FeedSpec(
+                url=f.url,
+                title=f.title,
+                interval_s=None if f.interval is None else round(f.interval),
+                headers=f.headers,
+            )
+            for f in settings.feeds
+        ],
+    )
+
+
+# --------------------------------------------------------------------------- parse + match
+
+
+_worker_matcher: Matcher | None = None
+
+
+def _init_worker(watchlists: Sequence[Watchlist]) -> None:
+    global _worker_matcher
+    _worker_matcher = compile_watchlists(watchlists)
+
+
+def parse_and_match(
+    body: bytes, headers: dict[str, str], url: str, matcher: Matcher | None = None
+) -> tuple[ParsedFeed, ItemMatches]:
+    """Parse a body and match every item: the CPU-bound part of a poll, run in a worker.
+
+    Bad input is data: even a parser crash becomes a warning on the feed, never an
+    exception that stops the run.
+    """
+    matcher = matcher or _worker_matcher
+    assert matcher is not None, "parse_and_match needs a matcher (or a worker initialised)"
+    try:
+        parsed = parse(body, headers, url=url)
+    except Exception as exc:  # a feed must never stop the run
+        log.exception("parser failed on %s", url)
+        return ParsedFeed(items=[], warnings=[f"parser failed: {exc!r}"]), {}
+    found: ItemMatches = {}
+    for item in parsed.items:
+        matches = matcher.match(item)
+        if matches:
+            found[item.identity] = matches
+    return parsed, found
+
+
+class ParsePool:
+    """Where parse_and_match runs: worker processes, or this process when ``workers == 1``.
+
+    Workers are started on first use (an all-304 poll starts none) and get the watchlists
+    at start; :meth:`update` restarts them when the watchlists change.
+    """
+
+    def __init__(self, workers: int, watchlists: Sequence[Watchlist], matcher: Matcher) -> None:
+        self.workers = workers if workers > 0 else (os.cpu_count() or 1)
+        self._watchlists = list(watchlists)
+        self._matcher = matcher
+        self._executor: Executor | None = None
+
+    def update(self, watchlists: Sequence[Watchlist], matcher: Matcher) -> None:
+        self._watchlists = list(watchlists)
+        self._matcher = matcher
+        self.close()
+
+    def _ensure(self) -> Executor:
+        if self._executor is None:
+            if self.workers == 1:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="monitor-parse")
+            else:
+                # spawn, not fork: this process has threads (the writer, the resolver).
+                self._executor = ProcessPoolExecutor(
+                    self.workers,
+                    mp_context=get_context("spawn"),
+                    initializer=_init_worker,
+                    initargs=(self._watchlists,),
+                )
+        return self._executor
+
+    async def run(self, result: FetchResult) -> tuple[ParsedFeed, ItemMatches]:
+        loop = asyncio.get_running_loop()
+        matcher = self._matcher if self.workers == 1 else None
+        return await loop.run_in_executor(
+            self._ensure(),
+            parse_and_match,
+            result.body,
+            dict(result.headers),
+            result.final_url,
+            matcher,
+        )
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+
+# --------------------------------------------------------------------------- scheduling
+
+
+def _server_hint(result: FetchResult, parsed: ParsedFeed | None) -> int | None:
+    """Seconds the server or feed asked us to wait between polls, if it said."""
+    hints = [result.max_age]
+    if parsed is not None and parsed.ttl:
+        hints.append(parsed.ttl * 60.0)
+    known = [h for h in hints if h]
+    return round(max(known)) if known else None
+
+
+def next_due(
+    settings: Settings,
+    feed: feed_store.FeedRecord,
+    result: FetchResult,
+    parsed: ParsedFeed | None,
+    now: datetime,
+) -> tuple[datetime, int | None]:
+    """When to poll ``feed`` next, and the server's hint (stored for the scheduler)."""
+    low = settings["polling.min_interval"]
+    high = settings["polling.max_interval"]
+    interval = float(feed.interval_s or settings["polling.interval"])
+    hint = _server_hint(result, parsed)
+    if hint:
+        interval = max(interval, float(hint))
+    interval = min(max(interval, low), high)
+    failures = (
+        0
+        if result.outcome in (Outcome.OK, Outcome.NOT_MODIFIED)
+        else (feed.consecutive_failures + 1)
+    )
+    delay = next_delay(
+        consecutive_failures=failures,
+        interval=interval,
+        retry_after=result.retry_after,
+        cap=max(high, interval),
+    )
+    return now + timedelta(seconds=delay), hint
+
+
+# --------------------------------------------------------------------------- polling
+
+
+@dataclass
+class PollSummary:
+    """What one poll run did; ``failures`` lists (url, reason) for the report."""
+
+    feeds: int = 0
+    fetched: int = 0
+    not_modified: int = 0
+    failed: int = 0
+    new_items: int = 0
+    new_hits: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    hits_by_watchlist: dict[str, int] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "feeds": self.feeds,
+            "fetched": self.fetched,
+            "not_modified": self.not_modified,
+            "failed": self.failed,
+            "new_items": self.new_items,
+            "new_hits": self.new_hits,
+        }
+
+    def line(self) -> str:
+        return (
+            f"{self.feeds} feeds: {self.fetched} fetched, {self.not_modified} not modified, "
+            f"{self.failed} failed; {self.new_items} new items, {self.new_hits} new hits"
+        )
+
+
+@dataclass
+class PollContext:
+    """What every feed's poll in a run shares: built once per run."""
+
+    settings: Settings
+    store: Store
+    options: FetchOptions
+    session: Any  # aiohttp.ClientSession
+    pool: ParsePool
+    writer: ThreadPoolExecutor
+
+
+async def poll_feed(
+    ctx: PollContext, feed: feed_store.FeedRecord
+) -> tuple[FetchResult, ParsedFeed | None, feed_store.PollSaved]:
+    """Fetch, parse, match and store one feed. Never raises for a feed's own problems."""
+    result = await fetch(feed.to_feed(), ctx.session, ctx.options)
+    parsed: ParsedFeed | None = None
+    matches: ItemMatches = {}
+    if result.outcome is Outcome.OK:
+        parsed, matches = await ctx.pool.run(result)
+    now = feed_store.utcnow()
+    due, hint = next_due(ctx.settings, feed, result, parsed, now)
+    loop = asyncio.get_running_loop()
+
+    def lookup(item: Item) -> list[Match]:
+        return matches.get(item.identity, [])
+
+    saved = await loop.run_in_executor(
+        ctx.writer,
+        lambda: feed_store.save_poll(
+            ctx.store, feed, result, parsed, next_due_at=due, hint_s=hint, match=lookup, now=now
+        ),
+    )
+    return result, parsed, saved
+
+
+async def poll_due(
+    settings: Settings,
+    store: Store,
+    watchlists: Sequence[Watchlist],
+    matcher: Matcher,
+    *,
+    everything: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    pool: ParsePool | None = None,
+    instance: str | None = None,
+) -> PollSummary:
+    """Poll every due feed (every feed with ``everything``), match and store.
+
+    Feeds that fail are counted and listed in the summary; the run goes on.
+    """
+    loop = asyncio.get_running_loop()
+    writer = ThreadPoolExecutor(1, thread_name_prefix="monitor-store")
+    try:
+        due = await loop.run_in_executor(
+            writer, lambda: feed_store.due_feeds(store, feed_store.utcnow(), everything=everything)
+        )
+        run_id = await loop.run_in_executor(
+            writer, lambda: feed_store.start_poll_run(store, instance=instance)
+        )
+        summary = PollSummary(feeds=len(due))
+        own_pool = pool is None
+        pool = pool or ParsePool(settings["polling.parse_workers"], watchlists, matcher)
+        options = fetch_options(settings)
+        try:
+            async with make_session(options) as session:
+                ctx = PollContext(settings, store, options, session, pool, writer)
+                # Bound the feeds in flight, so fetched bodies never pile up in memory
+                # waiting for a parser.
+                gate = asyncio.Semaphore(options.max_connections + 2 * pool.workers)
+
+                async def one(
+                    feed: feed_store.FeedRecord,
+                ) -> tuple[
+                    feed_store.FeedRecord,
+                    FetchResult,
+                    ParsedFeed | None,
+                    feed_store.PollSaved,
+                ]:
+                    async with gate:
+                        return (feed, *await poll_feed(ctx, feed))
+
+                tasks = [one(f) for f in due]
+                for done, next_done in enumerate(asyncio.as_completed(tasks), start=1):
+                    feed, result, parsed, saved = await next_done
+                    _tally(summary, feed, result, parsed, saved)
+                    if progress is not None:
+                        progress(done, len(due))
+        finally:
+            if own_pool:
+                pool.close()
+        await loop.run_in_executor(
+            writer, lambda: feed_store.finish_poll_run(store, run_id, summary.counts())
+        )
+        log.info("poll: %s", summary.line())
+        return summary
+    finally:
+        writer.shutdown(wait=True)
+
+
+def _tally(
+    summary: PollSummary,
+    feed: feed_store.FeedRecord,
+    result: FetchResult,
+    parsed: ParsedFeed | None,
+    saved: feed_store.PollSaved,
+) -> None:
+    if result.outcome is Outcome.OK:
+        summary.fetched += 1
+    elif result.outcome is Outcome.NOT_MODIFIED:
+        summary.not_modified += 1
+    else:
+        summary.failed += 1
+        reason = result.error or result.error_kind or "failed"
+        summary.failures.append((feed.url, reason))
+        log.warning("feed failed: %s: %s", feed.url, reason)
+    if parsed is not None and parsed.warnings:
+        summary.warnings.append((feed.url, "; ".join(parsed.warnings)))
+    summary.new_items += saved.new_items
+    summary.new_hits += saved.new_hits
+    for watchlist, n in saved.hits_by_watchlist.items():
+        summary.hits_by_watchlist[watchlist] = summary.hits_by_watchlist.get(watchlist, 0) + n
+
+
+# --------------------------------------------------------------------------- feed list
+
+
+def check_feed_url(url: str, settings: Settings) -> None:
+    """Refuse a feed URL that is not http(s) or resolves to a refused address.
+
+    The fetcher checks every connection again; this check gives the operator the error at
+    import time instead of at the first poll. A host that does not resolve now is accepted
+    (the fetcher will record the failure on the feed).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FeedError(f"{url}: not an http:// or https:// URL")
+    if settings["polling.allow_private_addresses"]:
+        return
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 80, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return
+    refused = sorted(
+        {
+            str(info[4][0])
+            for info in infos
+            if not address_is_public(ipaddress.ip_address(str(info[4][0]).split("%")[0]))
+        }
+    )
+    if refused:
+        raise AddressRefused(f"{url}: resolves to a refused address ({', '.join(refused)})")
+
+
+@dataclass
+class ImportSummary:
+    added: int = 0
+    known: int = 0
+    refused: list[tuple[str, str]] = field(default_factory=list)
+
+
+def import_opml(settings: Settings, store: Store, path: Path) -> ImportSummary:
+    """Add the feeds of an OPML file (URLs already known are left as they are)."""
+    summary = ImportSummary()
+    for entry in read_opml(path):
+        try:
+            check_feed_url(entry.url, settings)
+        except FeedError as exc:
+            summary.refused.append((entry.url, exc.message))
+            continue
+        spec = feed_store.FeedSpec(url=entry.url, title=entry.title)
+        if feed_store.add_feed(store, spec, source="opml"):
+            summary.added += 1
+        else:
+            summary.known += 1
+    return summary
+
+
+def export_feeds(store: Store) -> list[OpmlFeed]:
+    return [
+        OpmlFeed(url=f.url, title=f.title, site_url=f.site_url)
+        for f in feed_store.list_feeds(store, include_retired=False)
+    ]
+
+
+def instance_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
