@@ -1,0 +1,223 @@
+"""The store on a real SQLite file and on the real PostgreSQL (``store_url`` runs both)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from monitor.errors import StoreError
+from monitor.models import FetchResult, Item, Match, Outcome, ParsedFeed, Span
+from monitor.store import Store, open_store
+from monitor.store import feeds as fs
+from monitor.store.schema import hits, items
+
+NOW = fs.utcnow()
+
+
+def ok(url: str, **kw: object) -> FetchResult:
+    return FetchResult(outcome=Outcome.OK, url=url, final_url=url, status=200, **kw)  # type: ignore[arg-type]
+
+
+def gor_matcher(item: Item) -> list[Match]:
+    if "Gor" not in item.title:
+        return []
+    start = item.title.index("Gor")
+    return [Match("gor", "sergio-gor", ("Sergio Gor",), (Span("title", start, start + 3, "Gor"),))]
+
+
+def no_match(item: Item) -> list[Match]:
+    return []
+
+
+def save(store, feed, parsed, result=None, match=no_match):  # type: ignore[no-untyped-def]
+    return fs.save_poll(
+        store, feed, result or ok(feed.url), parsed, next_due_at=NOW, hint_s=None, match=match
+    )
+
+
+def one_feed(store, url: str = "http://feeds.test/a.xml") -> fs.FeedRecord:  # type: ignore[no-untyped-def]
+    fs.sync_config_feeds(store, [fs.FeedSpec(url)])
+    return next(f for f in fs.list_feeds(store) if f.url == url)
+
+
+def test_migrations_create_schema_and_are_idempotent(store_url: str) -> None:
+    store = open_store(store_url)
+    try:
+        assert store.needs_upgrade()
+        store.upgrade()
+        assert not store.needs_upgrade()
+        store.upgrade()  # again: nothing to do, no error
+        assert store.current_revision() == store.head_revision()
+    finally:
+        store.dispose()
+
+
+def test_repoll_and_duplicates_store_each_item_once(store: Store) -> None:
+    feed = one_feed(store)
+    batch = ParsedFeed(items=[Item("id-1", "Sergio Gor in Astana"), Item("id-2", "Other news"),
+                              Item("id-1", "Sergio Gor in Astana (repeated entry)")])  # fmt: skip
+    first = save(store, feed, batch, match=gor_matcher)
+    assert (first.new_items, first.new_hits) == (2, 1)
+    again = save(store, feed, batch, match=gor_matcher)
+    assert (again.new_items, again.new_hits) == (0, 0)
+    stored = fs.list_hits(store)
+    assert [h.title for h in stored] == ["Sergio Gor in Astana"]
+    assert stored[0].terms == ["Sergio Gor"]
+    assert stored[0].matches[0]["spans"][0] == {
+        "field": "title",
+        "start": 7,
+        "end": 10,
+        "text": "Gor",
+    }
+
+
+def test_two_feeds_carrying_the_same_item_store_it_once(store: Store) -> None:
+    fs.sync_config_feeds(
+        store, [fs.FeedSpec("http://a.test/rss"), fs.FeedSpec("http://b.test/rss")]
+    )
+    a, b = fs.list_feeds(store)
+    shared = ParsedFeed(items=[Item("https://news.test/story", "Sergio Gor meets Tokayev")])
+    assert save(store, a, shared, match=gor_matcher).new_hits == 1
+    assert save(store, b, shared, match=gor_matcher).new_items == 0
+    with store.read() as conn:
+        assert conn.execute(select(func.count()).select_from(items)).scalar_one() == 1
+        assert conn.execute(select(func.count()).select_from(hits)).scalar_one() == 1
+
+
+def test_a_crash_mid_feed_leaves_nothing_half_written(store: Store) -> None:
+    feed = one_feed(store)
+
+    def crash(item: Item) -> list[Match]:
+        raise RuntimeError("power cut")
+
+    with pytest.raises(RuntimeError):
+        save(
+            store,
+            feed,
+            ParsedFeed(items=[Item("x", "Sergio Gor")]),
+            result=ok(feed.url, etag='"v2"'),
+            match=crash,
+        )
+    after = fs.list_feeds(store)[0]
+    assert after.etag is None and after.last_polled_at is None
+    with store.read() as conn:
+        assert conn.execute(select(func.count()).select_from(items)).scalar_one() == 0
+    # The next poll stores the item and its hit as if nothing had happened.
+    assert (
+        save(store, feed, ParsedFeed(items=[Item("x", "Sergio Gor")]), match=gor_matcher).new_hits
+        == 1
+    )
+
+
+def test_feed_state_records_failures_success_moves_and_gone(store: Store) -> None:
+    feed = one_feed(store)
+    failed = FetchResult(outcome=Outcome.FAILED, url=feed.url, final_url=feed.url, status=503,
+                         error="HTTP 503 Service Unavailable", error_kind="http_5xx")  # fmt: skip
+    save(store, feed, None, result=failed)
+    feed = fs.list_feeds(store)[0]
+    save(store, feed, None, result=failed)
+    feed = fs.list_feeds(store)[0]
+    assert feed.consecutive_failures == 2 and feed.last_error == "HTTP 503 Service Unavailable"
+    assert feed.last_error_kind == "http_5xx" and feed.last_error_at is not None
+    moved = ok(feed.url, etag='"e"', last_modified="Mon, 23 Nov 2026 08:00:00 GMT",
+               permanent_url="https://new.test/feed")  # fmt: skip
+    save(
+        store,
+        feed,
+        ParsedFeed(items=[], warnings=["2 entries unreadable"], title="New Title"),
+        result=moved,
+    )
+    feed = fs.list_feeds(store)[0]
+    assert feed.url == "https://new.test/feed" and feed.consecutive_failures == 0
+    assert (feed.etag, feed.title, feed.warnings) == ('"e"', "New Title", "2 entries unreadable")
+    gone = FetchResult(
+        outcome=Outcome.GONE, url=feed.url, final_url=feed.url, status=410, error="410 Gone"
+    )
+    save(store, feed, None, result=gone)
+    feed = fs.list_feeds(store)[0]
+    assert feed.retired_at is not None and feed.retired_reason == "410 Gone"
+    assert fs.due_feeds(store, NOW + timedelta(days=30), everything=True) == []
+
+
+def test_config_sync_adds_retires_and_restores(store: Store) -> None:
+    fs.sync_config_feeds(store, [fs.FeedSpec("http://a.test/", title="A", interval_s=300),
+                                 fs.FeedSpec("http://b.test/")])  # fmt: skip
+    assert fs.add_feed(store, fs.FeedSpec("http://c.test/"), source="opml")
+    assert not fs.add_feed(store, fs.FeedSpec("http://a.test/"), source="opml")
+    fs.sync_config_feeds(store, [fs.FeedSpec("http://a.test/", interval_s=60)])
+    by_url = {f.url: f for f in fs.list_feeds(store)}
+    assert by_url["http://a.test/"].interval_s == 60 and by_url["http://a.test/"].title == "A"
+    assert by_url["http://b.test/"].retired_reason == fs.REMOVED_FROM_CONFIG
+    assert by_url["http://c.test/"].retired_at is None  # imported feeds are not the config's
+    fs.sync_config_feeds(store, [fs.FeedSpec("http://a.test/"), fs.FeedSpec("http://b.test/")])
+    assert {f.url for f in fs.due_feeds(store, NOW)} == {
+        "http://a.test/",
+        "http://b.test/",
+        "http://c.test/",
+    }
+
+
+def test_due_feeds_respects_next_due(store: Store) -> None:
+    feed = one_feed(store)
+    fs.save_poll(store, feed, ok(feed.url), None, next_due_at=NOW + timedelta(minutes=15),
+                 hint_s=None, match=no_match)  # fmt: skip
+    assert fs.due_feeds(store, NOW) == []
+    assert len(fs.due_feeds(store, NOW, everything=True)) == 1
+    assert len(fs.due_feeds(store, NOW + timedelta(minutes=16))) == 1
+
+
+def _hammer(url: str, worker: int, rounds: int) -> None:
+    store = open_store(url)
+    feed = next(f for f in fs.list_feeds(store) if f.url == "http://a.test/")
+    for r in range(rounds):
+        batch = ParsedFeed(items=[Item(f"w{worker}-r{r}-{i}", f"Sergio Gor {i}") for i in range(5)])
+        fs.save_poll(
+            store,
+            feed,
+            ok(feed.url),
+            batch,
+            next_due_at=fs.utcnow(),
+            hint_s=None,
+            match=gor_matcher,
+        )
+
+
+def test_sqlite_concurrent_writers_never_hit_database_is_locked(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    store = open_store(url, upgrade=True)
+    fs.sync_config_feeds(store, [fs.FeedSpec("http://a.test/")])
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_hammer, args=(url, w, 40)) for w in range(2)]
+    threads = [threading.Thread(target=_hammer, args=(url, 10 + t, 40)) for t in range(2)]
+    for p in procs:
+        p.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    with store.read() as conn:
+        assert conn.execute(select(func.count()).select_from(items)).scalar_one() == 4 * 40 * 5
+        assert conn.execute(select(func.count()).select_from(hits)).scalar_one() == 4 * 40 * 5
+
+
+def test_sqlite_uses_wal(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'wal.db'}", upgrade=True)
+    with store.read() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_bad_urls_are_store_errors(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="invalid database url"):
+        open_store("not a url")
+    with pytest.raises(StoreError, match="folder for the SQLite database does not exist"):
+        open_store(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
+    with pytest.raises(StoreError, match="cannot open the database"):
+        open_store("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
