@@ -50,8 +50,12 @@ _BLOCK_TAGS = frozenset(
 # Tags that separate words without starting a line.
 _SPACE_TAGS = frozenset("td th img".split())
 
-# Marks a line break while the text is rebuilt; any NUL in the input is dropped first.
+# Control characters that str.split() does not take for whitespace; text never keeps them.
+_TEXT_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
+
+# Marks a line break while the text is rebuilt (input NULs are made spaces first).
 _BREAK = "\x00"
+_CONTROLS_BUT_BREAK = re.compile("[\x01-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
 
 
 def _tag_replacement(match: re.Match[str]) -> str:
@@ -67,8 +71,9 @@ def _tag_replacement(match: re.Match[str]) -> str:
 
 
 def tidy_text(text: str) -> str:
-    """Plain text tidied: each line's whitespace collapsed and stripped, empty lines dropped."""
-    lines = (" ".join(line.split()) for line in text.splitlines())
+    """Plain text tidied: control characters made spaces, each line's whitespace collapsed
+    and stripped, empty lines dropped."""
+    lines = (" ".join(line.split()) for line in _TEXT_CONTROLS.sub(" ", text).splitlines())
     return "\n".join(line for line in lines if line)
 
 
@@ -79,18 +84,20 @@ def html_to_text(markup: str) -> str:
     content; entities are decoded (``&nbsp;`` becomes a space); block elements (``p``,
     ``div``, ``br``, ``li``, ``h1``-``h6``, ``tr``, ``blockquote``, ...) start a new line;
     whitespace is collapsed as a browser would, then lines are stripped and empty lines
-    dropped. Text without ``<`` or ``&`` only has its whitespace tidied.
+    dropped; control characters become spaces. Text without ``<`` or ``&`` is only
+    tidied (:func:`tidy_text`).
     """
     if "<" not in markup and "&" not in markup:
         return tidy_text(markup)
     if _BREAK in markup:
-        markup = markup.replace(_BREAK, "")
+        markup = markup.replace(_BREAK, " ")
     if "<" in markup and _TAG_START.search(markup) is not None:
         if "<!" in markup or "<s" in markup or "<S" in markup:
             markup = _INVISIBLE.sub("", markup)
         markup = _TAG.sub(_tag_replacement, markup)
     if "&" in markup:
-        markup = html.unescape(markup)
+        markup = html.unescape(markup)  # may yield C1 controls: "&#x81;" is "\x81"
+    markup = _CONTROLS_BUT_BREAK.sub(" ", markup)
     # Source line breaks are plain whitespace in HTML; only block tags break lines.
     lines = (" ".join(part.split()) for part in markup.split(_BREAK))
     return "\n".join(line for line in lines if line)
