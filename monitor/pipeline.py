@@ -306,6 +306,9 @@ async def poll_due(
                 # Bound the feeds in flight, so fetched bodies never pile up in memory
                 # waiting for a parser.
                 gate = asyncio.Semaphore(options.max_connections + 2 * pool.workers)
+                # A fetch's deadline includes waiting for a connection, so feeds of one
+                # host queue here, before their clock starts, not inside the connector.
+                hosts: dict[str, asyncio.Semaphore] = {}
 
                 async def one(
                     feed: feed_store.FeedRecord,
@@ -315,7 +318,9 @@ async def poll_due(
                     ParsedFeed | None,
                     feed_store.PollSaved,
                 ]:
-                    async with gate:
+                    host = urlsplit(feed.url).netloc.lower()
+                    per_host = hosts.setdefault(host, asyncio.Semaphore(options.max_per_host))
+                    async with per_host, gate:
                         return (feed, *await poll_feed(ctx, feed))
 
                 tasks = [one(f) for f in due]

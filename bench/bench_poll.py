@@ -1,0 +1,189 @@
+"""Benchmark: `monitor poll --once` over many feeds served on 127.0.0.1.
+
+Serves N feeds (default 2,000) of 50 items (~100 KB each, HTML descriptions) from a
+separate process with a fixed latency per response (default 50 ms), then runs the real
+`monitor poll --once` twice against a fresh SQLite file: the first poll, and a re-poll
+(`--all`) in which every feed answers 304. Beside them, in the same run, it measures the
+baseline: plain ``feedparser.parse`` with its defaults over the same bytes, one after
+another, in this process.
+
+Prints wall time, CPU time (user+sys of monitor and its parse workers), peak RSS (sum over
+the process tree, sampled), and ratios against the baseline. Asserts nothing.
+
+    .venv/bin/python bench/bench_poll.py [--feeds 2000] [--latency 0.05] [--runs 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from feedgen import rss_feed
+
+MONITOR = str(Path(sys.executable).with_name("monitor"))
+
+
+def serve(port_queue: multiprocessing.Queue, feeds: int, latency: float) -> None:  # type: ignore[type-arg]
+    from aiohttp import web
+
+    bodies = [rss_feed(n) for n in range(feeds)]
+
+    async def handler(request: web.Request) -> web.Response:
+        n = int(request.match_info["n"])
+        await asyncio.sleep(latency)
+        etag = f'"bench-{n}"'
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers={"ETag": etag})
+        return web.Response(
+            body=bodies[n], content_type="application/rss+xml", headers={"ETag": etag}
+        )
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/feed/{n}.xml", handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port_queue.put(port)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def tree_rss_kib(root: int) -> int:
+    """Resident memory of ``root`` and its descendants, in KiB."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        try:
+            with open(f"/proc/{pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def run_monitor(config: Path, *args: str) -> dict[str, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.Popen([MONITOR, "--config", str(config), "poll", "--once", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_rss_kib(proc.pid))
+            done.wait(0.1)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"monitor failed ({proc.returncode}):\n{out}\n{err}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall": wall, "cpu": cpu, "rss_mb": peak / 1024, "summary": out.splitlines()[0]}  # type: ignore[dict-item]
+
+
+def baseline_cpu(feeds: int) -> float:
+    import feedparser
+
+    bodies = [rss_feed(n) for n in range(feeds)]
+    start = time.process_time()
+    for body in bodies:
+        feedparser.parse(body)
+    return time.process_time() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--feeds", type=int, default=2000)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--runs", type=int, default=1, help="repeat and take medians")
+    opts = parser.parse_args()
+
+    ctx = multiprocessing.get_context("spawn")
+    ports: multiprocessing.Queue = ctx.Queue()  # type: ignore[type-arg]
+    server = ctx.Process(target=serve, args=(ports, opts.feeds, opts.latency), daemon=True)
+    server.start()
+    port = ports.get(timeout=300)
+    print(f"serving {opts.feeds} feeds on 127.0.0.1:{port}, {opts.latency * 1000:.0f} ms latency")
+    size = len(rss_feed(0))
+    print(f"feed size ~{size / 1000:.0f} KB, 50 items each")
+
+    base = statistics.median(baseline_cpu(opts.feeds) for _ in range(opts.runs))
+    print(f"baseline: feedparser.parse (defaults), sequential: {base:.1f} s CPU")
+
+    firsts, repolls = [], []
+    try:
+        for _ in range(opts.runs):
+            work = Path(tempfile.mkdtemp(prefix="monitor-bench-"))
+            (work / "watchlists").symlink_to(Path(__file__).resolve().parents[1] / "watchlists")
+            feeds = "".join(
+                f'[[feeds]]\nurl = "http://127.0.0.1:{port}/feed/{n}.xml"\n'
+                for n in range(opts.feeds)
+            )
+            config = work / "bench.toml"
+            config.write_text(
+                f'[database]\nurl = "sqlite:///{work}/bench.db"\n'
+                f'[watchlists]\ndir = "{work}/watchlists"\n'
+                "[polling]\nallow_private_addresses = true\nper_host = 50\nconcurrency = 50\n"
+                + feeds
+            )
+            firsts.append(run_monitor(config))
+            repolls.append(run_monitor(config, "--all"))
+            shutil.rmtree(work)
+    finally:
+        server.terminate()
+        server.join(10)
+
+    def med(rows: list[dict[str, float]], key: str) -> float:
+        return statistics.median(r[key] for r in rows)
+
+    fw, fc, fr = med(firsts, "wall"), med(firsts, "cpu"), max(r["rss_mb"] for r in firsts)
+    rw, rc, rr = med(repolls, "wall"), med(repolls, "cpu"), max(r["rss_mb"] for r in repolls)
+    print(f"first poll: {firsts[-1]['summary']}")
+    print(f"  wall {fw:.1f} s, CPU {fc:.1f} s, peak RSS {fr:.0f} MB")
+    print(f"re-poll (all 304): {repolls[-1]['summary']}")
+    print(f"  wall {rw:.2f} s, CPU {rc:.2f} s, peak RSS {rr:.0f} MB")
+    print("ratios (target):")
+    print(f"  first-poll CPU / baseline CPU   {fc / base:.2f}  (<= 0.80)")
+    print(f"  first-poll wall / baseline      {fw / base:.2f}  (<= 0.60)")
+    print(f"  re-poll wall / first-poll wall  {rw / fw:.3f} (< 0.05)")
+    print(f"  peak RSS                        {max(fr, rr):.0f} MB (< 400)")
+
+
+if __name__ == "__main__":
+    main()
