@@ -32,13 +32,14 @@ __all__ = [
 _INVISIBLE = re.compile(
     r"<!--.*?(?:-->|\Z)"
     r"|<!\[CDATA\[.*?(?:\]\]>|\Z)"
-    r"|<(script|style)\b[^>]*+>.*?(?:</\1\s*>|\Z)",
+    r"|<(script|style)\b[^<>]*+>.*?(?:</\1\s*>|\Z)",
     re.DOTALL | re.IGNORECASE,
 )
 
 # One tag (or doctype / processing instruction). Quoted attribute values may hold '>'.
-# Possessive quantifiers keep a stray '<' in text from costing more than one scan.
-_TAG = re.compile(r"""<(?:/?([A-Za-z][A-Za-z0-9]*+)|[!?])(?:[^>"']++|"[^"]*+"|'[^']*+')*+>""")
+# Possessive quantifiers and stopping at an unquoted '<' keep stray '<'s in text from
+# making the scan quadratic.
+_TAG = re.compile(r"""<(?:/?([A-Za-z][A-Za-z0-9]*+)|[!?])(?:[^<>"']++|"[^"]*+"|'[^']*+')*+>""")
 _TAG_START = re.compile(r"<[A-Za-z/!?]")
 
 # Tags after which text starts on a new line.
