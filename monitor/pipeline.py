@@ -150,7 +150,9 @@ class ParsePool:
             parse_and_match,
             result.body,
             dict(result.headers),
-            result.final_url,
+            # The feed's own URL, not where redirects ended: feed-scoped item identities
+            # must not change when a server bounces requests around.
+            result.url,
             matcher,
         )
 
