@@ -34,7 +34,7 @@ def _pg_available() -> str | None:
         return str(exc).splitlines()[0]
 
 
-_PG_PROBLEM: str | None | bool = False
+_PG_PROBLEM: str | bool | None = False
 
 
 def pg_problem() -> str | None:

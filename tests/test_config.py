@@ -144,7 +144,7 @@ def test_password_from_file_and_systemd_credentials(
     path = write(tmp_path, f'[smtp]\npassword_file = "{tmp_path / "pw"}"\n')
     assert load_settings(path, environ={}).smtp_password() == "other"
     path = write(tmp_path, '[smtp]\npassword_file = "missing"\n')
-    with pytest.raises(ConfigError, match="smtp.password_file: missing not found"):
+    with pytest.raises(ConfigError, match=r"smtp\.password_file: missing not found"):
         load_settings(path, environ={}).smtp_password()
 
 

@@ -1,0 +1,176 @@
+"""The poll pipeline end to end: feeds served on 127.0.0.1, the real parser and matcher,
+a real SQLite file (and PostgreSQL where ``store`` runs on it)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from httpserver import FeedServer
+
+from monitor import pipeline
+from monitor.config import Settings, settings_from_mapping
+from monitor.match import compile_watchlists
+from monitor.models import Outcome
+from monitor.store import Store
+from monitor.store import feeds as fs
+from monitor.watchlists import load_watchlists
+
+REPO = Path(__file__).resolve().parents[1]
+WATCHLISTS = load_watchlists(REPO / "watchlists")
+MATCHER = compile_watchlists(WATCHLISTS)
+
+
+def rss(*items: tuple[str, str, str]) -> bytes:
+    body = "".join(
+        f"<item><title>{title}</title><link>https://news.test/{guid}</link>"
+        f"<guid>https://news.test/{guid}</guid><description>{text}</description></item>"
+        for guid, title, text in items
+    )
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>Test feed</title>{body}</channel></rss>'.encode()
+
+
+GOR = (
+    "gor-1",
+    "Sergio Gor meets Tokayev in Astana",
+    "The U.S. Special Envoy discussed the C5+1 summit.",
+)
+GORE = ("gore-1", "Al Gore speaks on climate", "The former vice president spoke in Nairobi.")
+PLAIN = ("plain-1", "Wheat harvest up", "Farmers report a good year.")
+
+
+def make_settings(feeds: list[str], workers: int = 1) -> Settings:
+    return settings_from_mapping(
+        {
+            "polling": {"allow_private_addresses": True, "parse_workers": workers, "timeout": "5s"},
+            "feeds": [{"url": u} for u in feeds],
+        },
+        environ={},
+    )
+
+
+def poll(settings: Settings, store: Store, everything: bool = False) -> pipeline.PollSummary:
+    pipeline.sync_feeds(settings, store)
+    return asyncio.run(
+        pipeline.poll_due(settings, store, WATCHLISTS, MATCHER, everything=everything)
+    )
+
+
+def test_first_poll_stores_items_and_hits_and_a_repoll_costs_a_304(store: Store) -> None:
+    with FeedServer() as server:
+        server.serve(
+            "/a.xml",
+            rss(GOR, GORE, PLAIN),
+            headers={"ETag": '"v1"', "Content-Type": "application/rss+xml"},
+        )
+        settings = make_settings([server.url("/a.xml")])
+        first = poll(settings, store)
+        assert (first.feeds, first.fetched, first.failed, first.new_items) == (1, 1, 0, 3)
+        hits = fs.list_hits(store)
+        assert {h.watchlist for h in hits} >= {"gor", "c5plus1"}
+        assert all("Gore" not in h.title for h in hits), "Al Gore must not be a hit"
+        gor = next(h for h in hits if h.watchlist == "gor")
+        span = gor.matches[0]["spans"][0]
+        assert getattr(gor, span["field"])[span["start"] : span["end"]] == span["text"]
+        # Not due again yet; with --all it is polled and answers 304 to the stored ETag.
+        assert poll(settings, store).feeds == 0
+        server.serve("/a.xml", b"", status=304)
+        again = poll(settings, store, everything=True)
+        assert (again.not_modified, again.new_items, again.new_hits) == (1, 0, 0)
+        assert server.requests("/a.xml")[-1].headers["If-None-Match"] == '"v1"'
+        assert len(fs.list_hits(store)) == len(hits)
+
+
+def test_failures_are_recorded_and_the_run_goes_on(store: Store) -> None:
+    with FeedServer() as server:
+        server.serve("/ok.xml", rss(GOR))
+        server.serve(
+            "/broken.xml",
+            b"<rss><channel><item><title>Sergio Gor in Tashkent</title></item><item><title>",
+        )
+        server.serve("/gone.xml", b"", status=410)
+        server.serve("/busy.xml", b"", status=429, headers={"Retry-After": "3600"})
+        server.serve("/moved.xml", b"", status=301, headers={"Location": server.url("/ok2.xml")})
+        server.serve("/ok2.xml", rss(PLAIN))
+        urls = [
+            server.url(p)
+            for p in ("/ok.xml", "/broken.xml", "/gone.xml", "/busy.xml", "/moved.xml")
+        ]
+        settings = make_settings([*urls, "http://127.0.0.1:9/closed.xml"])
+        summary = poll(settings, store)
+        assert summary.feeds == 6
+        assert (summary.fetched, summary.failed) == (3, 3)
+        assert {u for u, _ in summary.failures} == {
+            urls[2],
+            urls[3],
+            "http://127.0.0.1:9/closed.xml",
+        }
+        by_url = {f.url: f for f in fs.list_feeds(store)}
+        assert by_url[urls[2]].retired_at is not None  # 410 retires
+        busy = by_url[urls[3]]
+        assert busy.consecutive_failures == 1 and busy.last_status == 429
+        assert busy.next_due_at is not None and busy.next_due_at - busy.last_polled_at >= timedelta(
+            seconds=3599
+        )
+        assert by_url["http://127.0.0.1:9/closed.xml"].last_error_kind == "connection"
+        assert server.url("/ok2.xml") in by_url  # the permanent redirect moved the feed
+        broken = by_url[urls[1]]
+        assert broken.last_outcome == Outcome.OK and broken.warnings
+        assert any(h.title == "Sergio Gor in Tashkent" for h in fs.list_hits(store))
+
+
+def test_parse_workers_in_processes_give_the_same_result(sqlite_url: str) -> None:
+    from monitor.store import open_store
+
+    store = open_store(sqlite_url, upgrade=True)
+    with FeedServer() as server:
+        for n in range(6):
+            server.serve(
+                f"/{n}.xml",
+                rss((f"g{n}", f"Sergio Gor visit {n}", "Envoy talks"), (f"p{n}", "Other", "x")),
+            )
+        settings = make_settings([server.url(f"/{n}.xml") for n in range(6)], workers=2)
+        summary = poll(settings, store)
+    assert (summary.fetched, summary.new_items) == (6, 12)
+    assert summary.hits_by_watchlist.get("gor") == 6
+
+
+def test_private_addresses_refused_by_default(store: Store) -> None:
+    with FeedServer() as server:
+        server.serve("/a.xml", rss(GOR))
+        settings = settings_from_mapping({"feeds": [{"url": server.url("/a.xml")}]}, environ={})
+        summary = poll(settings, store)
+        assert summary.failed == 1 and server.count() == 0
+        assert fs.list_feeds(store)[0].last_error_kind == "refused_address"
+
+
+def test_opml_import_checks_addresses_and_export_round_trips(store: Store, tmp_path: Path) -> None:
+    # A literal public address: checked without a DNS lookup, never fetched.
+    opml = tmp_path / "subs.opml"
+    opml.write_text(
+        '<?xml version="1.0"?><opml version="2.0"><head><title>x</title></head><body>'
+        '<outline text="Region"><outline text="Astana Times" xmlUrl="http://93.184.215.14/feed/" '
+        'htmlUrl="http://93.184.215.14/"/></outline>'
+        '<outline text="Local" xmlUrl="http://127.0.0.1:8080/feed"/>'
+        '<outline text="Meta" xmlUrl="http://169.254.169.254/latest"/>'
+        '<outline text="Files" xmlUrl="file:///etc/passwd"/></body></opml>'
+    )
+    settings = make_settings([])
+    strict = settings_from_mapping({}, environ={})
+    summary = pipeline.import_opml(strict, store, opml)
+    assert summary.added == 1 and len(summary.refused) == 3
+    assert pipeline.import_opml(strict, store, opml).known == 1
+    assert pipeline.import_opml(settings, store, opml).added == 1  # private allowed: 127.0.0.1
+    exported = {f.url for f in pipeline.export_feeds(store)}
+    assert exported == {"http://93.184.215.14/feed/", "http://127.0.0.1:8080/feed"}
+
+
+def test_import_errors_name_the_file(tmp_path: Path, store: Store) -> None:
+    from monitor.errors import FeedError
+
+    bad = tmp_path / "bad.opml"
+    bad.write_text("<opml><body><outline")
+    with pytest.raises(FeedError, match=r"bad\.opml: not well-formed XML"):
+        pipeline.import_opml(make_settings([]), store, bad)
