@@ -1,0 +1,415 @@
+"""The matching engine: compile watchlists once, then match items. Pure: no I/O.
+
+``compile_watchlists`` folds every term (rule terms, context, exclusions, regex anchors)
+of every watchlist into one Aho-Corasick automaton. Matching an item folds each field
+once and scans it once; hits that do not sit on word boundaries are dropped, and only
+the entries one of whose terms was found are then verified (boolean groups, proximity,
+context, exclusions, case, regexes). Regexes without an ``anchor`` are verified on every
+item, since nothing tells us cheaply when they might match.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Union
+
+import ahocorasick
+
+from monitor.fold import Folded, fold, fold_text
+from monitor.models import ITEM_FIELDS, Item, Match, Span
+from monitor.watchlists import Context, Group, Near, Rule, Term, Watchlist
+
+_WORD = re.compile(r"[^\W_]+")
+
+#: A found occurrence: field, start and end in the ORIGINAL text, the term as written.
+_Hit = tuple[str, int, int, str]
+
+
+@dataclass(eq=False, slots=True)
+class _CTerm:
+    index: int
+    key: int
+    shown: str  # as written, for Match.terms
+    cased: str | None  # folded but not casefolded text, for case-sensitive terms
+    exclude: tuple[_CTerm, ...] = ()
+    context: _CContext | None = None
+    fields: tuple[str, ...] = ITEM_FIELDS
+
+
+@dataclass(eq=False, slots=True)
+class _CContext:
+    terms: tuple[_CTerm, ...]
+    window: int | str
+
+
+@dataclass(eq=False, slots=True)
+class _CGroup:
+    op: str
+    children: tuple[_CRule, ...]
+
+
+@dataclass(eq=False, slots=True)
+class _CNear:
+    operands: tuple[tuple[_CTerm, ...], ...]
+    window: int
+
+
+@dataclass(eq=False, slots=True)
+class _CRegex:
+    regex: re.Pattern[str]
+    shown: str
+    anchor: int | None  # key of the anchor literal
+    case_sensitive: bool
+
+
+_CRule = Union[_CTerm, _CGroup, _CNear, _CRegex]  # noqa: UP007
+
+
+@dataclass(eq=False, slots=True)
+class _CEntry:
+    watchlist: int
+    watchlist_id: str
+    entry_id: str
+    rule: _CRule
+    fields: tuple[str, ...]
+
+
+@dataclass(eq=False, slots=True)
+class _FieldScan:
+    original: str
+    folded: Folded
+    hits: dict[int, list[tuple[int, int]]]
+    _cased: Folded | None = None
+
+    def cased(self) -> Folded:
+        if self._cased is None:
+            self._cased = self.folded.cased_view() or fold(self.original, casefold=False)
+        return self._cased
+
+
+@dataclass(eq=False, slots=True)
+class _ItemState:
+    scans: dict[str, _FieldScan]
+    occ: dict[tuple[int, str], list[tuple[int, int]]] = field(default_factory=dict)
+
+
+class _Compiler:
+    def __init__(self) -> None:
+        self.keys: dict[tuple[str, bool, bool], int] = {}
+        self.key_info: list[tuple[int, bool, bool, bool]] = []  # len, left, right, prefix
+        self.terms: list[_CTerm] = []
+
+    def key(self, text: str, *, prefix: bool = False, substring: bool = False) -> int:
+        left = not substring and text[0].isalnum()
+        right = not substring and not prefix and text[-1].isalnum()
+        ident = (text, left, right if not prefix else False)
+        if prefix:
+            ident = (text + "\0*", left, False)
+        if ident not in self.keys:
+            self.keys[ident] = len(self.key_info)
+            self.key_info.append((len(text), left, right, prefix))
+        return self.keys[ident]
+
+    def term(self, term: Term, fields: tuple[str, ...]) -> _CTerm:
+        folded = fold_text(term.text)
+        cterm = _CTerm(
+            index=len(self.terms),
+            key=self.key(folded, prefix=term.prefix),
+            shown=term.text + ("*" if term.prefix else ""),
+            cased=fold_text(term.text, casefold=False) if term.case_sensitive else None,
+            fields=fields,
+        )
+        self.terms.append(cterm)
+        cterm.exclude = tuple(self.term(t, fields) for t in term.exclude)
+        if term.context is not None:
+            cterm.context = self.context(term.context, fields)
+        return cterm
+
+    def context(self, context: Context, fields: tuple[str, ...]) -> _CContext:
+        return _CContext(tuple(self.term(t, fields) for t in context.terms), context.window)
+
+    def rule(self, rule: Rule, fields: tuple[str, ...]) -> _CRule:
+        if isinstance(rule, Term):
+            return self.term(rule, fields)
+        if isinstance(rule, Group):
+            return _CGroup(rule.op, tuple(self.rule(child, fields) for child in rule.children))
+        if isinstance(rule, Near):
+            ops = tuple(tuple(self.term(t, fields) for t in op) for op in rule.operands)
+            return _CNear(ops, rule.window)
+        flags = 0 if rule.case_sensitive else re.IGNORECASE
+        anchor = None
+        if rule.anchor is not None:
+            anchor = self.key(fold_text(rule.anchor), substring=True)
+        return _CRegex(re.compile(rule.pattern, flags), rule.pattern, anchor, rule.case_sensitive)
+
+
+def _trigger_keys(rule: _CRule) -> Iterator[int | None]:
+    """Keys of the positive terms (None: an unanchored regex, so always verify)."""
+    if isinstance(rule, _CTerm):
+        yield rule.key
+    elif isinstance(rule, _CGroup):
+        if rule.op != "not":
+            for child in rule.children:
+                yield from _trigger_keys(child)
+    elif isinstance(rule, _CNear):
+        for op in rule.operands:
+            for term in op:
+                yield term.key
+    else:
+        yield rule.anchor
+
+
+class Matcher:
+    """Compiled watchlists. Build with :func:`compile_watchlists`; ``match`` is pure."""
+
+    def __init__(self, watchlists: Sequence[Watchlist]) -> None:
+        comp = _Compiler()
+        self._entries: list[_CEntry] = []
+        self._exclude_if: list[tuple[_CTerm, ...]] = []
+        self.watchlist_ids: tuple[str, ...] = tuple(w.id for w in watchlists)
+        for wl_index, watchlist in enumerate(watchlists):
+            self._exclude_if.append(tuple(comp.term(t, ITEM_FIELDS) for t in watchlist.exclude_if))
+            for entry in watchlist.entries:
+                rule = comp.rule(entry.rule, entry.fields)
+                self._entries.append(_CEntry(wl_index, watchlist.id, entry.id, rule, entry.fields))
+        self._key_info = comp.key_info
+        triggers: list[set[int]] = [set() for _ in comp.key_info]
+        always: set[int] = set()
+        for index, compiled in enumerate(self._entries):
+            for key in _trigger_keys(compiled.rule):
+                (always if key is None else triggers[key]).add(index)
+        self._triggers = [tuple(sorted(t)) for t in triggers]
+        self._always = frozenset(always)
+        used = {f for e in self._entries for f in e.fields}
+        self._fields = tuple(f for f in ITEM_FIELDS if f in used)
+        by_text: dict[str, list[int]] = {}
+        for (text, _left, _right), key in comp.keys.items():
+            by_text.setdefault(text.removesuffix("\0*"), []).append(key)
+        self._automaton = ahocorasick.Automaton()
+        for text, keys in by_text.items():
+            self._automaton.add_word(text, tuple(keys))
+        if by_text:
+            self._automaton.make_automaton()
+        self._empty = not by_text
+        self.term_count = len(comp.terms)
+        self.key_count = len(comp.key_info)
+
+    @property
+    def entry_count(self) -> int:
+        return len(self._entries)
+
+    # - scanning -
+
+    def _scan(self, text: str) -> dict[int, list[tuple[int, int]]]:
+        hits: dict[int, list[tuple[int, int]]] = {}
+        if self._empty:
+            return hits
+        n = len(text)
+        info = self._key_info
+        for last, keys in self._automaton.iter(text):
+            end = last + 1
+            for key in keys:
+                length, left, right, prefix = info[key]
+                start = end - length
+                if left and start > 0 and text[start - 1].isalnum():
+                    continue
+                stop = end
+                if right:
+                    if end < n and text[end].isalnum():
+                        continue
+                elif prefix:
+                    while stop < n and text[stop].isalnum():
+                        stop += 1
+                found = hits.get(key)
+                if found is None:
+                    hits[key] = [(start, stop)]
+                else:
+                    found.append((start, stop))
+        return hits
+
+    def match(self, item: Item) -> list[Match]:
+        """The matches of one item: at most one per (watchlist, entry), in watchlist order."""
+        return self.match_fields({name: item.field_text(name) for name in ITEM_FIELDS})
+
+    def match_fields(self, fields: Mapping[str, str]) -> list[Match]:
+        """Like :meth:`match`, for a mapping of field name to plain text."""
+        scans: dict[str, _FieldScan] = {}
+        candidates = set(self._always)
+        for name in self._fields:
+            text = fields.get(name) or ""
+            if not text:
+                continue
+            folded = fold(text)
+            hits = self._scan(folded.text)
+            scans[name] = _FieldScan(text, folded, hits)
+            for key in hits:
+                candidates.update(self._triggers[key])
+        if not candidates:
+            return []
+        state = _ItemState(scans)
+        vetoed: dict[int, bool] = {}
+        matches: list[Match] = []
+        for index in sorted(candidates):
+            entry = self._entries[index]
+            found = _evaluate(entry.rule, entry.fields, state)
+            if not found:
+                continue
+            wl = entry.watchlist
+            if wl not in vetoed:
+                vetoed[wl] = any(
+                    _occurrences(t, f, state) for t in self._exclude_if[wl] for f in scans
+                )
+            if not vetoed[wl]:
+                matches.append(_make_match(entry, found, scans))
+        return matches
+
+
+def compile_watchlists(watchlists: Sequence[Watchlist]) -> Matcher:
+    """Compile once; match many times."""
+    return Matcher(watchlists)
+
+
+# - verification --------------------------------------------------------------------------
+
+
+def _occurrences(term: _CTerm, name: str, state: _ItemState) -> list[tuple[int, int]]:
+    """Valid occurrences of one term in one field: case, exclusions, context applied."""
+    cache_key = (term.index, name)
+    cached = state.occ.get(cache_key)
+    if cached is not None:
+        return cached
+    scan = state.scans.get(name)
+    occ = scan.hits.get(term.key, []) if scan is not None else []
+    if occ and scan is not None:
+        if term.cased is not None:
+            occ = [o for o in occ if _case_ok(scan, o, term.cased)]
+        if term.exclude and occ:
+            cancel = [x for t in term.exclude for x in _occurrences(t, name, state)]
+            occ = [o for o in occ if not any(x0 < o[1] and o[0] < x1 for x0, x1 in cancel)]
+        if term.context is not None and occ:
+            occ = [o for o in occ if _in_context(o, name, term.context, term.fields, state)]
+    state.occ[cache_key] = occ
+    return occ
+
+
+def _case_ok(scan: _FieldScan, occ: tuple[int, int], cased: str) -> bool:
+    start, end = occ
+    view = scan.folded.cased
+    if view is not None:
+        return view[start : start + len(cased)] == cased
+    o_start, o_end = scan.folded.to_original(start, end)
+    return fold(scan.original[o_start:o_end], casefold=False).text.startswith(cased)
+
+
+def _gap_within(text: str, a: tuple[int, int], b: tuple[int, int], window: int) -> bool:
+    """At most ``window`` words stand between occurrences ``a`` and ``b``."""
+    if a[0] < b[1] and b[0] < a[1]:
+        return True
+    stop, start = (a[1], b[0]) if a[0] < b[0] else (b[1], a[0])
+    return all(count <= window for count, _ in enumerate(_WORD.finditer(text, stop, start), 1))
+
+
+def _in_context(
+    occ: tuple[int, int],
+    name: str,
+    context: _CContext,
+    fields: tuple[str, ...],
+    state: _ItemState,
+) -> bool:
+    window = context.window
+    if window == "item":
+        return any(_occurrences(t, f, state) for t in context.terms for f in fields)
+    near = [c for t in context.terms for c in _occurrences(t, name, state)]
+    if window == "field" or not near:
+        return bool(near)
+    text = state.scans[name].folded.text
+    return any(_gap_within(text, occ, c, int(window)) for c in near)
+
+
+def _evaluate(rule: _CRule, fields: tuple[str, ...], state: _ItemState) -> list[_Hit] | None:
+    """None when the rule does not hold; else the hits that make it hold (maybe none)."""
+    if isinstance(rule, _CTerm):
+        hits = [
+            (f, *state.scans[f].folded.to_original(*o), rule.shown)
+            for f in fields
+            for o in _occurrences(rule, f, state)
+        ]
+        return hits or None
+    if isinstance(rule, _CGroup):
+        out: list[_Hit] = []
+        if rule.op == "all":
+            for child in rule.children:
+                found = _evaluate(child, fields, state)
+                if found is None:
+                    return None
+                out.extend(found)
+            return out
+        held = False
+        for child in rule.children:
+            found = _evaluate(child, fields, state)
+            if found is not None:
+                if rule.op == "not":
+                    return None
+                held = True
+                out.extend(found)
+        return [] if rule.op == "not" else (out if held else None)
+    if isinstance(rule, _CNear):
+        return _evaluate_near(rule, fields, state)
+    return _evaluate_regex(rule, fields, state)
+
+
+def _evaluate_near(rule: _CNear, fields: tuple[str, ...], state: _ItemState) -> list[_Hit] | None:
+    out: list[_Hit] = []
+    for name in fields:
+        ops = [
+            [(o, t.shown) for t in op for o in _occurrences(t, name, state)] for op in rule.operands
+        ]
+        if not all(ops):
+            continue
+        text = state.scans[name].folded.text
+        for anchor, shown in ops[0]:
+            group = [(name, anchor[0], anchor[1], shown)]
+            for others in ops[1:]:
+                close = [
+                    (name, o[0], o[1], s)
+                    for o, s in others
+                    if _gap_within(text, anchor, o, rule.window)
+                ]
+                if not close:
+                    break
+                group.extend(close)
+            else:
+                folded = state.scans[name].folded
+                out.extend((n, *folded.to_original(st, en), t) for n, st, en, t in group)
+    return out or None
+
+
+def _evaluate_regex(rule: _CRegex, fields: tuple[str, ...], state: _ItemState) -> list[_Hit] | None:
+    out: list[_Hit] = []
+    for name in fields:
+        scan = state.scans.get(name)
+        if scan is None or (rule.anchor is not None and rule.anchor not in scan.hits):
+            continue
+        view = scan.cased() if rule.case_sensitive else scan.folded
+        for m in rule.regex.finditer(view.text):
+            if m.end() > m.start():
+                out.append((name, *view.to_original(m.start(), m.end()), rule.shown))
+    return out or None
+
+
+def _make_match(entry: _CEntry, hits: list[_Hit], scans: Mapping[str, _FieldScan]) -> Match:
+    order = {name: i for i, name in enumerate(ITEM_FIELDS)}
+    unique = sorted(set(hits), key=lambda h: (order.get(h[0], 99), h[1], h[2], h[3]))
+    spans: list[Span] = []
+    terms: list[str] = []
+    seen: set[tuple[str, int, int]] = set()
+    for name, o_start, o_end, shown in unique:
+        if (name, o_start, o_end) in seen:
+            continue  # another term folding to the same text found the same stretch
+        seen.add((name, o_start, o_end))
+        spans.append(Span(name, o_start, o_end, scans[name].original[o_start:o_end]))
+        if shown not in terms:
+            terms.append(shown)
+    return Match(entry.watchlist_id, entry.entry_id, tuple(terms), tuple(spans))
