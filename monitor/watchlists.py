@@ -246,7 +246,9 @@ class _Parser:
         text = self.term_text(fields["text"], where)
         if text is None:
             return []
-        case = "case_sensitive" in fields and self.boolean(fields["case_sensitive"], where)
+        case = "case_sensitive" in fields and self.boolean(
+            fields["case_sensitive"], f"case_sensitive in {where}"
+        )
         context = self.context(fields["context"], where) if "context" in fields else None
         exclude: tuple[Term, ...] = ()
         if "exclude" in fields:
@@ -407,7 +409,13 @@ class _Parser:
     # - entries and files -
 
     def entry(self, node: Node, index: int, defaults: tuple[str, ...]) -> Entry | None:
-        fields = self.mapping(node, f"entry {index + 1}", _ENTRY_KEYS)
+        where = f"entry {index + 1}"
+        if isinstance(node, MappingNode):
+            for key_node, value_node in node.value:
+                if key_node.value == "id" and isinstance(value_node, ScalarNode):
+                    where = f"entry '{value_node.value}'"
+                    break
+        fields = self.mapping(node, where, _ENTRY_KEYS)
         if fields is None:
             return None
         entry_id = self.ident(fields["id"], "entry id") if "id" in fields else None
@@ -539,6 +547,8 @@ def _kind(node: Node, value: object = None) -> str:
         return "a list"
     if value is None:
         return "empty (null)"
+    if isinstance(value, str):
+        return f"'{value}'"
     return {bool: "true/false", int: "a number", float: "a number"}.get(type(value), "a value")
 
 
@@ -573,7 +583,7 @@ def _with_defaults(rule: Rule, context: Context | None, exclude: tuple[Term, ...
 
 
 def parse_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
-    """One file; its problems are appended to ``problems``."""
+    """One file, parsed as far as it goes; its problems are appended to ``problems``."""
     parser = _Parser(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -595,7 +605,7 @@ def parse_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
         return None
     watchlist = parser.watchlist(root)
     problems.extend(parser.problems)
-    return watchlist if not parser.problems else None
+    return watchlist
 
 
 def watchlist_files(directory: Path) -> list[Path]:
@@ -613,9 +623,10 @@ def _load(directory: Path) -> tuple[list[Watchlist], list[str]]:
     watchlists: list[Watchlist] = []
     seen: dict[str, Watchlist] = {}
     for path in watchlist_files(directory):
+        before = len(problems)
         watchlist = parse_watchlist(path, problems)
         if watchlist is None:
-            continue
+            continue  # a file with problems still claims its id, to report duplicates
         if (first := seen.get(watchlist.id)) is not None:
             problems.append(
                 f"{path}:{watchlist.line}: duplicate watchlist id '{watchlist.id}' "
@@ -623,7 +634,8 @@ def _load(directory: Path) -> tuple[list[Watchlist], list[str]]:
             )
             continue
         seen[watchlist.id] = watchlist
-        watchlists.append(watchlist)
+        if len(problems) == before:
+            watchlists.append(watchlist)
     return watchlists, problems
 
 
