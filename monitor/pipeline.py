@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit
 
 from monitor.config import Settings
 from monitor.errors import AddressRefused, FeedError
-from monitor.fetch import FetchOptions, address_is_public, fetch, make_session, next_delay
+from monitor.fetch import FetchOptions, fetch, make_session, next_delay
 from monitor.match import Matcher, compile_watchlists
 from monitor.models import FetchResult, Item, Match, Outcome, ParsedFeed
 from monitor.opml import OpmlFeed, read_opml
@@ -287,60 +288,88 @@ async def poll_due(
 ) -> PollSummary:
     """Poll every due feed (every feed with ``everything``), match and store.
 
-    Feeds that fail are counted and listed in the summary; the run goes on.
+    Feeds are claimed from the database in batches with a lease (see
+    ``store.feeds.claim_due_feeds``), so several processes sharing one database poll each
+    feed once; a feed's claim ends when its poll is stored. Feeds that fail are counted
+    and listed in the summary; the run goes on.
     """
     loop = asyncio.get_running_loop()
     writer = ThreadPoolExecutor(1, thread_name_prefix="monitor-store")
+    instance = instance or instance_name()
+    started = feed_store.utcnow()
+
+    def in_writer(fn: Callable[[], Any]) -> asyncio.Future[Any]:
+        return loop.run_in_executor(writer, fn)
+
     try:
-        due = await loop.run_in_executor(
-            writer, lambda: feed_store.due_feeds(store, feed_store.utcnow(), everything=everything)
+        expected = len(
+            await in_writer(lambda: feed_store.due_feeds(store, started, everything=everything))
         )
-        run_id = await loop.run_in_executor(
-            writer, lambda: feed_store.start_poll_run(store, instance=instance)
-        )
-        summary = PollSummary(feeds=len(due))
+        run_id = await in_writer(lambda: feed_store.start_poll_run(store, instance=instance))
+        summary = PollSummary()
         own_pool = pool is None
         pool = pool or ParsePool(settings["polling.parse_workers"], watchlists, matcher)
         options = fetch_options(settings)
+        # Feeds in flight: enough to keep every connection and parser busy, few enough
+        # that fetched bodies never pile up in memory waiting for a parser.
+        batch = options.max_connections + 2 * pool.workers
+        lease = timedelta(seconds=max(300.0, 4 * options.deadline))
         try:
             async with make_session(options) as session:
                 ctx = PollContext(settings, store, options, session, pool, writer)
-                # Bound the feeds in flight, so fetched bodies never pile up in memory
-                # waiting for a parser.
-                gate = asyncio.Semaphore(options.max_connections + 2 * pool.workers)
                 # A fetch's deadline includes waiting for a connection, so feeds of one
                 # host queue here, before their clock starts, not inside the connector.
                 hosts: dict[str, asyncio.Semaphore] = {}
 
-                async def one(
-                    feed: feed_store.FeedRecord,
-                ) -> tuple[
-                    feed_store.FeedRecord,
-                    FetchResult,
-                    ParsedFeed | None,
-                    feed_store.PollSaved,
-                ]:
+                async def one(feed: feed_store.FeedRecord) -> _Polled:
                     host = urlsplit(feed.url).netloc.lower()
-                    per_host = hosts.setdefault(host, asyncio.Semaphore(options.max_per_host))
-                    async with per_host, gate:
+                    async with hosts.setdefault(host, asyncio.Semaphore(options.max_per_host)):
                         return (feed, *await poll_feed(ctx, feed))
 
-                tasks = [one(f) for f in due]
-                for done, next_done in enumerate(asyncio.as_completed(tasks), start=1):
-                    feed, result, parsed, saved = await next_done
-                    _tally(summary, feed, result, parsed, saved)
-                    if progress is not None:
-                        progress(done, len(due))
+                def claim(limit: int) -> list[feed_store.FeedRecord]:
+                    return feed_store.claim_due_feeds(
+                        store,
+                        instance=instance,
+                        now=feed_store.utcnow(),
+                        lease=lease,
+                        limit=limit,
+                        run_started=started,
+                        everything=everything,
+                    )
+
+                running: set[asyncio.Task[_Polled]] = set()
+                exhausted = False
+                try:
+                    while True:
+                        if not exhausted and len(running) <= batch // 2:
+                            claimed = await in_writer(partial(claim, batch - len(running)))
+                            exhausted = not claimed
+                            running |= {asyncio.create_task(one(f)) for f in claimed}
+                        if not running:
+                            break
+                        finished, running = await asyncio.wait(
+                            running, return_when=asyncio.FIRST_COMPLETED
+                        )
+                        for task in finished:
+                            _tally(summary, *task.result())
+                            if progress is not None:
+                                progress(summary.feeds, max(expected, summary.feeds))
+                finally:
+                    for task in running:
+                        task.cancel()
+                    await asyncio.gather(*running, return_exceptions=True)
         finally:
             if own_pool:
                 pool.close()
-        await loop.run_in_executor(
-            writer, lambda: feed_store.finish_poll_run(store, run_id, summary.counts())
-        )
+            await in_writer(lambda: feed_store.release_claims(store, instance))
+        await in_writer(lambda: feed_store.finish_poll_run(store, run_id, summary.counts()))
         log.info("poll: %s", summary.line())
         return summary
     finally:
         writer.shutdown(wait=True)
+
+
+_Polled = tuple[feed_store.FeedRecord, FetchResult, ParsedFeed | None, feed_store.PollSaved]
 
 
 def _tally(
@@ -350,6 +379,7 @@ def _tally(
     parsed: ParsedFeed | None,
     saved: feed_store.PollSaved,
 ) -> None:
+    summary.feeds += 1
     if result.outcome is Outcome.OK:
         summary.fetched += 1
     elif result.outcome is Outcome.NOT_MODIFIED:
@@ -373,26 +403,20 @@ def _tally(
 def check_feed_url(url: str, settings: Settings) -> None:
     """Refuse a feed URL that is not http(s) or resolves to a refused address.
 
-    The fetcher checks every connection again; this check gives the operator the error at
-    import time instead of at the first poll. A host that does not resolve now is accepted
-    (the fetcher will record the failure on the feed).
+    The same rule as the fetcher's (which checks every connection again); this gives the
+    operator the error at import time instead of at the first poll. A host that does not
+    resolve now is accepted: the fetcher will record the failure on the feed.
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FeedError(f"{url}: not an http:// or https:// URL")
-    if settings["polling.allow_private_addresses"]:
-        return
+    options = fetch_options(settings)
     try:
         infos = socket.getaddrinfo(parts.hostname, parts.port or 80, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         return
-    refused = sorted(
-        {
-            str(info[4][0])
-            for info in infos
-            if not address_is_public(ipaddress.ip_address(str(info[4][0]).split("%")[0]))
-        }
-    )
+    addresses = {str(info[4][0]).split("%")[0] for info in infos}
+    refused = sorted(a for a in addresses if not options.allows(ipaddress.ip_address(a)))
     if refused:
         raise AddressRefused(f"{url}: resolves to a refused address ({', '.join(refused)})")
 

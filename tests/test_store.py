@@ -221,3 +221,93 @@ def test_bad_urls_are_store_errors(tmp_path: Path) -> None:
         open_store(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
     with pytest.raises(StoreError, match="cannot open the database"):
         open_store("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
+
+
+def test_claims_are_exclusive_until_released_or_expired(store: Store) -> None:
+    fs.sync_config_feeds(store, [fs.FeedSpec(f"http://f{n}.test/") for n in range(10)])
+    lease = timedelta(minutes=5)
+    a = fs.claim_due_feeds(store, instance="a", now=NOW, lease=lease, limit=6, run_started=NOW)
+    b = fs.claim_due_feeds(store, instance="b", now=NOW, lease=lease, limit=6, run_started=NOW)
+    assert len(a) == 6 and len(b) == 4
+    assert not {f.id for f in a} & {f.id for f in b}
+    assert (
+        fs.claim_due_feeds(store, instance="c", now=NOW, lease=lease, limit=6, run_started=NOW)
+        == []
+    )
+    # Storing a poll releases the claim; the feed is then not due until next_due_at.
+    fs.save_poll(store, a[0], ok(a[0].url), None, next_due_at=NOW + timedelta(minutes=15), hint_s=None, match=no_match)
+    assert (
+        fs.claim_due_feeds(store, instance="c", now=NOW, lease=lease, limit=6, run_started=NOW)
+        == []
+    )
+    # A holder that died: its claims expire after the lease and another instance takes over.
+    later = NOW + lease + timedelta(seconds=1)
+    taken = fs.claim_due_feeds(
+        store, instance="c", now=later, lease=lease, limit=20, run_started=later
+    )
+    assert {f.id for f in taken} == {f.id for f in a[1:] + b}
+    assert fs.release_claims(store, "c") == 9
+
+
+def test_claim_everything_takes_each_feed_once_per_run(store: Store) -> None:
+    fs.sync_config_feeds(store, [fs.FeedSpec(f"http://f{n}.test/") for n in range(3)])
+    lease = timedelta(minutes=5)
+    for f in fs.claim_due_feeds(
+        store, instance="a", now=NOW, lease=lease, limit=9, run_started=NOW
+    ):
+        save(store, f, None)
+    run = NOW + timedelta(seconds=5)
+    first = fs.claim_due_feeds(
+        store, instance="a", now=run, lease=lease, limit=9, run_started=run, everything=True
+    )
+    assert len(first) == 3
+    for f in first:
+        fs.save_poll(
+            store,
+            f,
+            ok(f.url),
+            None,
+            next_due_at=run,
+            hint_s=None,
+            match=no_match,
+            now=run + timedelta(seconds=1),
+        )
+    assert (
+        fs.claim_due_feeds(
+            store, instance="a", now=run, lease=lease, limit=9, run_started=run, everything=True
+        )
+        == []
+    )
+
+
+def _claimer(url: str, name: str, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    store = open_store(url)
+    got: list[int] = []
+    while True:
+        now = fs.utcnow()
+        batch = fs.claim_due_feeds(
+            store, instance=name, now=now, lease=timedelta(minutes=5), limit=7, run_started=now
+        )
+        if not batch:
+            break
+        got += [f.id for f in batch]
+    store.dispose()
+    out.put(got)
+
+
+def test_concurrent_claimers_in_processes_never_share_a_feed(store_url: str) -> None:
+    store = open_store(store_url, upgrade=True)
+    try:
+        fs.sync_config_feeds(store, [fs.FeedSpec(f"http://f{n}.test/") for n in range(200)])
+        ctx = multiprocessing.get_context("spawn")
+        out = ctx.Queue()
+        procs = [ctx.Process(target=_claimer, args=(store_url, f"i{n}", out)) for n in range(3)]
+        for p in procs:
+            p.start()
+        results = [out.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(30)
+        claimed = [i for r in results for i in r]
+        assert len(claimed) == 200 and len(set(claimed)) == 200
+    finally:
+        store.dispose()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
@@ -51,6 +51,8 @@ class FeedRecord:
     retired_reason: str | None
     created_at: datetime
     site_url: str | None = None
+    quiet_polls: int = 0  # successful polls in a row without new items
+    last_new_items_at: datetime | None = None
 
     @property
     def healthy(self) -> bool:
@@ -169,6 +171,62 @@ def due_feeds(store: Store, now: datetime, *, everything: bool = False) -> list[
         ]
 
 
+def claim_due_feeds(
+    store: Store,
+    *,
+    instance: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    run_started: datetime,
+    everything: bool = False,
+) -> list[FeedRecord]:
+    """Claim up to ``limit`` due feeds for ``instance`` until ``now + lease``.
+
+    A claimed feed is skipped by every other claimer until :func:`save_poll` releases it
+    or the lease expires (its holder died). On PostgreSQL the candidate rows are locked
+    with ``FOR UPDATE SKIP LOCKED``, so instances claiming at once never take the same
+    feed and never wait for each other; on SQLite the write transaction is exclusive.
+
+    ``run_started`` keeps one run from claiming a feed twice: due means due at the
+    run's start (or, with ``everything``, not yet polled since the run's start).
+    """
+    free = or_(feeds.c.claim_expires_at.is_(None), feeds.c.claim_expires_at < now)
+    if everything:
+        due = or_(feeds.c.last_polled_at.is_(None), feeds.c.last_polled_at < run_started)
+    else:
+        due = or_(feeds.c.next_due_at.is_(None), feeds.c.next_due_at <= run_started)
+    candidates = (
+        select(feeds.c.id)
+        .where(feeds.c.retired_at.is_(None), free, due)
+        .order_by(feeds.c.next_due_at.is_not(None), feeds.c.next_due_at, feeds.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    with store.write() as conn:
+        ids = list(conn.execute(candidates).scalars())
+        if not ids:
+            return []
+        conn.execute(
+            update(feeds)
+            .where(feeds.c.id.in_(ids))
+            .values(claimed_by=instance, claim_expires_at=now + lease)
+        )
+        rows = conn.execute(select(*_FEED_COLUMNS).where(feeds.c.id.in_(ids)))
+        return sorted((_feed_record(r) for r in rows), key=lambda f: ids.index(f.id))
+
+
+def release_claims(store: Store, instance: str) -> int:
+    """Give back every feed ``instance`` holds (at shutdown). Returns how many."""
+    with store.write() as conn:
+        result = conn.execute(
+            update(feeds)
+            .where(feeds.c.claimed_by == instance)
+            .values(claimed_by=None, claim_expires_at=None)
+        )
+        return int(result.rowcount or 0)
+
+
 @dataclass(frozen=True, slots=True)
 class PollSaved:
     new_items: int
@@ -186,17 +244,29 @@ def save_poll(
     hint_s: int | None,
     match: Callable[[Item], Sequence[Match]],
     now: datetime | None = None,
+    reschedule: Callable[[int], datetime] | None = None,
 ) -> PollSaved:
     """Store one feed's poll in one transaction: new items, their hits, the feed's state.
 
     Items already stored (same identity, from this or another feed) are skipped by the
     database's unique key, so re-polls and crashes never duplicate them. Only items that
     are new are passed to ``match``.
+
+    With ``reschedule``, the next due time is ``reschedule(number of new items)``, decided
+    inside the transaction once it is known which items are new (the adaptive policy
+    needs it); otherwise it is ``next_due_at``.
     """
     now = now or utcnow()
     state = _feed_state(feed, result, parsed, next_due_at=next_due_at, hint_s=hint_s, now=now)
     with store.write() as conn:
         new = _insert_items(conn, store.dialect, feed.id, parsed.items if parsed else [], now)
+        if result.outcome in (Outcome.OK, Outcome.NOT_MODIFIED):
+            if new:
+                state |= {"quiet_polls": 0, "last_new_items_at": now}
+            elif feed.last_polled_at is not None:
+                state["quiet_polls"] = feed.quiet_polls + 1
+        if reschedule is not None:
+            state["next_due_at"] = reschedule(len(new))
         by_watchlist: dict[str, int] = {}
         hit_rows: list[dict[str, Any]] = []
         for item_id, item in new:
@@ -234,6 +304,8 @@ def _feed_state(
         "last_polled_at": now,
         "next_due_at": next_due_at,
         "hint_s": hint_s,
+        "claimed_by": None,
+        "claim_expires_at": None,
     }
     if result.outcome in (Outcome.OK, Outcome.NOT_MODIFIED):
         state |= {"consecutive_failures": 0, "last_success_at": now}
