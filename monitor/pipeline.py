@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from monitor import schedule_policy
 from monitor.config import Settings
 from monitor.errors import AddressRefused, FeedError
-from monitor.fetch import FetchOptions, fetch, make_session, next_delay
+from monitor.fetch import FetchOptions, fetch, make_session
 from monitor.match import Matcher, compile_watchlists
 from monitor.models import FetchResult, Item, Match, Outcome, ParsedFeed
 from monitor.opml import OpmlFeed, read_opml
@@ -181,26 +182,29 @@ def next_due(
     result: FetchResult,
     parsed: ParsedFeed | None,
     now: datetime,
+    *,
+    new_items: int = 0,
 ) -> tuple[datetime, int | None]:
-    """When to poll ``feed`` next, and the server's hint (stored for the scheduler)."""
-    low = settings["polling.min_interval"]
-    high = settings["polling.max_interval"]
-    interval = float(feed.interval_s or settings["polling.interval"])
+    """When to poll ``feed`` next, and the server's hint (stored for the scheduler).
+
+    The policy (adaptive interval, hints, bounds, jitter, backoff) is
+    :mod:`monitor.schedule_policy`; ``new_items`` is how many items this poll stored.
+    """
     hint = _server_hint(result, parsed)
-    if hint:
-        interval = max(interval, float(hint))
-    interval = min(max(interval, low), high)
-    failures = (
-        0
-        if result.outcome in (Outcome.OK, Outcome.NOT_MODIFIED)
-        else (feed.consecutive_failures + 1)
-    )
-    delay = next_delay(
-        consecutive_failures=failures,
-        interval=interval,
+    facts = schedule_policy.PollFacts(
+        base_interval=float(feed.interval_s or settings["polling.interval"]),
+        ok=result.outcome in (Outcome.OK, Outcome.NOT_MODIFIED),
+        new_items=new_items,
+        first_poll=feed.last_polled_at is None,
+        quiet_polls=feed.quiet_polls,
+        consecutive_failures=feed.consecutive_failures,
+        server_hint=float(hint) if hint else None,
         retry_after=result.retry_after,
-        cap=max(high, interval),
     )
+    bounds = schedule_policy.Bounds(
+        settings["polling.min_interval"], settings["polling.max_interval"]
+    )
+    delay = schedule_policy.next_poll_delay(facts, bounds)
     return now + timedelta(seconds=delay), hint
 
 
@@ -220,6 +224,8 @@ class PollSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     hits_by_watchlist: dict[str, int] = field(default_factory=dict)
+    failure_kinds: dict[str, int] = field(default_factory=dict)  # error_kind -> count
+    latencies: list[float] = field(default_factory=list)  # seconds per fetch that answered
 
     def counts(self) -> dict[str, int]:
         return {
@@ -266,10 +272,23 @@ async def poll_feed(
     def lookup(item: Item) -> list[Match]:
         return matches.get(item.identity, [])
 
+    def reschedule(new_items: int) -> datetime:
+        return next_due(ctx.settings, feed, result, parsed, now, new_items=new_items)[0]
+
+    # The write runs in the writer thread: cancelling this coroutine (SIGTERM) abandons the
+    # wait, never the transaction, which commits or rolls back as a whole.
     saved = await loop.run_in_executor(
         ctx.writer,
         lambda: feed_store.save_poll(
-            ctx.store, feed, result, parsed, next_due_at=due, hint_s=hint, match=lookup, now=now
+            ctx.store,
+            feed,
+            result,
+            parsed,
+            next_due_at=due,
+            hint_s=hint,
+            match=lookup,
+            now=now,
+            reschedule=reschedule,
         ),
     )
     return result, parsed, saved
@@ -388,7 +407,11 @@ def _tally(
         summary.failed += 1
         reason = result.error or result.error_kind or "failed"
         summary.failures.append((feed.url, reason))
+        kind = result.error_kind or ("gone" if result.outcome is Outcome.GONE else "other")
+        summary.failure_kinds[kind] = summary.failure_kinds.get(kind, 0) + 1
         log.warning("feed failed: %s: %s", feed.url, reason)
+    if result.status is not None:
+        summary.latencies.append(result.elapsed)
     if parsed is not None and parsed.warnings:
         summary.warnings.append((feed.url, "; ".join(parsed.warnings)))
     summary.new_items += saved.new_items

@@ -82,6 +82,10 @@ feeds = Table(
     Column("last_error_at", UTCDateTime),
     Column("warnings", Text),  # the last parse's warnings, one a line
     Column("hint_s", Integer),  # what the server suggested: ttl, max-age, Retry-After
+    # Activity, for the adaptive interval (schedule_policy): successful polls in a row
+    # without new items, and when a poll last brought new items.
+    Column("quiet_polls", Integer, nullable=False, default=0, server_default="0"),
+    Column("last_new_items_at", UTCDateTime),
     Column("retired_at", UTCDateTime),
     Column("retired_reason", Text),
     Column("created_at", UTCDateTime, nullable=False),
