@@ -311,3 +311,16 @@ def test_concurrent_claimers_in_processes_never_share_a_feed(store_url: str) -> 
         assert len(claimed) == 200 and len(set(claimed)) == 200
     finally:
         store.dispose()
+
+
+def test_schema_head_constant_is_alembics_head() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from monitor.store.db import MIGRATIONS, SCHEMA_HEAD
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == SCHEMA_HEAD, (
+        "a migration was added: set monitor.store.db.SCHEMA_HEAD to its revision"
+    )

@@ -14,18 +14,16 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
-from sqlalchemy.pool import NullPool
 
 from monitor.errors import StoreError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +32,10 @@ BUSY_TIMEOUT_MS = 30_000
 #: Key for ``pg_advisory_lock`` while migrating, so that instances starting together
 #: apply each migration once.
 PG_MIGRATION_LOCK = 0x6D6F6E69  # "moni"
+#: The newest migration's revision. Starting a command compares the database with this
+#: instead of importing Alembic (which costs most of a second); a test keeps it equal to
+#: Alembic's head, so a new migration must update it.
+SCHEMA_HEAD = "0002"
 
 
 class Store:
@@ -62,30 +64,36 @@ class Store:
 
     def upgrade(self) -> None:
         """Apply every pending migration (idempotent; safe when instances start together)."""
+        from alembic import command
+
         try:
             with self.engine.begin() as conn:
                 if self.dialect == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_MIGRATION_LOCK})
-                cfg = _alembic_config(conn)
-                command.upgrade(cfg, "head")
+                command.upgrade(_alembic_config(conn), "head")
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot migrate the database: {_short(exc)}") from exc
 
     def current_revision(self) -> str | None:
+        """The revision the database is at; None for an empty database."""
         with self.engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
     def head_revision(self) -> str | None:
-        return ScriptDirectory.from_config(_alembic_config(None)).get_current_head()
+        return SCHEMA_HEAD
 
     def needs_upgrade(self) -> bool:
-        return self.current_revision() != self.head_revision()
+        return self.current_revision() != SCHEMA_HEAD
 
     def dispose(self) -> None:
         self.engine.dispose()
 
 
 def _alembic_config(conn: Connection | None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = conn
@@ -116,8 +124,8 @@ def open_store(url: str, *, upgrade: bool = False) -> Store:
                     hint="create it, or change [database] url",
                 )
         kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
-        # Connections are cheap; a pool per thread would only hold locks open longer.
-        kwargs["poolclass"] = NullPool
+        # Pooled: closing the last connection to a WAL database checkpoints it, which
+        # would make every short transaction pay for a checkpoint.
     else:
         kwargs["pool_pre_ping"] = True
     try:
@@ -132,7 +140,7 @@ def open_store(url: str, *, upgrade: bool = False) -> Store:
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
         raise StoreError(f"cannot open the database {parsed!r}: {_short(exc)}") from exc
-    if upgrade:
+    if upgrade and store.needs_upgrade():
         store.upgrade()
     return store
 
