@@ -190,6 +190,8 @@ SETTINGS: tuple[Setting, ...] = (
             "User-Agent header; empty for the built-in one naming monitor and its version"),
     Setting("polling", "parse_workers", _int, 0,
             "processes that parse feeds; 0 means one per CPU core, 1 parses in-process"),
+    Setting("polling", "tick", parse_duration, 5.0,
+            "how often the daemon looks for due feeds (each feed keeps its own interval)"),
     Setting("smtp", "host", _optional_str, None,
             "mail server; without it digests are written as .eml files to [delivery] dir"),
     Setting("smtp", "port", _positive_int, 587, "mail server port"),
@@ -348,11 +350,11 @@ def settings_from_mapping(
             if setting is None:
                 known = ", ".join(s.name for s in SETTINGS if s.section == section)
                 raise ConfigError(f"{where}: unknown key {key!r}; [{section}] takes: {known}")
-            values[key] = _convert(setting.convert, raw, f"{where}: {key}")
+            values[key] = _convert(setting.convert, raw, f"{where}: {key}", setting.secret)
     for setting in SETTINGS:
         if setting.env in environ:
             values[setting.key] = _convert(
-                setting.convert, environ[setting.env], f"environment {setting.env}"
+                setting.convert, environ[setting.env], f"environment {setting.env}", setting.secret
             )
     if values["polling.min_interval"] > values["polling.max_interval"]:
         raise ConfigError(f"{where}: polling.min_interval is longer than polling.max_interval")
@@ -361,11 +363,14 @@ def settings_from_mapping(
     return Settings(values=values, feeds=feeds, subscribers=subscribers, source=where)
 
 
-def _convert(convert: Callable[[object], Any], raw: object, label: str) -> Any:
+def _convert(
+    convert: Callable[[object], Any], raw: object, label: str, secret: bool = False
+) -> Any:
     try:
         return convert(raw)
     except ValueError as exc:
-        raise ConfigError(f"{label}: expected {exc}, got {raw!r}") from None
+        got = "(a secret, not shown)" if secret else repr(raw)
+        raise ConfigError(f"{label}: expected {exc}, got {got}") from None
 
 
 def _tables(raw: object, name: str, where: str) -> list[dict[str, Any]]:
