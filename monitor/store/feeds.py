@@ -171,6 +171,21 @@ def due_feeds(store: Store, now: datetime, *, everything: bool = False) -> list[
         ]
 
 
+def count_due_feeds(store: Store, now: datetime) -> int:
+    """How many feeds are due and free to claim (the daemon's cheap check each tick)."""
+    query = (
+        select(func.count())
+        .select_from(feeds)
+        .where(
+            feeds.c.retired_at.is_(None),
+            or_(feeds.c.next_due_at.is_(None), feeds.c.next_due_at <= now),
+            or_(feeds.c.claim_expires_at.is_(None), feeds.c.claim_expires_at < now),
+        )
+    )
+    with store.read() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
 def claim_due_feeds(
     store: Store,
     *,
