@@ -51,6 +51,7 @@ _CONFUSABLES = {
     "ԝ": "w", "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K",
     "Μ": "M", "Ν": "N", "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X", "ο": "o",
 }  # fmt: skip
+_CONF_LEADS = sorted({ch.encode("utf-8")[:1] for ch in _CONFUSABLES})  # UTF-8 lead bytes
 _CONF_TABLE = {ord(k): v for k, v in _CONFUSABLES.items()}
 _CONF = "".join(_CONFUSABLES)
 _CONF_UPPER = "".join(c for c in _CONFUSABLES if c.isupper())
@@ -149,7 +150,8 @@ def _token_bounds(text: str, pos: int) -> tuple[int, int]:
 
 def _unconfuse(text: str) -> str:
     """Map look-alikes to Latin in the tokens that qualify (same length)."""
-    if not any(ch in text for ch in _CONFUSABLES):
+    raw = text.encode("utf-8", "surrogatepass")
+    if not any(lead in raw for lead in _CONF_LEADS):  # no Greek or Cyrillic at all
         return text
     out: list[str] = []
     done = 0

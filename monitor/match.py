@@ -22,6 +22,19 @@ from monitor.models import ITEM_FIELDS, Item, Match, Span
 from monitor.watchlists import Context, Group, Near, Rule, Term, Watchlist
 
 _WORD = re.compile(r"[^\W_]+")
+_ASCII_NON_WORD = [c for c in map(chr, range(128)) if not c.isalnum() and c != " "]
+_OTHER_NON_WORD = re.compile(r"[^\w\x00-\x7f]+")
+
+
+def _scan_form(text: str) -> str:
+    """``text`` with every character that is not a letter or digit made a space."""
+    for ch in _ASCII_NON_WORD:
+        if ch in text:
+            text = text.replace(ch, " ")
+    if not text.isascii():
+        text = _OTHER_NON_WORD.sub(lambda m: " " * len(m.group()), text)
+    return text
+
 
 #: A found occurrence: field, start and end in the ORIGINAL text, the term as written.
 _Hit = tuple[str, int, int, str]
@@ -95,21 +108,33 @@ class _ItemState:
     occ: dict[tuple[int, str], list[tuple[int, int]]] = field(default_factory=dict)
 
 
+class _Key:
+    """One literal the automaton looks for, and how to confirm a hit on the folded text."""
+
+    __slots__ = ("exact", "lpad", "prefix", "scan", "size")
+
+    def __init__(self, text: str, *, prefix: bool, substring: bool) -> None:
+        left = not substring and text[0].isalnum()
+        right = not substring and not prefix and text[-1].isalnum()
+        form = _scan_form(text)
+        self.scan = (" " if left else "") + form + (" " if right else "")
+        self.lpad = 1 if left else 0
+        self.size = len(text)
+        self.exact = None if form == text else text  # punctuation or spaces: compare
+        self.prefix = prefix
+
+
 class _Compiler:
     def __init__(self) -> None:
         self.keys: dict[tuple[str, bool, bool], int] = {}
-        self.key_info: list[tuple[int, bool, bool, bool]] = []  # len, left, right, prefix
+        self.key_info: list[_Key] = []
         self.terms: list[_CTerm] = []
 
     def key(self, text: str, *, prefix: bool = False, substring: bool = False) -> int:
-        left = not substring and text[0].isalnum()
-        right = not substring and not prefix and text[-1].isalnum()
-        ident = (text, left, right if not prefix else False)
-        if prefix:
-            ident = (text + "\0*", left, False)
+        ident = (text, prefix, substring)
         if ident not in self.keys:
             self.keys[ident] = len(self.key_info)
-            self.key_info.append((len(text), left, right, prefix))
+            self.key_info.append(_Key(text, prefix=prefix, substring=substring))
         return self.keys[ident]
 
     def term(self, term: Term, fields: tuple[str, ...]) -> _CTerm:
@@ -184,15 +209,15 @@ class Matcher:
         self._always = frozenset(always)
         used = {f for e in self._entries for f in e.fields}
         self._fields = tuple(f for f in ITEM_FIELDS if f in used)
-        by_text: dict[str, list[int]] = {}
-        for (text, _left, _right), key in comp.keys.items():
-            by_text.setdefault(text.removesuffix("\0*"), []).append(key)
+        by_scan: dict[str, list[int]] = {}
+        for key, info in enumerate(comp.key_info):
+            by_scan.setdefault(info.scan, []).append(key)
         self._automaton = ahocorasick.Automaton()
-        for text, keys in by_text.items():
-            self._automaton.add_word(text, tuple(keys))
-        if by_text:
+        for scan, keys in by_scan.items():
+            self._automaton.add_word(scan, tuple(keys))
+        if by_scan:
             self._automaton.make_automaton()
-        self._empty = not by_text
+        self._empty = not by_scan
         self.term_count = len(comp.terms)
         self.key_count = len(comp.key_info)
 
@@ -203,30 +228,33 @@ class Matcher:
     # - scanning -
 
     def _scan(self, text: str) -> dict[int, list[tuple[int, int]]]:
+        """Occurrences of every key on word boundaries: {key: [(start, end), ...]}.
+
+        The automaton runs over a copy of the folded text in which every character that is
+        not a letter or digit is a space, padded with a space at each end; keys that need a
+        word boundary carry a space there. So only whole-word hits come out, and a hit of a
+        key with punctuation in it is confirmed against the folded text itself.
+        """
         hits: dict[int, list[tuple[int, int]]] = {}
         if self._empty:
             return hits
         n = len(text)
         info = self._key_info
-        for last, keys in self._automaton.iter(text):
-            end = last + 1
+        for last, keys in self._automaton.iter(" " + _scan_form(text) + " "):
             for key in keys:
-                length, left, right, prefix = info[key]
-                start = end - length
-                if left and start > 0 and text[start - 1].isalnum():
+                k = info[key]
+                start = last - len(k.scan) + k.lpad  # +1 for the padding, -1 for last
+                end = start + k.size
+                if k.exact is not None and text[start:end] != k.exact:
                     continue
-                stop = end
-                if right:
-                    if end < n and text[end].isalnum():
-                        continue
-                elif prefix:
-                    while stop < n and text[stop].isalnum():
-                        stop += 1
+                if k.prefix:
+                    while end < n and text[end].isalnum():
+                        end += 1
                 found = hits.get(key)
                 if found is None:
-                    hits[key] = [(start, stop)]
+                    hits[key] = [(start, end)]
                 else:
-                    found.append((start, stop))
+                    found.append((start, end))
         return hits
 
     def match(self, item: Item) -> list[Match]:
@@ -276,13 +304,17 @@ def compile_watchlists(watchlists: Sequence[Watchlist]) -> Matcher:
 
 def _occurrences(term: _CTerm, name: str, state: _ItemState) -> list[tuple[int, int]]:
     """Valid occurrences of one term in one field: case, exclusions, context applied."""
+    scan = state.scans.get(name)
+    occ = scan.hits.get(term.key) if scan is not None else None
+    if occ is None or scan is None:
+        return []
+    if term.cased is None and not term.exclude and term.context is None:
+        return occ  # a plain term: every word-boundary hit counts
     cache_key = (term.index, name)
     cached = state.occ.get(cache_key)
     if cached is not None:
         return cached
-    scan = state.scans.get(name)
-    occ = scan.hits.get(term.key, []) if scan is not None else []
-    if occ and scan is not None:
+    if occ:
         if term.cased is not None:
             occ = [o for o in occ if _case_ok(scan, o, term.cased)]
         if term.exclude and occ:
@@ -331,11 +363,15 @@ def _in_context(
 def _evaluate(rule: _CRule, fields: tuple[str, ...], state: _ItemState) -> list[_Hit] | None:
     """None when the rule does not hold; else the hits that make it hold (maybe none)."""
     if isinstance(rule, _CTerm):
-        hits = [
-            (f, *state.scans[f].folded.to_original(*o), rule.shown)
-            for f in fields
-            for o in _occurrences(rule, f, state)
-        ]
+        hits: list[_Hit] = []
+        for name in fields:
+            scan = state.scans.get(name)
+            if scan is None or rule.key not in scan.hits:
+                continue
+            to_original = scan.folded.to_original
+            hits.extend(
+                (name, *to_original(*o), rule.shown) for o in _occurrences(rule, name, state)
+            )
         return hits or None
     if isinstance(rule, _CGroup):
         out: list[_Hit] = []
