@@ -1,0 +1,523 @@
+"""Repository API for subscribers, the outbox and what each subscriber has been sent.
+
+The outbox is what makes mail trustworthy:
+
+1. :func:`enqueue_digest` records a rendered message *and* the hits it carries in one
+   transaction: an ``outbox`` row (status ``queued``) plus one ``deliveries`` row per hit,
+   unique per (subscriber, hit). A hit in ``deliveries`` is never pending again, so it is
+   never put in a second digest; a hit not yet there is pending, so it is never lost.
+2. :func:`claim_due` leases queued rows to one sender for a while (a crashed sender's
+   lease runs out and another sends the row).
+3. After the server's 250 the sender calls :func:`mark_sent`; on a temporary failure
+   :func:`mark_retry` (backoff: 1, 2, 4 ... minutes, at most an hour; never given up); on a
+   permanent one :func:`mark_failed` with the server's reason, shown by ``monitor outbox``.
+
+Retries send the stored bytes again, so the Message-ID and Date never change. Only a
+crash between the server's 250 and the commit of :func:`mark_sent` can send a message
+twice (with the same Message-ID).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, exists, func, insert, or_, select, update
+
+from monitor.store.db import Store
+from monitor.store.feeds import REMOVED_FROM_CONFIG, StoredHit, _hit_query, hit_from_row
+from monitor.store.schema import deliveries, feeds, hits, outbox
+from monitor.store.schema import subscribers as subscriber_rows
+
+log = logging.getLogger(__name__)
+
+QUEUED, SENT, FAILED = "queued", "sent", "failed"
+#: How long a claimed row is reserved for its sender before another may take it.
+CLAIM_LEASE = timedelta(minutes=10)
+RETRY_FIRST = timedelta(minutes=1)
+RETRY_MAX = timedelta(hours=1)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class HasEmail(Protocol):
+    @property
+    def email(self) -> str: ...
+
+
+# --- subscribers --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberState:
+    email: str
+    created_at: datetime  # hits stored before this are not mailed
+    last_digest_at: datetime | None  # the last time a digest was due (sent or empty)
+
+
+def sync_subscribers(
+    store: Store, subscribers: Iterable[HasEmail], *, now: datetime | None = None
+) -> None:
+    """Give every configured subscriber a row. A new row starts *now*: a new subscriber
+    gets the hits stored from now on, not the whole history. Rows of subscribers no longer
+    configured are kept (with their delivery history); they are simply not mailed."""
+    now = now or utcnow()
+    wanted = [s.email for s in subscribers]
+    if not wanted:
+        return
+    with store.read() as conn:
+        known = set(
+            conn.execute(
+                select(subscriber_rows.c.email).where(subscriber_rows.c.email.in_(wanted))
+            ).scalars()
+        )
+    missing = [e for e in dict.fromkeys(wanted) if e not in known]
+    if not missing:
+        return
+    with store.write() as conn:
+        known = set(
+            conn.execute(
+                select(subscriber_rows.c.email).where(subscriber_rows.c.email.in_(missing))
+            ).scalars()
+        )
+        rows: list[dict[str, Any]] = [
+            {"email": e, "created_at": now} for e in missing if e not in known
+        ]
+        if rows:
+            conn.execute(insert(subscriber_rows), rows)
+            log.info("new subscribers: %s", ", ".join(r["email"] for r in rows))
+
+
+def subscriber_state(store: Store, email: str) -> SubscriberState | None:
+    with store.read() as conn:
+        row = conn.execute(select(subscriber_rows).where(subscriber_rows.c.email == email)).first()
+    return SubscriberState(row.email, row.created_at, row.last_digest_at) if row else None
+
+
+def set_last_digest(store: Store, email: str, at: datetime) -> None:
+    """Record that the subscriber's digest was due at ``at`` (even if nothing was sent)."""
+    with store.write() as conn:
+        conn.execute(
+            update(subscriber_rows)
+            .where(subscriber_rows.c.email == email)
+            .values(last_digest_at=at)
+        )
+
+
+# --- pending hits -------------------------------------------------------------------
+
+
+def _pending_conditions(email: str, watchlists: Sequence[str] | None, since: datetime) -> Any:
+    delivered = exists().where(
+        and_(deliveries.c.subscriber == email, deliveries.c.hit_id == hits.c.id)
+    )
+    conds = [hits.c.created_at >= since, ~delivered]
+    if watchlists is not None:
+        conds.append(hits.c.watchlist.in_(list(watchlists)))
+    return and_(*conds)
+
+
+def _since(store: Store, email: str) -> datetime | None:
+    state = subscriber_state(store, email)
+    return state.created_at if state else None
+
+
+def pending_hits(
+    store: Store,
+    email: str,
+    watchlists: Sequence[str] | None,
+    *,
+    limit_per_watchlist: int | None = None,
+) -> list[StoredHit]:
+    """Hits the subscriber has not been sent: for the given watchlists (None: all), stored
+    at or after the subscriber's row was created, not in ``deliveries``. Oldest first,
+    so a backlog drains in order; with ``limit_per_watchlist``, the oldest N of each.
+
+    A subscriber without a row (see :func:`sync_subscribers`) has nothing pending.
+    """
+    since = _since(store, email)
+    if since is None:
+        return []
+    cond = _pending_conditions(email, watchlists, since)
+    if limit_per_watchlist is None:
+        query = _hit_query().where(cond).order_by(hits.c.created_at, hits.c.id)
+        with store.read() as conn:
+            return [hit_from_row(r) for r in conn.execute(query)]
+    rank = (
+        func.row_number()
+        .over(partition_by=hits.c.watchlist, order_by=(hits.c.created_at, hits.c.id))
+        .label("rank")
+    )
+    ranked = select(hits.c.id, rank).where(cond).subquery()
+    query = (
+        _hit_query()
+        .join(ranked, ranked.c.id == hits.c.id)
+        .where(ranked.c.rank <= limit_per_watchlist)
+        .order_by(hits.c.created_at, hits.c.id)
+    )
+    with store.read() as conn:
+        return [hit_from_row(r) for r in conn.execute(query)]
+
+
+def pending_counts(store: Store, email: str, watchlists: Sequence[str] | None) -> dict[str, int]:
+    """How many hits are pending per watchlist (see :func:`pending_hits`)."""
+    since = _since(store, email)
+    if since is None:
+        return {}
+    query = (
+        select(hits.c.watchlist, func.count())
+        .where(_pending_conditions(email, watchlists, since))
+        .group_by(hits.c.watchlist)
+    )
+    with store.read() as conn:
+        return {w: int(n) for w, n in conn.execute(query)}
+
+
+# --- the outbox ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """A queued message as the sender needs it."""
+
+    id: int
+    subscriber: str
+    message_id: str
+    subject: str
+    message: bytes
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A row of ``monitor outbox``: what is queued or failed, and why."""
+
+    id: int
+    subscriber: str
+    message_id: str
+    subject: str
+    status: str
+    attempts: int
+    hits: int
+    created_at: datetime
+    next_attempt_at: datetime | None
+    last_error: str | None
+    sent_at: datetime | None
+
+
+def enqueue_digest(
+    store: Store,
+    *,
+    subscriber: str,
+    message_id: str,
+    subject: str,
+    message: bytes,
+    hit_ids: Sequence[int],
+    now: datetime | None = None,
+) -> int | None:
+    """Queue a rendered digest and record its hits as delivered, in one transaction.
+
+    Returns the outbox id, or None when one of the hits was already queued for this
+    subscriber meanwhile (another sender got there first): nothing is written then, and
+    the caller should build the digest again.
+    """
+    now = now or utcnow()
+    ids = sorted(set(hit_ids))
+    if not ids:
+        raise ValueError("a digest without hits is not queued")
+    with store.write() as conn:
+        taken = conn.execute(
+            select(func.count())
+            .select_from(deliveries)
+            .where(deliveries.c.subscriber == subscriber, deliveries.c.hit_id.in_(ids))
+        ).scalar_one()
+        if taken:
+            log.info("digest for %s: %d hits were queued meanwhile; rebuilding", subscriber, taken)
+            return None
+        outbox_id = int(
+            conn.execute(
+                insert(outbox)
+                .values(
+                    subscriber=subscriber,
+                    message_id=message_id,
+                    subject=subject,
+                    message=message,
+                    status=QUEUED,
+                    attempts=0,
+                    created_at=now,
+                    next_attempt_at=now,
+                )
+                .returning(outbox.c.id)
+            ).scalar_one()
+        )
+        conn.execute(
+            insert(deliveries),
+            [{"subscriber": subscriber, "hit_id": h, "outbox_id": outbox_id} for h in ids],
+        )
+        conn.execute(
+            update(subscriber_rows)
+            .where(subscriber_rows.c.email == subscriber)
+            .values(last_digest_at=now)
+        )
+    return outbox_id
+
+
+def claim_due(
+    store: Store,
+    *,
+    instance: str,
+    now: datetime | None = None,
+    subscribers_only: Sequence[str] | None = None,
+    ignore_backoff: bool = False,
+    lease: timedelta = CLAIM_LEASE,
+    limit: int | None = None,
+) -> list[OutboxMessage]:
+    """Lease the queued messages that are due (or, with ``ignore_backoff``, every queued
+    one) to ``instance``, oldest first. A lease held by another sender is respected until
+    it runs out."""
+    now = now or utcnow()
+    conds = [
+        outbox.c.status == QUEUED,
+        or_(outbox.c.claim_expires_at.is_(None), outbox.c.claim_expires_at <= now),
+    ]
+    if not ignore_backoff:
+        conds.append(or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now))
+    if subscribers_only is not None:
+        conds.append(outbox.c.subscriber.in_(list(subscribers_only)))
+    query = (
+        select(
+            outbox.c.id,
+            outbox.c.subscriber,
+            outbox.c.message_id,
+            outbox.c.subject,
+            outbox.c.message,
+            outbox.c.attempts,
+            outbox.c.created_at,
+        )
+        .where(and_(*conds))
+        .order_by(outbox.c.created_at, outbox.c.id)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    with store.write() as conn:
+        rows = conn.execute(query).all()
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        for chunk in _chunks(ids, 500):
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(chunk))
+                .values(claimed_by=instance, claim_expires_at=now + lease)
+            )
+    return [
+        OutboxMessage(
+            r.id, r.subscriber, r.message_id, r.subject, bytes(r.message), r.attempts, r.created_at
+        )
+        for r in rows
+    ]
+
+
+def _chunks(ids: Sequence[int], size: int) -> Iterable[Sequence[int]]:
+    for i in range(0, len(ids), size):
+        yield ids[i : i + size]
+
+
+def mark_sent(store: Store, outbox_id: int, *, now: datetime | None = None) -> None:
+    """The server accepted the message (250)."""
+    now = now or utcnow()
+    with store.write() as conn:
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id == outbox_id)
+            .values(
+                status=SENT,
+                sent_at=now,
+                attempts=outbox.c.attempts + 1,
+                claimed_by=None,
+                claim_expires_at=None,
+                next_attempt_at=None,
+            )
+        )
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Wait after the ``attempts``-th failed try: 1, 2, 4 ... minutes, at most an hour."""
+    seconds = RETRY_FIRST.total_seconds() * 2 ** max(0, min(attempts - 1, 20))
+    return min(timedelta(seconds=seconds), RETRY_MAX)
+
+
+def mark_retry(
+    store: Store,
+    outbox_id: int,
+    reason: str,
+    *,
+    now: datetime | None = None,
+    count_attempt: bool = True,
+) -> datetime:
+    """A temporary failure: the message stays queued and is tried again after a backoff.
+    ``count_attempt=False`` for a message that was never handed to the server (the
+    connection failed before it). Returns when it is due again."""
+    now = now or utcnow()
+    with store.write() as conn:
+        attempts = int(
+            conn.execute(select(outbox.c.attempts).where(outbox.c.id == outbox_id)).scalar_one()
+        )
+        if count_attempt:
+            attempts += 1
+        due = now + retry_delay(max(attempts, 1))
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id == outbox_id)
+            .values(
+                attempts=attempts,
+                last_error=reason,
+                next_attempt_at=due,
+                claimed_by=None,
+                claim_expires_at=None,
+            )
+        )
+    return due
+
+
+def mark_failed(store: Store, outbox_id: int, reason: str, *, now: datetime | None = None) -> None:
+    """A permanent failure (the server said 5xx): kept, with the reason, for the operator."""
+    with store.write() as conn:
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id == outbox_id)
+            .values(
+                status=FAILED,
+                attempts=outbox.c.attempts + 1,
+                last_error=reason,
+                next_attempt_at=None,
+                claimed_by=None,
+                claim_expires_at=None,
+            )
+        )
+
+
+def list_outbox(
+    store: Store, *, statuses: Sequence[str] = (QUEUED, FAILED), limit: int | None = None
+) -> list[OutboxEntry]:
+    """Outbox rows with the given statuses, oldest first, each with its number of hits."""
+    counts = (
+        select(deliveries.c.outbox_id, func.count().label("hits"))
+        .group_by(deliveries.c.outbox_id)
+        .subquery()
+    )
+    query = (
+        select(
+            outbox.c.id,
+            outbox.c.subscriber,
+            outbox.c.message_id,
+            outbox.c.subject,
+            outbox.c.status,
+            outbox.c.attempts,
+            func.coalesce(counts.c.hits, 0).label("hits"),
+            outbox.c.created_at,
+            outbox.c.next_attempt_at,
+            outbox.c.last_error,
+            outbox.c.sent_at,
+        )
+        .select_from(outbox.outerjoin(counts, counts.c.outbox_id == outbox.c.id))
+        .where(outbox.c.status.in_(list(statuses)))
+        .order_by(outbox.c.created_at, outbox.c.id)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    with store.read() as conn:
+        return [OutboxEntry(**dict(r._mapping)) for r in conn.execute(query)]
+
+
+def delivered_hit_ids(store: Store, email: str) -> set[int]:
+    """Every hit recorded as delivered (queued, sent or failed) to the subscriber."""
+    with store.read() as conn:
+        return set(
+            conn.execute(
+                select(deliveries.c.hit_id).where(deliveries.c.subscriber == email)
+            ).scalars()
+        )
+
+
+# --- what a digest shows besides hits -----------------------------------------------
+
+
+def watchlist_volume(
+    store: Store,
+    watchlists: Sequence[str],
+    *,
+    timezone: str = "UTC",
+    days: int = 14,
+    now: datetime | None = None,
+) -> dict[str, list[tuple[date, int]]]:
+    """Hits per local day for each watchlist over the last ``days`` days, today last.
+
+    Days are the subscriber's calendar days (``timezone``); every watchlist asked for
+    gets all ``days`` entries, zeros included.
+    """
+    now = now or utcnow()
+    zone = ZoneInfo(timezone)
+    today = now.astimezone(zone).date()
+    first = today - timedelta(days=days - 1)
+    start = datetime.combine(first, datetime.min.time(), tzinfo=zone).astimezone(UTC)
+    out: dict[str, dict[date, int]] = {
+        w: {first + timedelta(days=i): 0 for i in range(days)} for w in watchlists
+    }
+    if not watchlists:
+        return {}
+    query = select(hits.c.watchlist, hits.c.created_at).where(
+        hits.c.created_at >= start,
+        hits.c.created_at <= now,
+        hits.c.watchlist.in_(list(watchlists)),
+    )
+    with store.read() as conn:
+        for watchlist, created in conn.execute(query):
+            day = created.astimezone(zone).date()
+            bucket = out[watchlist]
+            if day in bucket:
+                bucket[day] += 1
+    return {w: sorted(b.items()) for w, b in out.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class FailingFeed:
+    """A feed whose health is news: failing now, or retired by the server (410 ...)."""
+
+    url: str
+    title: str | None
+    consecutive_failures: int
+    last_error: str | None
+    last_success_at: datetime | None
+    retired_at: datetime | None
+    retired_reason: str | None
+
+
+def failing_feeds(store: Store) -> list[FailingFeed]:
+    """Feeds that are failing (``consecutive_failures > 0``) or retired, except those the
+    operator removed from the config. Worst first."""
+    query = (
+        select(
+            feeds.c.url,
+            feeds.c.title,
+            feeds.c.consecutive_failures,
+            feeds.c.last_error,
+            feeds.c.last_success_at,
+            feeds.c.retired_at,
+            feeds.c.retired_reason,
+        )
+        .where(
+            or_(feeds.c.consecutive_failures > 0, feeds.c.retired_at.is_not(None)),
+            or_(feeds.c.retired_reason.is_(None), feeds.c.retired_reason != REMOVED_FROM_CONFIG),
+        )
+        .order_by(feeds.c.retired_at.is_(None), feeds.c.consecutive_failures.desc(), feeds.c.url)
+    )
+    with store.read() as conn:
+        return [FailingFeed(**dict(r._mapping)) for r in conn.execute(query)]
