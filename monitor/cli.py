@@ -490,3 +490,105 @@ def db_upgrade(ctx: Context) -> None:
         click.echo(f"database is up to date (revision {after})")
     else:
         click.echo(f"database upgraded from {before or 'empty'} to {after}")
+
+
+# --- daemon commands ---
+
+
+@cli.command()
+@pass_ctx
+def run(ctx: Context) -> None:
+    """The daemon: poll feeds and send digests on schedule, until SIGTERM.
+
+    Applies migrations at start and tells systemd when it is ready (Type=notify). SIGHUP
+    reloads the config and watchlists (an invalid file keeps the running version); edits
+    to either are also picked up on their own. One `monitor run` per SQLite file.
+    """
+    from monitor.scheduler import run_daemon
+
+    settings = ctx.settings
+    setup_logging(ctx.verbose, settings["log.level"])
+    sys.exit(run_daemon(ctx.config, settings))
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="one JSON object")
+@pass_ctx
+def status(ctx: Context, as_json: bool) -> None:
+    """Health from the database: last poll cycle, failing feeds, hits today, queued mail."""
+    from monitor.store import lock as store_lock
+    from monitor.store.status import status_report
+
+    store = ctx.store()
+    report = status_report(store)
+    now = report.now
+    holder = store_lock.holder(ctx.settings.database_url)
+    last = report.last_run
+    if as_json:
+        click.echo(json.dumps({
+            "daemon_pid": holder,
+            "instances": [
+                {"id": i.id, "started": _iso(i.started_at), "heartbeat": _iso(i.heartbeat_at)}
+                for i in report.instances
+            ],
+            "last_poll": None if last is None else {
+                "started": _iso(last["started_at"]), "finished": _iso(last["finished_at"]),
+                **{k: last[k] for k in ("feeds", "fetched", "not_modified", "failed",
+                                       "new_items", "new_hits")},
+            },
+            "active_feeds": report.active_feeds,
+            "failing_feeds": [
+                {"url": f.url, "title": f.title, "consecutive_failures": f.consecutive_failures,
+                 "last_error": f.last_error, "retired_reason": f.retired_reason}
+                for f in report.failing
+            ],
+            "hits_today_utc": report.hits_today,
+            "hits_today_by_watchlist": report.hits_today_by_watchlist,
+            "outbox_queued": report.outbox.queued,
+            "outbox_oldest_age_s": None if report.outbox.oldest_queued_at is None
+            else round((now - report.outbox.oldest_queued_at).total_seconds()),
+            "outbox_failed": report.outbox.failed,
+        }, ensure_ascii=False))  # fmt: skip
+        return
+    if holder:
+        click.echo(f"daemon: running (pid {holder})")
+    elif report.instances:
+        for inst in report.instances:
+            click.echo(
+                f"daemon: {inst.id}, up {_age((now - inst.started_at).total_seconds())}, "
+                f"heartbeat {_age((now - inst.heartbeat_at).total_seconds())} ago"
+            )
+    else:
+        click.echo("daemon: not running")
+    if last is None:
+        click.echo("last poll cycle: none yet")
+    else:
+        click.echo(
+            f"last poll cycle: {_short_time(last['finished_at'])} UTC "
+            f"({_age((now - last['finished_at']).total_seconds())} ago): {last['feeds']} feeds, "
+            f"{last['fetched']} fetched, {last['not_modified']} not modified, {last['failed']} "
+            f"failed; {last['new_items']} new items, {last['new_hits']} new hits"
+        )
+    failing = [f for f in report.failing if f.retired_at is None]
+    click.echo(f"feeds: {report.active_feeds} active, {len(failing)} failing")
+    for f in report.failing:
+        why = f.retired_reason if f.retired_at is not None else f.last_error
+        state = "retired" if f.retired_at is not None else f"failing({f.consecutive_failures})"
+        click.echo(f"  {state:<12} {f.url}: {why or 'unknown'}")
+    per = ", ".join(f"{w} {n}" for w, n in sorted(report.hits_today_by_watchlist.items()))
+    click.echo(f"hits today (UTC): {report.hits_today}" + (f" ({per})" if per else ""))
+    box = report.outbox
+    line = f"outbox: {box.queued} queued"
+    if box.oldest_queued_at is not None:
+        line += f", oldest {_age((now - box.oldest_queued_at).total_seconds())}"
+    if box.failed:
+        line += f"; {box.failed} failed (see `monitor outbox`)"
+    click.echo(line)

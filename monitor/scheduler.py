@@ -1,0 +1,480 @@
+"""The daemon (``monitor run``): APScheduler wiring, signals and sd_notify; nothing else.
+
+The work itself is the pipeline's (``poll_due``, ``send_digests``); this module decides
+*when* it runs and keeps the process trustworthy under systemd.
+
+Jobs (APScheduler 3, ``AsyncIOScheduler``, all times UTC):
+
+``poll``               every ``polling.tick`` (5 s): polls the feeds that are *due*. Each
+                       feed's own schedule is ``feeds.next_due_at`` in the database, set
+                       after every poll by :mod:`monitor.schedule_policy` (its interval,
+                       adaptive to activity, server hints and failures, with jitter). One
+                       instance at a time, coalesced, misfire grace of one tick. A cycle
+                       with new hits is followed at once by the immediate digests.
+``digest:<email>``     one per scheduled subscriber, at ``schedules.next_digest_time``
+                       in the subscriber's zone (quiet hours respected); it re-arms itself.
+                       A digest missed while the daemon was down runs at start.
+``outbox``             every 30 s: retries queued mail whose backoff has passed.
+``heartbeat``          every minute: the instance's row, for ``monitor status``.
+
+Signals: SIGTERM/SIGINT stop (no new jobs; in-flight fetches are abandoned between
+transactions; an SMTP conversation in progress gets :data:`SEND_GRACE` seconds to finish,
+else it is dropped before the server commits and the mail stays queued); SIGHUP reloads
+the config and the watchlists (an invalid file keeps the old version, logged as
+file:line). The config file and the watchlists are also reloaded when they change on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import math
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from monitor import pipeline
+from monitor.config import Settings, SubscriberConfig, load_settings, locate_config
+from monitor.errors import MonitorError
+from monitor.notify import Notifier
+from monitor.schedules import next_digest_time
+from monitor.store import Store, open_store
+from monitor.store import feeds as feed_store
+from monitor.store import instances as instance_store
+from monitor.store import lock as store_lock
+from monitor.store import outbox as outbox_store
+from monitor.store import status as status_store
+from monitor.watchlists import WatchlistRegistry
+
+log = logging.getLogger(__name__)
+
+#: Seconds an SMTP send in progress may take to finish after SIGTERM.
+SEND_GRACE = 5.0
+OUTBOX_EVERY = 30.0
+HEARTBEAT_EVERY = 60.0
+#: Settings that only a restart can change.
+RESTART_ONLY = ("database.url", "metrics.listen")
+
+
+class _SkippedRunFilter(logging.Filter):
+    """A tick that finds the previous cycle still running is normal, not a warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
+def run_daemon(config: str | None, settings: Settings) -> int:
+    """``monitor run``: take the lock, migrate, load, and serve until SIGTERM. Exit status."""
+    lock = store_lock.acquire(settings.database_url)
+    try:
+        store = open_store(settings.database_url, upgrade=True)
+        try:
+            registry = WatchlistRegistry(settings.watchlists_dir)
+            daemon = Daemon(config, settings, store, registry)
+            asyncio.run(daemon.main())
+        finally:
+            store.dispose()
+    finally:
+        if lock is not None:
+            lock.release()
+    return 0
+
+
+class Daemon:
+    def __init__(
+        self, config: str | None, settings: Settings, store: Store, registry: WatchlistRegistry
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.instance = pipeline.instance_name()
+        self.notifier = Notifier()
+        self.metrics: Any = None
+        self.scheduler: AsyncIOScheduler | None = None
+        self.pool: pipeline.ParsePool | None = None
+        self._pool_version = registry.version
+        self._config_path = locate_config(config, os.environ)
+        self._config_stamp = _stamp(self._config_path)
+        self._stop = asyncio.Event()
+        self._stopping = False
+        self._reload_lock = asyncio.Lock()
+        self._poll_tasks: set[asyncio.Task[Any]] = set()
+        self._send_tasks: set[asyncio.Task[Any]] = set()
+        self._last_line = "no poll cycle yet"
+        self._started = time.monotonic()
+
+    # -- lifecycle
+
+    async def main(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        logging.getLogger("apscheduler.scheduler").addFilter(_SkippedRunFilter())
+        watchdog: asyncio.Task[None] | None = None
+        try:
+            await asyncio.to_thread(self._prepare)
+            self.pool = pipeline.ParsePool(
+                self.settings["polling.parse_workers"],
+                self.registry.watchlists,
+                self.registry.matcher,
+            )
+            self._start_metrics()
+            self.scheduler = AsyncIOScheduler(timezone=UTC)
+            self._schedule_poll(first=True)
+            self.scheduler.add_job(
+                self._outbox_job, IntervalTrigger(seconds=OUTBOX_EVERY), id="outbox",
+                max_instances=1, coalesce=True, misfire_grace_time=int(OUTBOX_EVERY),
+            )  # fmt: skip
+            self.scheduler.add_job(
+                self._heartbeat_job, IntervalTrigger(seconds=HEARTBEAT_EVERY), id="heartbeat",
+                max_instances=1, coalesce=True, misfire_grace_time=int(HEARTBEAT_EVERY),
+            )  # fmt: skip
+            await self._schedule_digests()
+            self.scheduler.start()
+            if self.notifier.watchdog_interval:
+                watchdog = asyncio.create_task(self._watchdog(self.notifier.watchdog_interval))
+            feeds = await asyncio.to_thread(feed_store.feed_count, self.store)
+            log.info(
+                "monitor run: %d feeds, %d watchlists, %d subscribers; database %s",
+                feeds,
+                len(self.registry.watchlists),
+                len(self.settings.subscribers),
+                self.store.engine.url.render_as_string(hide_password=True),
+            )
+            self.notifier.ready(self._status_line())
+            await self._stop.wait()
+        finally:
+            await self._shutdown()
+            if watchdog is not None:
+                watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watchdog
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            self.notifier.close()
+
+    def _prepare(self) -> None:
+        """At start, in a thread: free what a killed predecessor held, sync config to the db."""
+        freed = instance_store.release_dead_claims(self.store, socket.gethostname())
+        if freed:
+            log.info("freed %d claims left by a stopped instance", freed)
+        instance_store.register(self.store, self.instance, socket.gethostname(), os.getpid())
+        pipeline.sync_feeds(self.settings, self.store)
+        outbox_store.sync_subscribers(self.store, self.settings.subscribers)
+
+    def request_stop(self, sig: int = signal.SIGTERM) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        log.info("%s: stopping", signal.Signals(sig).name)
+        self.notifier.stopping("stopping")
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.pause()  # no new jobs; running ones are ours to end
+        for task in self._poll_tasks:
+            task.cancel()  # fetches are abandoned; a feed's write is never cut (see poll_feed)
+        self._stop.set()
+
+    async def _shutdown(self) -> None:
+        started = time.monotonic()
+        if self._send_tasks:
+            _done, pending = await asyncio.wait(set(self._send_tasks), timeout=SEND_GRACE)
+            for task in pending:
+                log.warning("stopping: abandoning a mail run; its messages stay queued")
+                task.cancel()
+        for task in self._poll_tasks:
+            task.cancel()
+        await asyncio.gather(*self._poll_tasks, *self._send_tasks, return_exceptions=True)
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        if self.pool is not None:
+            await asyncio.to_thread(self.pool.close)
+        if self.metrics is not None:
+            self.metrics.close()
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(instance_store.unregister, self.store, self.instance)
+        log.info("stopped in %.1fs", time.monotonic() - started)
+
+    async def _watchdog(self, every: float) -> None:
+        # Runs on the event loop: a blocked loop stops the pings and systemd restarts us.
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(every)
+
+    def _start_metrics(self) -> None:
+        listen = self.settings["metrics.listen"]
+        if not listen:
+            return
+        from monitor.metrics import Metrics, OutboxProbe
+
+        def read() -> tuple[int, datetime | None]:
+            state = status_store.outbox_state(self.store)
+            return state.queued, state.oldest_queued_at
+
+        self.metrics = Metrics(OutboxProbe(read))
+        self.metrics.serve(listen)
+
+    # -- jobs
+
+    def _track(
+        self, tasks: set[asyncio.Task[Any]], work: Callable[[], Coroutine[Any, Any, None]]
+    ) -> asyncio.Task[None]:
+        """Run ``work`` as a task the stop sequence knows about."""
+        task = asyncio.create_task(work())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return task
+
+    def _schedule_poll(self, *, first: bool = False) -> None:
+        assert self.scheduler is not None
+        tick = max(0.1, float(self.settings["polling.tick"]))
+        self.scheduler.add_job(
+            self._poll_job,
+            IntervalTrigger(seconds=tick),
+            id="poll",
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, math.ceil(tick)),
+            next_run_time=datetime.now(UTC) if first else None,
+        )
+
+    async def _poll_job(self) -> None:
+        if self._stopping:
+            return
+        try:
+            await self._track(self._poll_tasks, self._poll_cycle)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            log.info("poll cycle interrupted by stop; finished feeds are stored")
+        except Exception:
+            # A bug, or the database gone: logged with its traceback, the next tick retries.
+            log.exception("poll cycle failed")
+
+    async def _poll_cycle(self) -> None:
+        await self._reload_if_changed()
+        assert self.pool is not None
+        if self.registry.version != self._pool_version:
+            self.pool.update(self.registry.watchlists, self.registry.matcher)
+            self._pool_version = self.registry.version
+        due = await asyncio.to_thread(feed_store.count_due_feeds, self.store, feed_store.utcnow())
+        if not due:
+            return
+        summary = await pipeline.poll_due(
+            self.settings,
+            self.store,
+            self.registry.watchlists,
+            self.registry.matcher,
+            pool=self.pool,
+            instance=self.instance,
+        )
+        self._last_line = f"last cycle {_clock()}: {summary.line()}"
+        if self.metrics is not None:
+            self.metrics.observe_poll(
+                fetched=summary.fetched,
+                not_modified=summary.not_modified,
+                failed=summary.failed,
+                failure_kinds=summary.failure_kinds,
+                latencies=summary.latencies,
+                new_items=summary.new_items,
+                hits_by_watchlist=summary.hits_by_watchlist,
+            )
+        self.notifier.status(self._status_line())
+        if summary.new_hits and not self._stopping:
+            immediate = [
+                s.email
+                for s in self.settings.subscribers
+                if s.schedule == "immediate" or s.immediate_priority
+            ]
+            if immediate:
+                # Shielded: a stop cancels the poll, never a mail conversation half-way.
+                await asyncio.shield(self._track(self._send_tasks, lambda: self._send(immediate)))
+
+    async def _outbox_job(self) -> None:
+        if not self._stopping:
+            await asyncio.shield(
+                self._track(self._send_tasks, lambda: self._send(None, retry_only=True))
+            )
+
+    async def _heartbeat_job(self) -> None:
+        await asyncio.to_thread(instance_store.heartbeat, self.store, self.instance)
+
+    async def _digest_job(self, email: str) -> None:
+        if self._stopping:
+            return
+        await asyncio.shield(self._track(self._send_tasks, lambda: self._send([email])))
+        subscriber = self._subscriber(email)
+        if subscriber is not None and not self._stopping:
+            self._arm_digest(subscriber, datetime.now(UTC))
+
+    async def _send(self, emails: list[str] | None, *, retry_only: bool = False) -> None:
+        """Send digests (for ``emails``, or the outbox's due retries) through the pipeline."""
+        sent = 0
+        targets: list[str | None] = [None] if emails is None else list(emails)
+        for email in targets:
+            if self._stopping:
+                break
+            try:
+                result = _send_digests(self.settings, self.store, email, retry_only)
+                if inspect.isawaitable(result):
+                    result = await result
+            except MonitorError as exc:
+                log.error("digest for %s: %s", email or "the outbox", exc.one_line())
+                continue
+            except Exception:
+                log.exception("digest for %s failed", email or "the outbox")
+                continue
+            sent += _sent_count(result)
+        if self.metrics is not None:
+            self.metrics.observe_digests(sent)
+
+    # -- digest schedules
+
+    def _subscriber(self, email: str) -> SubscriberConfig | None:
+        return next((s for s in self.settings.subscribers if s.email == email), None)
+
+    async def _schedule_digests(self) -> None:
+        """One job per scheduled subscriber; jobs of subscribers gone from the config go."""
+        assert self.scheduler is not None
+        wanted = {s.email: s for s in self.settings.subscribers if s.schedule != "immediate"}
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("digest:") and job.id[len("digest:") :] not in wanted:
+                job.remove()
+        for subscriber in wanted.values():
+            state = await asyncio.to_thread(
+                outbox_store.subscriber_state, self.store, subscriber.email
+            )
+            base = (state.last_digest_at or state.created_at) if state else datetime.now(UTC)
+            self._arm_digest(subscriber, base)
+
+    def _arm_digest(self, subscriber: SubscriberConfig, after: datetime) -> None:
+        assert self.scheduler is not None
+        when = next_digest_time(subscriber, after)
+        now = datetime.now(UTC)
+        if when < now:
+            log.info("digest for %s was due at %s: sending now", subscriber.email, _clock(when))
+            when = now
+        self.scheduler.add_job(
+            self._digest_job,
+            DateTrigger(run_date=when, timezone=UTC),
+            args=(subscriber.email,),
+            id=f"digest:{subscriber.email}",
+            replace_existing=True,
+            misfire_grace_time=None,  # a late digest is still sent
+        )
+        log.debug("next digest for %s at %s", subscriber.email, when.isoformat())
+
+    # -- reloading
+
+    def request_reload(self) -> None:
+        log.info("SIGHUP: reloading the config and watchlists")
+        self.notifier.reloading()
+        asyncio.get_running_loop().create_task(self._reload(force=True))
+
+    async def _reload_if_changed(self) -> None:
+        if _stamp(self._config_path) != self._config_stamp:
+            await self._reload(force=False)
+        else:
+            async with self._reload_lock:
+                await asyncio.to_thread(self.registry.refresh)
+
+    async def _reload(self, *, force: bool) -> None:
+        async with self._reload_lock:
+            try:
+                await self._reload_locked(force)
+            finally:
+                self.notifier.send(ready=1, status=self._status_line())
+
+    async def _reload_locked(self, force: bool) -> None:
+        self._config_stamp = _stamp(self._config_path)
+        try:
+            settings = await asyncio.to_thread(load_settings, self.config)
+        except MonitorError as exc:
+            log.error("config not reloaded, keeping the running one: %s", exc.one_line())
+            settings = self.settings
+        else:
+            for key in RESTART_ONLY:
+                if settings[key] != self.settings[key]:
+                    log.warning("%s changed: restart monitor to apply it", key)
+            tick_changed = settings["polling.tick"] != self.settings["polling.tick"]
+            self.settings = settings
+            await asyncio.to_thread(self._sync_config)
+            if self.scheduler is not None and not self._stopping:
+                if tick_changed:
+                    self._schedule_poll()
+                await self._schedule_digests()
+            log.info(
+                "config reloaded from %s: %d feeds, %d subscribers",
+                settings.source,
+                len(settings.feeds),
+                len(settings.subscribers),
+            )
+        if Path(settings.watchlists_dir) != Path(self.registry.directory):
+            try:
+                self.registry = await asyncio.to_thread(WatchlistRegistry, settings.watchlists_dir)
+            except MonitorError as exc:
+                log.error("watchlists not reloaded from %s: %s", settings.watchlists_dir, exc)
+            else:
+                self._pool_version = -1  # a new registry: update the pool at the next cycle
+            return
+        problems = await asyncio.to_thread(self.registry.refresh)
+        if force and problems:
+            log.error(
+                "watchlists: %d problems; still matching with version %d",
+                len(problems),
+                self.registry.version,
+            )
+
+    def _sync_config(self) -> None:
+        pipeline.sync_feeds(self.settings, self.store)
+        outbox_store.sync_subscribers(self.store, self.settings.subscribers)
+
+    def _status_line(self) -> str:
+        return (
+            f"{len(self.registry.watchlists)} watchlists (v{self.registry.version}); "
+            f"{self._last_line}"
+        )
+
+
+def _send_digests(settings: Settings, store: Store, email: str | None, retry_only: bool) -> Any:
+    send: Callable[..., Any] = getattr(pipeline, "send_digests")  # noqa: B009
+    return send(settings, store, subscriber=email)
+
+
+def _sent_count(result: Any) -> int:
+    if isinstance(result, int):
+        return result
+    sent = getattr(result, "sent", 0)
+    if isinstance(sent, int):
+        return sent
+    try:
+        return len(sent)
+    except TypeError:
+        return 0
+
+
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def _clock(at: datetime | None = None) -> str:
+    return (at or datetime.now(UTC)).astimezone(UTC).strftime("%H:%M:%S UTC")
