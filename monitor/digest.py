@@ -1,0 +1,795 @@
+"""Digests: a subscriber's pending hits, grouped by watchlist, rendered as one email.
+
+Plain data in (hits as the store returns them, mention volumes, failing feeds), one
+:class:`~email.message.EmailMessage` out: ``multipart/alternative`` with a plain-text part
+and an HTML part whose CSS is inlined (css-inline), laid out in tables so that Gmail,
+Outlook and Apple Mail show it alike. This module does no I/O besides reading templates.
+
+Rules the mail keeps:
+
+* Feed text is data. The HTML template is autoescaped, links are kept only when they are
+  http(s) URLs, and the subject is collapsed to one clean line.
+* A story matched by several watchlists appears once, in the first group that shows it,
+  naming the other watchlists; the hits of all of them count as delivered.
+* Each group lists at most ``max_items_per_watchlist`` stories, oldest pending first, and
+  says how many more are waiting (they stay pending for the next digest). When the HTML
+  is still larger than ``html_budget`` (Gmail clips mail near 100 KB), the caps shrink.
+* Only the hits in :attr:`RenderedDigest.hit_ids` are in the mail; only those may be
+  recorded as delivered.
+
+Templates: ``digest.html.j2`` and ``digest.txt.j2`` in ``monitor/templates`` (the
+documented example); a ``templates_dir`` holding either file overrides it. A template
+error is a :class:`~monitor.errors.TemplateError` naming ``file:line``.
+"""
+
+from __future__ import annotations
+
+import binascii
+import logging
+import math
+import re
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo
+
+import css_inline
+import jinja2
+from markupsafe import Markup, escape
+
+from monitor.errors import TemplateError
+from monitor.normalise import clean_header, collapse_ws, http_url_or_none
+
+__all__ = [
+    "Digest",
+    "DigestOptions",
+    "DigestRenderer",
+    "Group",
+    "RenderedDigest",
+    "Segment",
+    "Story",
+    "new_message_id",
+]
+
+log = logging.getLogger(__name__)
+
+SHIPPED_TEMPLATES = Path(__file__).parent / "templates"
+HTML_TEMPLATE = "digest.html.j2"
+TEXT_TEMPLATE = "digest.txt.j2"
+#: Gmail clips a message whose HTML passes about 102 KB; stay well below.
+HTML_BUDGET = 90_000
+SNIPPET_BEFORE = 90  # characters of context before the first match
+SNIPPET_LENGTH = 260  # characters in a snippet, about three lines
+TITLE_MAX = 300
+FEED_NAME_MAX = 80
+FAILING_FEEDS_SHOWN = 10
+BAR_MAX_PX = 28
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+# --- what the renderer is given -----------------------------------------------------
+
+
+class HitLike(Protocol):
+    """A stored hit with its item and feed (``store.feeds.StoredHit`` fits)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def watchlist(self) -> str: ...
+    @property
+    def matches(self) -> list[dict[str, Any]]: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def item_id(self) -> int: ...
+    @property
+    def link(self) -> str | None: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def summary(self) -> str: ...
+    @property
+    def content(self) -> str: ...
+    @property
+    def published_at(self) -> datetime | None: ...
+    @property
+    def first_seen_at(self) -> datetime: ...
+    @property
+    def feed_url(self) -> str | None: ...
+    @property
+    def feed_title(self) -> str | None: ...
+
+
+class FeedHealthLike(Protocol):
+    """A failing or retired feed (``store.outbox.FailingFeed`` fits)."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def title(self) -> str | None: ...
+    @property
+    def consecutive_failures(self) -> int: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def last_success_at(self) -> datetime | None: ...
+    @property
+    def retired_at(self) -> datetime | None: ...
+    @property
+    def retired_reason(self) -> str | None: ...
+
+
+class SubscriberLike(Protocol):
+    """``config.SubscriberConfig`` fits."""
+
+    @property
+    def email(self) -> str: ...
+    @property
+    def watchlists(self) -> tuple[str, ...]: ...
+    @property
+    def schedule(self) -> str: ...
+    @property
+    def timezone(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DigestOptions:
+    sender: str = "Monitor <monitor@localhost>"
+    unsubscribe: str | None = None  # mailto address; default: the sender's address
+    max_items_per_watchlist: int = 25
+    html_budget: int = HTML_BUDGET
+    templates_dir: Path | None = None
+
+
+# --- what the templates see ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A run of text; ``hit`` when it is a matched term (to be highlighted)."""
+
+    text: str
+    hit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Story:
+    title: tuple[Segment, ...]
+    title_text: str
+    url: str | None  # http(s) only
+    feed: str
+    when: str  # in the subscriber's zone
+    when_iso: str
+    snippet: tuple[Segment, ...]
+    terms: tuple[str, ...]
+    title_html: Markup  # the segments escaped, matched terms in <b class="hl">
+    snippet_html: Markup
+    title_marked: str  # plain text, matched terms *like this*
+    snippet_wrapped: str  # plain text, marked, wrapped at 76 columns, indented 2
+    also_in: tuple[str, ...]  # names of the other watchlists that matched the story
+    hit_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeDay:
+    day: date
+    label: str
+    count: int
+    height: int  # bar height in pixels, at least 1
+    today: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    watchlist: str
+    name: str
+    stories: tuple[Story, ...]
+    more: int  # pending in this watchlist but not in this digest
+    volume: tuple[VolumeDay, ...]
+    volume_total: int
+    sparkline: str
+    surge: bool  # today well above the days before
+
+
+@dataclass(frozen=True, slots=True)
+class FeedNote:
+    name: str
+    url: str | None
+    status: str  # "failing since ...", "retired ..."
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    email: str
+    timezone: str
+    schedule: str
+    following: str  # "C5+1, Sergio Gor" or "all watchlists"
+    date_text: str
+    groups: tuple[Group, ...]
+    failing_feeds: tuple[FeedNote, ...]
+    failing_more: int
+    story_count: int
+    more_count: int
+    subject: str
+    unsubscribe: str
+    unsubscribe_href: str
+    hit_ids: frozenset[int] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedDigest:
+    message: EmailMessage
+    digest: Digest
+    html: str
+    text: str
+
+    @property
+    def hit_ids(self) -> frozenset[int]:
+        return self.digest.hit_ids
+
+    @property
+    def subject(self) -> str:
+        return self.digest.subject
+
+
+def new_message_id(sender: str) -> str:
+    """A fresh ``<...@domain>`` Message-ID in the sender's domain."""
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
+    return make_msgid(idstring="digest", domain=clean_header(domain, 200))
+
+
+# --- snippets and highlights ----------------------------------------------------------
+
+
+def _valid_spans(text: str, spans: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
+    """Spans that really point at their text; a stale offset is looked up by its text."""
+    out: list[tuple[int, int]] = []
+    for span in spans:
+        start, end, want = span.get("start"), span.get("end"), span.get("text")
+        fits = isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)
+        if fits and (not isinstance(want, str) or text[start:end] == want):
+            out.append((start, end))  # type: ignore[arg-type]
+            continue
+        if isinstance(want, str) and want:
+            found = text.find(want)
+            if found < 0 and len(want.lower()) == len(want):
+                found = text.lower().find(want.lower())
+            if found >= 0:
+                out.append((found, found + len(want)))
+    out.sort()
+    merged: list[tuple[int, int]] = []
+    for start, end in out:  # overlapping spans highlight once
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _segments(text: str, spans: Sequence[tuple[int, int]], lo: int, hi: int) -> list[Segment]:
+    out: list[Segment] = []
+    pos = lo
+    for start, end in spans:
+        if end <= lo or start >= hi:
+            continue
+        start, end = max(start, lo), min(end, hi)
+        if start > pos:
+            out.append(Segment(text[pos:start]))
+        out.append(Segment(text[start:end], True))
+        pos = end
+    if pos < hi:
+        out.append(Segment(text[pos:hi]))
+    return _tidy(out)
+
+
+def _tidy(segments: list[Segment]) -> list[Segment]:
+    """Collapse whitespace and control characters inside and between segments."""
+    out: list[Segment] = []
+    for i, seg in enumerate(segments):
+        text = re.sub(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]+", " ", seg.text)
+        if i == 0:
+            text = text.lstrip()
+        if i == len(segments) - 1:
+            text = text.rstrip()
+        if text:
+            out.append(Segment(text, seg.hit))
+    return out
+
+
+def _snippet(text: str, spans: Sequence[tuple[int, int]]) -> list[Segment]:
+    if not text.strip():
+        return []
+    first = spans[0][0] if spans else 0
+    lo = max(0, first - SNIPPET_BEFORE)
+    hi = min(len(text), lo + SNIPPET_LENGTH)
+    if hi - lo < SNIPPET_LENGTH:
+        lo = max(0, hi - SNIPPET_LENGTH)
+    if lo > 0:  # start at a word
+        space = text.find(" ", lo, first if spans else hi)
+        lo = space + 1 if space >= 0 else lo
+    if hi < len(text):  # end at a word
+        space = text.rfind(" ", spans[0][1] if spans else lo, hi)
+        hi = space if space > lo else hi
+    segments = _segments(text, spans, lo, hi)
+    if segments and lo > 0:
+        segments.insert(0, Segment("…"))
+    if segments and hi < len(text):
+        segments.append(Segment("…"))
+    return segments
+
+
+def _spans_by_field(matches: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for m in matches:
+        spans = m.get("spans") if isinstance(m, Mapping) else None
+        for span in spans if isinstance(spans, list) else []:
+            if isinstance(span, Mapping):
+                out.setdefault(str(span.get("field", "")), []).append(span)
+    return out
+
+
+def _terms(matches: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for m in matches:
+        terms = m.get("terms") if isinstance(m, Mapping) else None
+        for t in terms if isinstance(terms, list) else []:
+            if isinstance(t, str) and t.strip():
+                seen.setdefault(collapse_ws(t), None)
+    return tuple(seen)
+
+
+@dataclass(frozen=True, slots=True)
+class _StoryParts:
+    """What a story looks like, whoever gets it (cached per hit and time zone)."""
+
+    title: tuple[Segment, ...]
+    title_text: str
+    url: str | None
+    feed: str
+    when: str
+    when_iso: str
+    snippet: tuple[Segment, ...]
+    terms: tuple[str, ...]
+    title_html: Markup
+    snippet_html: Markup
+    title_marked: str
+    snippet_wrapped: str
+
+
+def _html(segments: Sequence[Segment]) -> Markup:
+    return Markup("").join(
+        Markup('<b class="hl">%s</b>') % s.text if s.hit else escape(s.text) for s in segments
+    )
+
+
+def _marked(segments: Sequence[Segment]) -> str:
+    return "".join(f"*{s.text}*" if s.hit else s.text for s in segments)
+
+
+def _story_parts(hits: Sequence[HitLike], zone: ZoneInfo) -> _StoryParts:
+    """One story from the hits of one item (several watchlists may have matched it)."""
+    first = hits[0]
+    matches = [m for h in hits for m in (h.matches or [])]
+    by_field = _spans_by_field(matches)
+    title_raw = first.title or ""
+    if len(title_raw) > TITLE_MAX:
+        title_raw = title_raw[: TITLE_MAX - 1] + "…"
+    title = _segments(
+        title_raw, _valid_spans(title_raw, by_field.get("title", [])), 0, len(title_raw)
+    )
+    if not title:
+        title = [Segment("(untitled)")]
+    snippet: list[Segment] = []
+    for name in ("summary", "content"):
+        text = getattr(first, name) or ""
+        spans = _valid_spans(text, by_field.get(name, []))
+        if spans:
+            snippet = _snippet(text, spans)
+            break
+    if not snippet:
+        text = first.summary or first.content or ""
+        snippet = _snippet(text, [])
+    when = (first.published_at or first.first_seen_at).astimezone(zone)
+    return _StoryParts(
+        title=tuple(title),
+        title_text=collapse_ws("".join(s.text for s in title)),
+        url=http_url_or_none(first.link),
+        feed=_feed_name(first.feed_title, first.feed_url),
+        when=f"{when:%a} {when.day} {when:%b %H:%M} {when:%Z}",
+        when_iso=when.isoformat(timespec="minutes"),
+        snippet=tuple(snippet),
+        terms=_terms(matches),
+        title_html=_html(title),
+        snippet_html=_html(snippet),
+        title_marked=_marked(title),
+        snippet_wrapped=textwrap.fill(
+            _marked(snippet),
+            width=76,
+            initial_indent="  ",
+            subsequent_indent="  ",
+            break_long_words=False,
+            break_on_hyphens=False,
+        ),
+    )
+
+
+def _feed_name(title: str | None, url: str | None) -> str:
+    name = clean_header(title or "", FEED_NAME_MAX)
+    if not name and url:
+        try:
+            name = urlsplit(url).hostname or ""
+        except ValueError:
+            name = ""
+    return clean_header(name, FEED_NAME_MAX) or "unknown feed"
+
+
+# --- volumes, feeds, subject ------------------------------------------------------------
+
+
+def _volume(
+    days: Sequence[tuple[date, int]], today: date
+) -> tuple[tuple[VolumeDay, ...], int, str, bool]:
+    if not days:
+        return (), 0, "", False
+    peak = max(n for _, n in days)
+    bars = tuple(
+        VolumeDay(
+            day=d,
+            label=f"{d:%a} {d.day} {d:%b}",
+            count=n,
+            height=max(2, math.ceil(n / peak * BAR_MAX_PX)) if n and peak else 1,
+            today=d == today,
+        )
+        for d, n in days
+    )
+    spark = "".join(
+        SPARK[min(len(SPARK) - 1, n * len(SPARK) // (peak + 1))] if peak else SPARK[0]
+        for _, n in days
+    )
+    last = days[-1][1]
+    before = [n for _, n in days[:-1]]
+    average = sum(before) / len(before) if before else 0.0
+    surge = last >= 3 and last >= 2 * max(average, 1.0)
+    return bars, sum(n for _, n in days), spark, surge
+
+
+def _feed_notes(
+    feeds: Sequence[FeedHealthLike], zone: ZoneInfo
+) -> tuple[tuple[FeedNote, ...], int]:
+    notes: list[FeedNote] = []
+    for f in feeds[:FAILING_FEEDS_SHOWN]:
+        if f.retired_at is not None:
+            status = f"retired {f.retired_at.astimezone(zone):%d %b %Y}"
+            error = f.retired_reason or f.last_error or ""
+        else:
+            times = "time" if f.consecutive_failures == 1 else "times"
+            status = f"failed {f.consecutive_failures} {times} in a row"
+            if f.last_success_at is not None:
+                status += f", last worked {f.last_success_at.astimezone(zone):%d %b %H:%M}"
+            error = f.last_error or ""
+        notes.append(
+            FeedNote(
+                name=_feed_name(f.title, f.url),
+                url=http_url_or_none(f.url),
+                status=status,
+                error=clean_header(error, 200),
+            )
+        )
+    return tuple(notes), max(0, len(feeds) - FAILING_FEEDS_SHOWN)
+
+
+def _subject(groups: Sequence[Group], count: int) -> str:
+    if count == 1 and groups and groups[0].stories:
+        story = groups[0].stories[0]
+        return clean_header(f"{groups[0].name}: {story.title_text}", 160)
+    names = [g.name for g in groups]
+    shown = ", ".join(names[:3])
+    if len(names) > 3:
+        shown += f" +{len(names) - 3} more"
+    return f"{clean_header(shown, 110)}: {count} new item{'s' if count != 1 else ''}"
+
+
+def _unsubscribe(options: DigestOptions, email: str) -> tuple[str, str]:
+    raw = options.unsubscribe or parseaddr(options.sender)[1] or "postmaster@localhost"
+    address = clean_header(raw.removeprefix("mailto:"), 200)
+    href = f"mailto:{quote(address, safe='@')}?subject={quote('unsubscribe ' + email, safe='@')}"
+    return address, href
+
+
+def _schedule_text(schedule: str) -> str:
+    s = " ".join(schedule.split())
+    if s in ("immediate", "hourly"):
+        return "as items arrive" if s == "immediate" else "hourly"
+    parts = s.split(" ")
+    if parts[0] == "daily" and len(parts) == 2:
+        return f"daily at {parts[1]}"
+    if parts[0] == "weekly" and len(parts) == 3:
+        return f"weekly on {parts[1].capitalize()} at {parts[2]}"
+    return f"on the schedule {s}"
+
+
+# --- building -----------------------------------------------------------------------
+
+
+def _order(
+    subscriber: SubscriberLike, present: Sequence[str], names: Mapping[str, str]
+) -> list[str]:
+    explicit = [w for w in subscriber.watchlists if w != "*"]
+    rest = sorted((w for w in present if w not in explicit), key=lambda w: names.get(w, w).lower())
+    return [w for w in explicit if w in present] + rest
+
+
+class DigestRenderer:
+    """Templates compiled once; :meth:`render` per subscriber. Not thread-safe."""
+
+    def __init__(self, options: DigestOptions) -> None:
+        self.options = options
+        self._html_env = self._environment(autoescape=True)
+        self._text_env = self._environment(autoescape=False)
+        self._html = self._load(self._html_env, HTML_TEMPLATE)
+        self._text = self._load(self._text_env, TEXT_TEMPLATE)
+        self._inliner = css_inline.CSSInliner(
+            keep_style_tags=False, keep_at_rules=True, load_remote_stylesheets=False
+        )
+        self._parts: dict[tuple[tuple[int, ...], str], _StoryParts] = {}
+
+    # templates
+
+    def _environment(self, *, autoescape: bool) -> jinja2.Environment:
+        loaders: list[jinja2.BaseLoader] = []
+        directory = self.options.templates_dir
+        if directory is not None:
+            if not Path(directory).is_dir():
+                raise TemplateError(f"{directory}: templates folder not found")
+            loaders.append(jinja2.FileSystemLoader(str(directory)))
+        loaders.append(jinja2.FileSystemLoader(str(SHIPPED_TEMPLATES)))
+        return jinja2.Environment(
+            loader=jinja2.ChoiceLoader(loaders),
+            autoescape=autoescape,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+            auto_reload=False,
+        )
+
+    def _load(self, env: jinja2.Environment, name: str) -> jinja2.Template:
+        try:
+            return env.get_template(name)
+        except jinja2.TemplateSyntaxError as exc:
+            where = exc.filename or name
+            raise TemplateError(f"{where}:{exc.lineno}: {exc.message}") from exc
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateError(f"{name}: template not found") from exc
+
+    def _run(self, template: jinja2.Template, context: Mapping[str, Any]) -> str:
+        try:
+            return template.render(context)
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"{_where(template, exc)}: {exc}") from exc
+        except Exception as exc:  # a template may fail any way Python can
+            raise TemplateError(f"{_where(template, exc)}: {type(exc).__name__}: {exc}") from exc
+
+    # building
+
+    def _parts_for(self, hits: Sequence[HitLike], zone: ZoneInfo) -> _StoryParts:
+        key = (tuple(h.id for h in hits), zone.key)
+        parts = self._parts.get(key)
+        if parts is None:
+            if len(self._parts) > 20_000:
+                self._parts.clear()
+            parts = self._parts[key] = _story_parts(hits, zone)
+        return parts
+
+    def build(
+        self,
+        subscriber: SubscriberLike,
+        hits: Sequence[HitLike],
+        *,
+        now: datetime,
+        names: Mapping[str, str] | None = None,
+        volumes: Mapping[str, Sequence[tuple[date, int]]] | None = None,
+        failing_feeds: Sequence[FeedHealthLike] = (),
+        pending_counts: Mapping[str, int] | None = None,
+        caps: Mapping[str, int] | None = None,
+    ) -> Digest:
+        """Group ``hits`` (oldest first) into a digest; see the module docstring."""
+        names = names or {}
+        volumes = volumes or {}
+        zone = ZoneInfo(subscriber.timezone)
+        by_watchlist: dict[str, list[HitLike]] = {}
+        by_item: dict[int, list[HitLike]] = {}
+        for h in hits:
+            by_watchlist.setdefault(h.watchlist, []).append(h)
+            by_item.setdefault(h.item_id, []).append(h)
+        order = _order(subscriber, list(by_watchlist), names)
+        rank = {w: i for i, w in enumerate(order)}
+        shown_items: set[int] = set()
+        delivered: set[int] = set()
+        delivered_in: dict[str, int] = {}
+        groups: list[Group] = []
+        today = now.astimezone(zone).date()
+        for watchlist in order:
+            cap = (caps or {}).get(watchlist, self.options.max_items_per_watchlist)
+            stories: list[Story] = []
+            for h in by_watchlist[watchlist]:
+                if h.item_id in shown_items or len(stories) >= cap:
+                    continue
+                item_hits = sorted(by_item[h.item_id], key=lambda x: rank.get(x.watchlist, 0))
+                parts = self._parts_for(item_hits, zone)
+                others = tuple(
+                    dict.fromkeys(
+                        names.get(x.watchlist, x.watchlist)
+                        for x in item_hits
+                        if x.watchlist != watchlist
+                    )
+                )
+                stories.append(
+                    Story(**_asdict(parts), also_in=others, hit_ids=tuple(x.id for x in item_hits))
+                )
+                shown_items.add(h.item_id)
+                for x in item_hits:
+                    delivered.add(x.id)
+                    delivered_in[x.watchlist] = delivered_in.get(x.watchlist, 0) + 1
+            if not stories:
+                continue
+            stories.reverse()  # newest first on the page
+            pending = (pending_counts or {}).get(watchlist, len(by_watchlist[watchlist]))
+            bars, total, spark, surge = _volume(volumes.get(watchlist, ()), today)
+            groups.append(
+                Group(
+                    watchlist=watchlist,
+                    name=clean_header(names.get(watchlist, watchlist), 80) or watchlist,
+                    stories=tuple(stories),
+                    more=max(0, pending - delivered_in.get(watchlist, 0)),
+                    volume=bars,
+                    volume_total=total,
+                    sparkline=spark,
+                    surge=surge,
+                )
+            )
+        # "more" counts hits; a hit also shown under another group is not waiting.
+        story_count = sum(len(g.stories) for g in groups)
+        notes, notes_more = _feed_notes(failing_feeds, zone)
+        unsub, unsub_href = _unsubscribe(self.options, subscriber.email)
+        follows = [w for w in subscriber.watchlists if w != "*"]
+        following = (
+            "all watchlists"
+            if "*" in subscriber.watchlists or not follows
+            else ", ".join(clean_header(names.get(w, w), 80) for w in follows)
+        )
+        local_now = now.astimezone(zone)
+        return Digest(
+            email=subscriber.email,
+            timezone=subscriber.timezone,
+            schedule=_schedule_text(subscriber.schedule),
+            following=following,
+            date_text=f"{local_now:%A} {local_now.day} {local_now:%B %Y, %H:%M %Z}",
+            groups=tuple(groups),
+            failing_feeds=notes,
+            failing_more=notes_more,
+            story_count=story_count,
+            more_count=sum(g.more for g in groups),
+            subject=_subject(groups, story_count),
+            unsubscribe=unsub,
+            unsubscribe_href=unsub_href,
+            hit_ids=frozenset(delivered),
+        )
+
+    # rendering
+
+    def render_parts(self, digest: Digest) -> tuple[str, str]:
+        """The (text, html) of a digest, CSS inlined."""
+        context = {"digest": digest}
+        text = self._run(self._text, context)
+        html = self._run(self._html, context)
+        try:
+            html = self._inliner.inline(html)
+        except ValueError as exc:
+            raise TemplateError(f"{self._html.filename}: cannot inline CSS: {exc}") from exc
+        return text, html
+
+    def render(
+        self,
+        subscriber: SubscriberLike,
+        hits: Sequence[HitLike],
+        *,
+        now: datetime,
+        message_id: str,
+        names: Mapping[str, str] | None = None,
+        volumes: Mapping[str, Sequence[tuple[date, int]]] | None = None,
+        failing_feeds: Sequence[FeedHealthLike] = (),
+        pending_counts: Mapping[str, int] | None = None,
+    ) -> RenderedDigest | None:
+        """The digest of ``hits`` as a message, or None when there is nothing to say.
+
+        Keeps the HTML under ``html_budget`` bytes by listing fewer stories per group.
+        """
+        if not hits:
+            return None
+        kwargs: dict[str, Any] = {
+            "now": now,
+            "names": names,
+            "volumes": volumes,
+            "failing_feeds": failing_feeds,
+            "pending_counts": pending_counts,
+        }
+        caps: dict[str, int] = {}
+        digest = self.build(subscriber, hits, **kwargs)
+        text, html = self.render_parts(digest)
+        size = len(html.encode("utf-8"))
+        while size > self.options.html_budget:
+            largest = max((len(g.stories) for g in digest.groups), default=1)
+            if largest <= 1:
+                log.warning(
+                    "digest for %s is %d bytes of HTML even with one story per group",
+                    subscriber.email,
+                    size,
+                )
+                break
+            # Shrink in proportion to the overshoot, at least by one story per group.
+            factor = self.options.html_budget / size * 0.95
+            for g in digest.groups:
+                caps[g.watchlist] = max(1, min(len(g.stories) - 1, int(len(g.stories) * factor)))
+            digest = self.build(subscriber, hits, caps=caps, **kwargs)
+            text, html = self.render_parts(digest)
+            size = len(html.encode("utf-8"))
+            log.debug("digest for %s shrunk to %d bytes (caps %s)", subscriber.email, size, caps)
+        if not digest.groups:
+            return None
+        message = self._message(digest, text, html, now=now, message_id=message_id)
+        return RenderedDigest(message=message, digest=digest, html=html, text=text)
+
+    def _message(
+        self, digest: Digest, text: str, html: str, *, now: datetime, message_id: str
+    ) -> EmailMessage:
+        msg = EmailMessage()
+        msg["From"] = clean_header(self.options.sender)
+        msg["To"] = clean_header(digest.email)
+        msg["Date"] = format_datetime(now.astimezone(UTC))
+        msg["Message-ID"] = clean_header(message_id)
+        msg["Subject"] = digest.subject
+        msg["List-Unsubscribe"] = f"<{digest.unsubscribe_href}>"
+        msg["Auto-Submitted"] = "auto-generated"
+        msg["X-Auto-Response-Suppress"] = "All"
+        msg.make_alternative()
+        msg.attach(_qp_part(text, "plain"))
+        msg.attach(_qp_part(html, "html"))
+        return msg
+
+
+def _qp_part(body: str, subtype: str) -> EmailMessage:
+    """A quoted-printable UTF-8 text part (binascii's encoder: the email package's own is
+    slow on 60 KB bodies)."""
+    part = EmailMessage()
+    part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
+    part["Content-Transfer-Encoding"] = "quoted-printable"
+    data = body.replace("\r\n", "\n").encode("utf-8")
+    part.set_payload(binascii.b2a_qp(data, istext=True).decode("ascii"))
+    return part
+
+
+def _asdict(parts: _StoryParts) -> dict[str, Any]:
+    return {name: getattr(parts, name) for name in _StoryParts.__slots__}
+
+
+def _where(template: jinja2.Template, exc: BaseException) -> str:
+    """``file:line`` of the template frame where ``exc`` was raised (Jinja maps frames)."""
+    filename = template.filename or template.name or "template"
+    line: int | None = getattr(exc, "lineno", None)
+    tb: TracebackType | None = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename.endswith(".j2") or code.co_filename == filename:
+            filename, line = code.co_filename, tb.tb_lineno
+        tb = tb.tb_next
+    return f"{filename}:{line}" if line else filename
