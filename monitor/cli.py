@@ -592,3 +592,105 @@ def status(ctx: Context, as_json: bool) -> None:
     if box.failed:
         line += f"; {box.failed} failed (see `monitor outbox`)"
     click.echo(line)
+
+
+# --- digest commands ---
+
+
+@cli.group(invoke_without_command=True)
+@click.option(
+    "--send-now", is_flag=True, help="send every pending digest now, whatever the schedule"
+)
+@click.option("--subscriber", "email", metavar="EMAIL", help="only this subscriber")
+@click.pass_context
+def digest(click_ctx: click.Context, send_now: bool, email: str | None) -> None:
+    """Send digests now (`--send-now`), or preview one (`digest preview EMAIL`).
+
+    Nothing pending: no mail. Mail that cannot be delivered stays queued and is retried
+    (`monitor outbox` shows it); the command then exits 1 naming the reason.
+    """
+    if click_ctx.invoked_subcommand is not None:
+        return
+    if not send_now:
+        raise click.UsageError(
+            "use `monitor digest --send-now [--subscriber EMAIL]` or `monitor digest preview EMAIL`"
+        )
+    from monitor import pipeline
+
+    ctx = click_ctx.find_object(Context)
+    assert ctx is not None
+    store = ctx.store()
+    summary = asyncio.run(pipeline.send_digests(ctx.settings, store, subscriber=email, force=True))
+    click.echo(summary.line())
+    for who, reason in summary.failed:
+        click.echo(f"failed: {who}: {reason}")
+    for who, reason in summary.retrying:
+        click.echo(f"queued: {who}: {reason}")
+    error = pipeline.undelivered_error(summary)
+    if error is not None:
+        raise error
+
+
+@digest.command("preview")
+@click.argument("email")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="also write the HTML part to this file")  # fmt: skip
+@pass_ctx
+def digest_preview(ctx: Context, email: str, html_file: Path | None) -> None:
+    """Print EMAIL's pending digest (headers and text part) without sending it or marking
+    anything sent."""
+    from monitor import pipeline
+
+    message = pipeline.preview_digest(ctx.settings, ctx.store(), email)
+    if message is None:
+        click.echo(f"nothing pending for {email}", err=True)
+        return
+    for name in ("From", "To", "Subject", "List-Unsubscribe"):
+        click.echo(f"{name}: {message[name]}")
+    click.echo("")
+    text_part = message.get_body(preferencelist=("plain",))
+    html_part = message.get_body(preferencelist=("html",))
+    if text_part is not None:
+        click.echo(text_part.get_payload(decode=True).decode("utf-8"), nl=False)  # type: ignore[union-attr]
+    if html_file is not None and html_part is not None:
+        html = html_part.get_payload(decode=True).decode("utf-8")  # type: ignore[union-attr]
+        html_file.write_text(html, encoding="utf-8")
+        click.echo(f"HTML written to {html_file}", err=True)
+
+
+@cli.command()
+@click.option("--all", "show_all", is_flag=True, help="sent messages too")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines, one message a line")
+@pass_ctx
+def outbox(ctx: Context, show_all: bool, as_json: bool) -> None:
+    """Mail that is queued (and why) or failed; `--all` adds what was sent."""
+    from monitor.store import outbox as outbox_store
+
+    statuses = ("queued", "failed", "sent") if show_all else ("queued", "failed")
+    entries = outbox_store.list_outbox(ctx.store(), statuses=statuses)
+    if as_json:
+        for e in entries:
+            click.echo(json.dumps({
+                "id": e.id, "status": e.status, "subscriber": e.subscriber,
+                "subject": e.subject, "message_id": e.message_id, "hits": e.hits,
+                "attempts": e.attempts, "created": _iso(e.created_at),
+                "next_attempt": _iso(e.next_attempt_at), "sent": _iso(e.sent_at),
+                "last_error": e.last_error,
+            }, ensure_ascii=False))  # fmt: skip
+        return
+    if not entries:
+        click.echo("outbox: empty" if show_all else "outbox: nothing queued or failed")
+        return
+    for e in entries:
+        if e.status == "queued":
+            when = f"next try {_short_time(e.next_attempt_at)} UTC"
+        elif e.status == "sent":
+            when = f"sent {_short_time(e.sent_at)} UTC"
+        else:
+            when = "will not be retried"
+        click.echo(
+            f"{e.id:>5} {e.status:<6} {e.subscriber}  {e.hits} hits, {e.attempts} attempts, "
+            f"{when}: {e.subject}"
+        )
+        if e.last_error:
+            click.echo(f"      why: {e.last_error}")

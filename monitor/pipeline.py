@@ -477,3 +477,332 @@ def export_feeds(store: Store) -> list[OpmlFeed]:
 
 def instance_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- digests ---
+# Pending hits -> digest (render) -> outbox (one transaction) -> deliver -> mark. The
+# outbox guarantees are in ``store/outbox.py``; the mail's rules in ``digest.py``.
+
+import email.policy  # noqa: E402
+from email.message import EmailMessage  # noqa: E402
+from email.utils import parseaddr  # noqa: E402
+
+from monitor.config import SubscriberConfig  # noqa: E402
+from monitor.deliver import (  # noqa: E402
+    Deliverer,
+    PermanentFailure,
+    TemporaryFailure,
+    deliverer_from_settings,
+)
+from monitor.digest import DigestOptions, DigestRenderer, RenderedDigest, new_message_id  # noqa: E402
+from monitor.errors import ConfigError, DeliveryError, MonitorError  # noqa: E402
+from monitor.schedules import in_quiet_hours, next_digest_time  # noqa: E402
+from monitor.store import outbox as outbox_store  # noqa: E402
+
+#: Pending hits read per watchlist for one digest: the cap, plus room for stories that
+#: turn out to be shown under another group.
+_PENDING_SLACK = 2
+
+
+@dataclass
+class DigestRunSummary:
+    """What one ``send_digests`` did."""
+
+    queued: int = 0  # digests put in the outbox by this run
+    sent: int = 0  # messages the server (or folder) accepted
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (email, reason): for good
+    retrying: list[tuple[str, str]] = field(default_factory=list)  # (email, reason): queued
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (email, why not now)
+    delivered_to: str = ""
+
+    def line(self) -> str:
+        parts = [f"{self.queued} digests queued", f"{self.sent} sent"]
+        if self.retrying:
+            parts.append(f"{len(self.retrying)} still queued (will retry)")
+        if self.failed:
+            parts.append(f"{len(self.failed)} failed")
+        text = ", ".join(parts)
+        return f"{text} ({self.delivered_to})" if self.delivered_to else text
+
+
+def _digest_options(settings: Settings) -> DigestOptions:
+    templates = settings["digest.templates_dir"]
+    return DigestOptions(
+        sender=settings["smtp.sender"],
+        unsubscribe=settings["digest.unsubscribe"],
+        max_items_per_watchlist=settings["digest.max_items_per_watchlist"],
+        templates_dir=Path(templates) if templates else None,
+    )
+
+
+def _watchlist_facts(settings: Settings) -> tuple[dict[str, str], set[str]]:
+    """Display names and high-priority ids of the watchlists (ids alone if they are broken:
+    a bad watchlist edit must not stop the mail)."""
+    from monitor.watchlists import load_watchlists
+
+    try:
+        found = load_watchlists(settings.watchlists_dir)
+    except MonitorError as exc:
+        log.warning("digests use watchlist ids: %s", exc.one_line())
+        return {}, set()
+    return {w.id: w.name for w in found}, {w.id for w in found if w.priority == "high"}
+
+
+def _chosen_subscribers(settings: Settings, email: str | None) -> list[SubscriberConfig]:
+    if email is None:
+        return list(settings.subscribers)
+    chosen = [s for s in settings.subscribers if s.email.lower() == email.strip().lower()]
+    if not chosen:
+        raise ConfigError(
+            f"{email} is not a subscriber in {settings.source}",
+            hint="add it as a [[subscribers]] table, or check the spelling",
+        )
+    return chosen
+
+
+class _DigestBuilder:
+    """Renders and queues digests; everything a run shares is computed once."""
+
+    def __init__(self, settings: Settings, store: Store, now: datetime) -> None:
+        self.settings, self.store, self.now = settings, store, now
+        self.options = _digest_options(settings)
+        self.renderer = DigestRenderer(self.options)
+        self.names, self.priority = _watchlist_facts(settings)
+        self.failing = outbox_store.failing_feeds(store)
+        self._volumes: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
+
+    def volumes(self, timezone: str, watchlists: Sequence[str]) -> dict[str, Any]:
+        key = (timezone, tuple(sorted(set(watchlists))))
+        if key not in self._volumes:
+            self._volumes[key] = outbox_store.watchlist_volume(
+                self.store, key[1], timezone=timezone, now=self.now
+            )
+        return self._volumes[key]
+
+    def render(
+        self, sub: SubscriberConfig, watchlists: list[str] | None, message_id: str
+    ) -> RenderedDigest | None:
+        cap = self.options.max_items_per_watchlist * _PENDING_SLACK
+        hits = outbox_store.pending_hits(self.store, sub.email, watchlists, limit_per_watchlist=cap)
+        if not hits:
+            return None
+        counts = outbox_store.pending_counts(self.store, sub.email, watchlists)
+        return self.renderer.render(
+            sub,
+            hits,
+            now=self.now,
+            message_id=message_id,
+            names=self.names,
+            volumes=self.volumes(sub.timezone, [h.watchlist for h in hits]),
+            failing_feeds=self.failing,
+            pending_counts=counts,
+        )
+
+    def scope(
+        self, sub: SubscriberConfig, force: bool
+    ) -> tuple[list[str] | None, bool, str | None]:
+        """(watchlists to mail now, whether the full digest is due, why nothing is due)."""
+        followed = None if "*" in sub.watchlists else list(sub.watchlists)
+        if force:
+            return followed, True, None
+        quiet_until = in_quiet_hours(sub, self.now)
+        if quiet_until is not None:
+            return followed, False, f"quiet hours until {quiet_until:%H:%M} UTC"
+        state = outbox_store.subscriber_state(self.store, sub.email)
+        if state is None:
+            return followed, False, "not yet subscribed"
+        due_at = next_digest_time(sub, state.last_digest_at or state.created_at)
+        if due_at <= self.now:
+            return followed, True, None
+        if sub.immediate_priority and self.priority:
+            urgent = [w for w in (followed or sorted(self.priority)) if w in self.priority]
+            if urgent:
+                return urgent, False, None
+        return followed, False, f"next digest at {due_at:%Y-%m-%d %H:%M} UTC"
+
+    def queue(self, sub: SubscriberConfig, force: bool, summary: DigestRunSummary) -> None:
+        watchlists, due, why_not = self.scope(sub, force)
+        if why_not is not None:
+            summary.skipped.append((sub.email, why_not))
+            return
+        for _ in range(3):  # another sender may queue some of the same hits meanwhile
+            rendered = self.render(sub, watchlists, new_message_id(self.options.sender))
+            if rendered is None:
+                if due and not force:
+                    outbox_store.set_last_digest(self.store, sub.email, self.now)
+                return
+            outbox_id = outbox_store.enqueue_digest(
+                self.store,
+                subscriber=sub.email,
+                message_id=str(rendered.message["Message-ID"]),
+                subject=rendered.subject,
+                message=rendered.message.as_bytes(policy=email.policy.SMTP),
+                hit_ids=sorted(rendered.hit_ids),
+                now=self.now,
+            )
+            if outbox_id is not None:
+                summary.queued += 1
+                log.info(
+                    "queued digest %d for %s: %s (%d hits)",
+                    outbox_id, sub.email, rendered.subject, len(rendered.hit_ids),
+                )  # fmt: skip
+                return
+        log.warning("digest for %s: hits kept being queued by another sender", sub.email)
+
+
+def _queue_digests(
+    settings: Settings,
+    store: Store,
+    subscribers: Sequence[SubscriberConfig],
+    now: datetime,
+    force: bool,
+    summary: DigestRunSummary,
+) -> None:
+    outbox_store.sync_subscribers(store, settings.subscribers, now=now)
+    if not subscribers:
+        return
+    builder = _DigestBuilder(settings, store, now)
+    for sub in subscribers:
+        builder.queue(sub, force, summary)
+
+
+async def _deliver_queued(
+    settings: Settings,
+    store: Store,
+    deliverer: Deliverer,
+    *,
+    now: datetime,
+    clock: Callable[[], datetime],
+    emails: Sequence[str] | None,
+    force: bool,
+    summary: DigestRunSummary,
+) -> None:
+    """Send what is queued and due. ``clock`` stamps sent times and retry backoffs."""
+    claimed = await asyncio.to_thread(
+        outbox_store.claim_due,
+        store,
+        instance=instance_name(),
+        now=now,
+        subscribers_only=emails,
+        ignore_backoff=force,
+    )
+    if not claimed:
+        return
+    summary.delivered_to = deliverer.description
+    sender = parseaddr(settings["smtp.sender"])[1] or settings["smtp.sender"]
+    pending = list(claimed)
+    connection_failures = 0
+    try:
+        try:
+            await deliverer.open()
+        except TemporaryFailure as exc:
+            reason = exc.message
+            for m in pending:
+                await asyncio.to_thread(outbox_store.mark_retry, store, m.id, reason, now=clock())
+                summary.retrying.append((m.subscriber, reason))
+            log.warning("cannot deliver %d queued digests: %s", len(pending), exc.one_line())
+            return
+        while pending:
+            m = pending.pop(0)
+            try:
+                reply = await deliverer.send(sender, m.subscriber, m.message)
+            except PermanentFailure as exc:
+                await asyncio.to_thread(
+                    outbox_store.mark_failed, store, m.id, exc.message, now=clock()
+                )
+                summary.failed.append((m.subscriber, exc.message))
+                log.error("digest %d to %s refused: %s", m.id, m.subscriber, exc.message)
+                continue
+            except TemporaryFailure as exc:
+                due = await asyncio.to_thread(
+                    outbox_store.mark_retry, store, m.id, exc.message, now=clock()
+                )
+                summary.retrying.append((m.subscriber, exc.message))
+                log.warning(
+                    "digest %d to %s not delivered, retry at %s: %s",
+                    m.id, m.subscriber, due.isoformat(timespec="seconds"), exc.message,
+                )  # fmt: skip
+                connection_failures = connection_failures + 1 if exc.reconnect else 0
+                if connection_failures >= 2:  # the server is gone: leave the rest queued
+                    for rest in pending:
+                        reason = f"not attempted: {exc.message}"
+                        await asyncio.to_thread(
+                            outbox_store.mark_retry,
+                            store,
+                            rest.id,
+                            reason,
+                            now=clock(),
+                            count_attempt=False,
+                        )
+                        summary.retrying.append((rest.subscriber, reason))
+                    pending.clear()
+                continue
+            connection_failures = 0
+            await asyncio.to_thread(outbox_store.mark_sent, store, m.id, now=clock())
+            summary.sent += 1
+            log.info("sent digest %d to %s: %s", m.id, m.subscriber, reply)
+    finally:
+        await deliverer.close()
+
+
+async def send_digests(
+    settings: Settings,
+    store: Store,
+    *,
+    now: datetime | None = None,
+    subscriber: str | None = None,
+    force: bool = False,
+    deliverer: Deliverer | None = None,
+) -> DigestRunSummary:
+    """Queue the digests that are due (``force``: every subscriber with pending hits,
+    whatever the schedule or quiet hours), then deliver what is queued and due (``force``:
+    retries too, without waiting for their backoff). ``subscriber`` limits both to one
+    email. Nothing pending: no mail.
+
+    Delivery failures are in the summary (and on the outbox rows), not raised.
+    """
+    from monitor.store.feeds import utcnow
+
+    fixed = now
+    now = now or utcnow()
+    summary = DigestRunSummary()
+    chosen = _chosen_subscribers(settings, subscriber)
+    await asyncio.to_thread(_queue_digests, settings, store, chosen, now, force, summary)
+    await _deliver_queued(
+        settings,
+        store,
+        deliverer if deliverer is not None else deliverer_from_settings(settings),
+        now=now,
+        clock=(lambda: fixed) if fixed is not None else utcnow,
+        emails=[s.email for s in chosen] if subscriber is not None else None,
+        force=force,
+        summary=summary,
+    )
+    return summary
+
+
+def preview_digest(
+    settings: Settings, store: Store, email: str, *, now: datetime | None = None
+) -> EmailMessage | None:
+    """The digest ``email`` would get now for everything pending, rendered but neither
+    queued nor sent (its Message-ID is not the one a real send will use). None: nothing
+    pending."""
+    from monitor.store.feeds import utcnow
+
+    now = now or utcnow()
+    sub = _chosen_subscribers(settings, email)[0]
+    outbox_store.sync_subscribers(store, settings.subscribers, now=now)
+    builder = _DigestBuilder(settings, store, now)
+    followed = None if "*" in sub.watchlists else list(sub.watchlists)
+    rendered = builder.render(sub, followed, new_message_id(builder.options.sender))
+    return rendered.message if rendered is not None else None
+
+
+def undelivered_error(summary: DigestRunSummary) -> DeliveryError | None:
+    """A one-line error for the CLI when some digest was not delivered."""
+    problems = summary.failed + summary.retrying
+    if not problems:
+        return None
+    email_, reason = problems[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return DeliveryError(f"digest to {email_} not delivered: {reason}{more}")

@@ -13,6 +13,7 @@
     with SMTPServer(starttls=cert) as server: ...   # offers STARTTLS
     with SMTPServer(implicit_tls=cert) as server: ...  # TLS from the first byte
     with SMTPServer(starttls=cert, auth={"monitor": "secret"}) as server: ...
+    with SMTPServer(port=port) as server: ...        # a given port (a server coming back)
 
 ``"drop"`` closes the connection after the message's data arrived, before any reply: the
 client cannot know whether it was accepted (it was not). Servers stop cleanly on exit.
@@ -106,9 +107,11 @@ class Handler:
 
 
 class _Controller(Controller):
-    def __init__(self, handler: Handler, *, implicit_ssl: ssl.SSLContext | None, **kw: Any):
+    def __init__(
+        self, handler: Handler, *, port: int, implicit_ssl: ssl.SSLContext | None, **kw: Any
+    ) -> None:
         self._implicit_ssl = implicit_ssl
-        super().__init__(handler, hostname=HOST, port=free_port(), ssl_context=implicit_ssl, **kw)
+        super().__init__(handler, hostname=HOST, port=port, ssl_context=implicit_ssl, **kw)
 
     def _trigger_server(self) -> None:
         # The stock readiness check wraps its probe with the *server* context; probe with
@@ -145,6 +148,7 @@ class SMTPServer:
         starttls: tuple[Path, Path] | None = None,
         implicit_tls: tuple[Path, Path] | None = None,
         auth: Mapping[str, str] | None = None,
+        port: int | None = None,
     ) -> None:
         self.handler = Handler()
         kwargs: dict[str, Any] = {"ready_timeout": 5.0}
@@ -165,6 +169,7 @@ class SMTPServer:
             kwargs["auth_require_tls"] = starttls is not None
         self.controller = _Controller(
             self.handler,
+            port=port or free_port(),
             implicit_ssl=server_context(implicit_tls) if implicit_tls is not None else None,
             **kwargs,
         )
