@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import math
 import os
@@ -293,21 +292,17 @@ class Daemon:
                 hits_by_watchlist=summary.hits_by_watchlist,
             )
         self.notifier.status(self._status_line())
-        if summary.new_hits and not self._stopping:
-            immediate = [
-                s.email
-                for s in self.settings.subscribers
-                if s.schedule == "immediate" or s.immediate_priority
-            ]
-            if immediate:
-                # Shielded: a stop cancels the poll, never a mail conversation half-way.
-                await asyncio.shield(self._track(self._send_tasks, lambda: self._send(immediate)))
+        mailed_at_once = any(
+            s.schedule == "immediate" or s.immediate_priority for s in self.settings.subscribers
+        )
+        if summary.new_hits and mailed_at_once and not self._stopping:
+            # One run for everyone due: the cycle's hits go out batched, one mail each.
+            # Shielded: a stop cancels the poll, never a mail conversation half-way.
+            await asyncio.shield(self._track(self._send_tasks, lambda: self._send(None)))
 
     async def _outbox_job(self) -> None:
         if not self._stopping:
-            await asyncio.shield(
-                self._track(self._send_tasks, lambda: self._send(None, retry_only=True))
-            )
+            await asyncio.shield(self._track(self._send_tasks, lambda: self._send(None)))
 
     async def _heartbeat_job(self) -> None:
         await asyncio.to_thread(instance_store.heartbeat, self.store, self.instance)
@@ -320,24 +315,23 @@ class Daemon:
         if subscriber is not None and not self._stopping:
             self._arm_digest(subscriber, datetime.now(UTC))
 
-    async def _send(self, emails: list[str] | None, *, retry_only: bool = False) -> None:
-        """Send digests (for ``emails``, or the outbox's due retries) through the pipeline."""
+    async def _send(self, emails: list[str] | None) -> None:
+        """Queue what is due (for ``emails``, else for everyone) and deliver what is queued
+        and due, retries included: ``pipeline.send_digests`` decides what is due."""
         sent = 0
         targets: list[str | None] = [None] if emails is None else list(emails)
         for email in targets:
             if self._stopping:
                 break
             try:
-                result = _send_digests(self.settings, self.store, email, retry_only)
-                if inspect.isawaitable(result):
-                    result = await result
+                summary = await pipeline.send_digests(self.settings, self.store, subscriber=email)
             except MonitorError as exc:
-                log.error("digest for %s: %s", email or "the outbox", exc.one_line())
+                log.error("digests for %s: %s", email or "subscribers", exc.one_line())
                 continue
             except Exception:
-                log.exception("digest for %s failed", email or "the outbox")
+                log.exception("digests for %s failed", email or "subscribers")
                 continue
-            sent += _sent_count(result)
+            sent += summary.sent
         if self.metrics is not None:
             self.metrics.observe_digests(sent)
 
@@ -447,23 +441,6 @@ class Daemon:
             f"{len(self.registry.watchlists)} watchlists (v{self.registry.version}); "
             f"{self._last_line}"
         )
-
-
-def _send_digests(settings: Settings, store: Store, email: str | None, retry_only: bool) -> Any:
-    send: Callable[..., Any] = getattr(pipeline, "send_digests")  # noqa: B009
-    return send(settings, store, subscriber=email)
-
-
-def _sent_count(result: Any) -> int:
-    if isinstance(result, int):
-        return result
-    sent = getattr(result, "sent", 0)
-    if isinstance(sent, int):
-        return sent
-    try:
-        return len(sent)
-    except TypeError:
-        return 0
 
 
 def _stamp(path: Path | None) -> tuple[int, int] | None:
