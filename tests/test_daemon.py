@@ -282,7 +282,9 @@ def test_immediate_alert_sd_notify_metrics_status_and_sigterm(tmp_path: Path) ->
         notify.close()
 
 
-def test_watchlist_edit_sighup_with_broken_file_and_second_instance(tmp_path: Path) -> None:
+def test_watchlist_and_config_edits_sighup_with_broken_file_and_second_instance(
+    tmp_path: Path,
+) -> None:
     with FeedServer() as server:
         feed = Feed(server, "/news.xml")
         cfg = write_config(tmp_path, [feed.url], immediate=False)
@@ -317,6 +319,13 @@ def test_watchlist_edit_sighup_with_broken_file_and_second_instance(tmp_path: Pa
                 "a hit by the old version",
                 lambda: ("zoo", "Okapi and Zebra together") in hits(tmp_path),
             )
+            # A feed added to the config is polled without a signal or a restart.
+            added = Feed(server, "/added.xml")
+            with cfg.open("a") as fh:
+                fh.write(f'[[feeds]]\nurl = "{added.url}"\n')
+            wait_for("the added feed's poll", lambda: server.count("/added.xml") >= 1)
+            assert "config reloaded" in d.log()
+
             feed.add("Giraffe only")  # the broken file's new entry is not in use
             wait_for("the giraffe poll", lambda: server.count("/news.xml") >= 6)
             time.sleep(1.5)
