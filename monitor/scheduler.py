@@ -10,7 +10,8 @@ Jobs (APScheduler 3, ``AsyncIOScheduler``, all times UTC):
                        after every poll by :mod:`monitor.schedule_policy` (its interval,
                        adaptive to activity, server hints and failures, with jitter). One
                        instance at a time, coalesced, misfire grace of one tick. A cycle
-                       with new hits is followed at once by the immediate digests.
+                       with new hits is followed at once by the immediate digests (one
+                       batched mail each; every 30 s already during a long cycle).
 ``digest:<email>``     one per scheduled subscriber, at ``schedules.next_digest_time``
                        in the subscriber's zone (quiet hours respected); it re-arms itself.
                        A digest missed while the daemon was down runs at start.
@@ -61,6 +62,8 @@ log = logging.getLogger(__name__)
 #: Seconds an SMTP send in progress may take to finish after SIGTERM.
 SEND_GRACE = 5.0
 OUTBOX_EVERY = 30.0
+#: During a poll cycle longer than this, immediate alerts go out every this many seconds.
+LONG_CYCLE_FLUSH = 30.0
 HEARTBEAT_EVERY = 60.0
 #: Settings that only a restart can change.
 RESTART_ONLY = ("database.url", "metrics.listen")
@@ -272,14 +275,28 @@ class Daemon:
         due = await asyncio.to_thread(feed_store.count_due_feeds, self.store, feed_store.utcnow())
         if not due:
             return
-        summary = await pipeline.poll_due(
-            self.settings,
-            self.store,
-            self.registry.watchlists,
-            self.registry.matcher,
-            pool=self.pool,
-            instance=self.instance,
+        polling = asyncio.ensure_future(
+            pipeline.poll_due(
+                self.settings,
+                self.store,
+                self.registry.watchlists,
+                self.registry.matcher,
+                pool=self.pool,
+                instance=self.instance,
+            )
         )
+        try:
+            while not (await asyncio.wait({polling}, timeout=LONG_CYCLE_FLUSH))[0]:
+                # A long cycle (thousands of feeds, slow hosts): alerts for the hits stored
+                # so far go out now rather than when the last feed answers.
+                if self._mails_at_once() and not self._stopping:
+                    await asyncio.shield(self._track(self._send_tasks, lambda: self._send(None)))
+        except asyncio.CancelledError:
+            polling.cancel()  # poll_due then releases its claims; a write under way completes
+            with contextlib.suppress(asyncio.CancelledError):
+                await polling
+            raise
+        summary = polling.result()
         self._last_line = f"last cycle {_clock()}: {summary.line()}"
         if self.metrics is not None:
             self.metrics.observe_poll(
@@ -292,13 +309,15 @@ class Daemon:
                 hits_by_watchlist=summary.hits_by_watchlist,
             )
         self.notifier.status(self._status_line())
-        mailed_at_once = any(
-            s.schedule == "immediate" or s.immediate_priority for s in self.settings.subscribers
-        )
-        if summary.new_hits and mailed_at_once and not self._stopping:
+        if summary.new_hits and self._mails_at_once() and not self._stopping:
             # One run for everyone due: the cycle's hits go out batched, one mail each.
             # Shielded: a stop cancels the poll, never a mail conversation half-way.
             await asyncio.shield(self._track(self._send_tasks, lambda: self._send(None)))
+
+    def _mails_at_once(self) -> bool:
+        return any(
+            s.schedule == "immediate" or s.immediate_priority for s in self.settings.subscribers
+        )
 
     async def _outbox_job(self) -> None:
         if not self._stopping:
