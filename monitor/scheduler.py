@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds an SMTP send in progress may take to finish after SIGTERM.
 SEND_GRACE = 5.0
+#: Seconds cancelled work may take to clean up (release claims, close connections).
+CLEANUP_GRACE = 5.0
 OUTBOX_EVERY = 30.0
 #: During a poll cycle longer than this, immediate alerts go out every this many seconds.
 LONG_CYCLE_FLUSH = 30.0
@@ -198,7 +200,13 @@ class Daemon:
                 task.cancel()
         for task in self._poll_tasks:
             task.cancel()
-        await asyncio.gather(*self._poll_tasks, *self._send_tasks, return_exceptions=True)
+        # Cancelled work cleans up (claims released, connections closed); bounded, so a
+        # server that stops answering cannot hold the stop beyond TimeoutStopSec.
+        left = {*self._poll_tasks, *self._send_tasks}
+        if left:
+            _done, stuck = await asyncio.wait(left, timeout=CLEANUP_GRACE)
+            if stuck:
+                log.warning("stopping: %d tasks did not finish cleaning up", len(stuck))
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         if self.pool is not None:
