@@ -7,6 +7,7 @@ title, summary and content of every item of every poll.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import re
@@ -99,8 +100,10 @@ def html_to_text(markup: str) -> str:
     if "&" in markup:
         markup = html.unescape(markup)  # may yield C1 controls: "&#x81;" is "\x81"
     markup = _CONTROLS_BUT_BREAK.sub(" ", markup)
-    # Source line breaks are plain whitespace in HTML; only block tags break lines.
-    lines = (" ".join(part.split()) for part in markup.split(_BREAK))
+    # Source line breaks are plain whitespace in HTML; only block tags break lines. One
+    # collapse over the whole text (the break mark is not whitespace, so it survives),
+    # then each line only needs its edges trimmed.
+    lines = (line.strip() for line in " ".join(markup.split()).split(_BREAK))
     return "\n".join(line for line in lines if line)
 
 
@@ -184,6 +187,8 @@ def canonical_url(url: str) -> str:
     and an empty query goes. Other URLs and anything unparsable come back stripped.
     """
     url = url.strip()
+    if ":" not in url:  # no scheme, so nothing to change
+        return url
     try:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
@@ -209,7 +214,7 @@ def canonical_url(url: str) -> str:
 
 def http_url_or_none(url: str | None) -> str | None:
     """``url`` stripped if it is an absolute http or https URL with a host, else None."""
-    if not url:
+    if not url or ":" not in url:  # no scheme ("post-42", "/path"): the common guid
         return None
     url = url.strip()
     try:
@@ -254,11 +259,15 @@ def identity_basis(
     if guid:
         if _is_global_id(guid):
             return f"guid:{canonical_url(guid)}"
-        return f"guid:{canonical_url(feed_url)} {guid}"
+        return f"guid:{_canonical_feed_url(feed_url)} {guid}"
     if link and link.strip():
         return f"link:{canonical_url(link)}"
     digest = hashlib.sha256(f"{title}\n{text}".encode("utf-8", "surrogatepass")).hexdigest()
-    return f"text:{canonical_url(feed_url)} {digest}"
+    return f"text:{_canonical_feed_url(feed_url)} {digest}"
+
+
+# Every item of a feed scopes its identity by the same feed URL.
+_canonical_feed_url = functools.lru_cache(maxsize=1024)(canonical_url)
 
 
 def item_identity(
