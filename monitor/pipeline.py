@@ -482,8 +482,12 @@ def instance_name() -> str:
 # --- digests ---
 # Pending hits -> digest (render) -> outbox (one transaction) -> deliver -> mark. The
 # outbox guarantees are in ``store/outbox.py``; the mail's rules in ``digest.py``.
+# Rendering runs in a worker thread while the event loop talks to the mail server, so a
+# digest is being built while the previous one is on the wire.
 
-import email.policy  # noqa: E402
+import queue  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
 from email.message import EmailMessage  # noqa: E402
 from email.utils import parseaddr  # noqa: E402
 
@@ -498,10 +502,13 @@ from monitor.digest import DigestOptions, DigestRenderer, RenderedDigest, new_me
 from monitor.errors import ConfigError, DeliveryError, MonitorError  # noqa: E402
 from monitor.schedules import in_quiet_hours, next_digest_time  # noqa: E402
 from monitor.store import outbox as outbox_store  # noqa: E402
+from monitor.store.feeds import StoredHit  # noqa: E402
 
-#: Pending hits read per watchlist for one digest: the cap, plus room for stories that
-#: turn out to be shown under another group.
+#: Pending hits read per watchlist for one digest: the cap, times this, to leave room
+#: for stories that turn out to be shown under another group.
 _PENDING_SLACK = 2
+#: Rendered digests waiting for the sender; bounds the memory a run holds.
+_HANDOFF = 16
 
 
 @dataclass
@@ -561,7 +568,8 @@ def _chosen_subscribers(settings: Settings, email: str | None) -> list[Subscribe
 
 
 class _DigestBuilder:
-    """Renders and queues digests; everything a run shares is computed once."""
+    """Renders and queues digests; what a run shares is computed once (templates, feed
+    health, volumes per time zone, and each hit: subscribers mostly share their news)."""
 
     def __init__(self, settings: Settings, store: Store, now: datetime) -> None:
         self.settings, self.store, self.now = settings, store, now
@@ -570,6 +578,7 @@ class _DigestBuilder:
         self.names, self.priority = _watchlist_facts(settings)
         self.failing = outbox_store.failing_feeds(store)
         self._volumes: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
+        self._hits: dict[int, StoredHit] = {}
 
     def volumes(self, timezone: str, watchlists: Sequence[str]) -> dict[str, Any]:
         key = (timezone, tuple(sorted(set(watchlists))))
@@ -579,23 +588,32 @@ class _DigestBuilder:
             )
         return self._volumes[key]
 
-    def render(
-        self, sub: SubscriberConfig, watchlists: list[str] | None, message_id: str
-    ) -> RenderedDigest | None:
-        cap = self.options.max_items_per_watchlist * _PENDING_SLACK
-        hits = outbox_store.pending_hits(self.store, sub.email, watchlists, limit_per_watchlist=cap)
-        if not hits:
+    def render(self, sub: SubscriberConfig, watchlists: list[str] | None) -> RenderedDigest | None:
+        plan = outbox_store.pending_plan(
+            self.store,
+            sub.email,
+            watchlists,
+            limit_per_watchlist=self.options.max_items_per_watchlist * _PENDING_SLACK,
+        )
+        if not plan.hit_ids:
             return None
-        counts = outbox_store.pending_counts(self.store, sub.email, watchlists)
+        _let_the_sender_run()
+        missing = [i for i in plan.hit_ids if i not in self._hits]
+        if missing:
+            if len(self._hits) > 50_000:
+                self._hits.clear()
+                missing = plan.hit_ids
+            self._hits.update(outbox_store.hits_by_id(self.store, missing))
+        hits = [self._hits[i] for i in plan.hit_ids if i in self._hits]
         return self.renderer.render(
             sub,
             hits,
             now=self.now,
-            message_id=message_id,
+            message_id=new_message_id(self.options.sender),
             names=self.names,
             volumes=self.volumes(sub.timezone, [h.watchlist for h in hits]),
             failing_feeds=self.failing,
-            pending_counts=counts,
+            pending_counts=plan.counts,
         )
 
     def scope(
@@ -620,25 +638,31 @@ class _DigestBuilder:
                 return urgent, False, None
         return followed, False, f"next digest at {due_at:%Y-%m-%d %H:%M} UTC"
 
-    def queue(self, sub: SubscriberConfig, force: bool, summary: DigestRunSummary) -> None:
+    def queue(
+        self, sub: SubscriberConfig, force: bool, summary: DigestRunSummary, claim_for: str
+    ) -> outbox_store.OutboxMessage | None:
+        """Queue the subscriber's digest if one is due and something is pending; it comes
+        back leased to ``claim_for``, ready to send."""
         watchlists, due, why_not = self.scope(sub, force)
         if why_not is not None:
             summary.skipped.append((sub.email, why_not))
-            return
+            return None
         for _ in range(3):  # another sender may queue some of the same hits meanwhile
-            rendered = self.render(sub, watchlists, new_message_id(self.options.sender))
+            rendered = self.render(sub, watchlists)
+            _let_the_sender_run()
             if rendered is None:
                 if due and not force:
                     outbox_store.set_last_digest(self.store, sub.email, self.now)
-                return
+                return None
             outbox_id = outbox_store.enqueue_digest(
                 self.store,
                 subscriber=sub.email,
-                message_id=str(rendered.message["Message-ID"]),
+                message_id=rendered.message_id,
                 subject=rendered.subject,
-                message=rendered.message.as_bytes(policy=email.policy.SMTP),
+                message=rendered.data,
                 hit_ids=sorted(rendered.hit_ids),
                 now=self.now,
+                claim_for=claim_for,
             )
             if outbox_id is not None:
                 summary.queued += 1
@@ -646,103 +670,122 @@ class _DigestBuilder:
                     "queued digest %d for %s: %s (%d hits)",
                     outbox_id, sub.email, rendered.subject, len(rendered.hit_ids),
                 )  # fmt: skip
-                return
+                return outbox_store.OutboxMessage(
+                    id=outbox_id,
+                    subscriber=sub.email,
+                    message_id=rendered.message_id,
+                    subject=rendered.subject,
+                    message=rendered.data,
+                    attempts=0,
+                    created_at=self.now,
+                )
         log.warning("digest for %s: hits kept being queued by another sender", sub.email)
+        return None
 
 
-def _queue_digests(
-    settings: Settings,
-    store: Store,
+def _let_the_sender_run() -> None:
+    """Release the GIL between the worker's steps, so that the event loop answers the
+    mail server at once instead of after a whole switch interval (5 ms, several times
+    per message)."""
+    time.sleep(0)
+
+
+def _produce(
+    builder_args: tuple[Settings, Store, datetime],
     subscribers: Sequence[SubscriberConfig],
-    now: datetime,
     force: bool,
     summary: DigestRunSummary,
+    instance: str,
+    handoff: queue.Queue[outbox_store.OutboxMessage | None],
+    stop: threading.Event,
 ) -> None:
-    outbox_store.sync_subscribers(store, settings.subscribers, now=now)
-    if not subscribers:
-        return
-    builder = _DigestBuilder(settings, store, now)
-    for sub in subscribers:
-        builder.queue(sub, force, summary)
-
-
-async def _deliver_queued(
-    settings: Settings,
-    store: Store,
-    deliverer: Deliverer,
-    *,
-    now: datetime,
-    clock: Callable[[], datetime],
-    emails: Sequence[str] | None,
-    force: bool,
-    summary: DigestRunSummary,
-) -> None:
-    """Send what is queued and due. ``clock`` stamps sent times and retry backoffs."""
-    claimed = await asyncio.to_thread(
-        outbox_store.claim_due,
-        store,
-        instance=instance_name(),
-        now=now,
-        subscribers_only=emails,
-        ignore_backoff=force,
-    )
-    if not claimed:
-        return
-    summary.delivered_to = deliverer.description
-    sender = parseaddr(settings["smtp.sender"])[1] or settings["smtp.sender"]
-    pending = list(claimed)
-    connection_failures = 0
+    """Worker thread: sync subscribers, queue each due digest, hand it to the sender.
+    Always ends the hand-off with None."""
+    settings, store, now = builder_args
     try:
-        try:
-            await deliverer.open()
-        except TemporaryFailure as exc:
-            reason = exc.message
-            for m in pending:
-                await asyncio.to_thread(outbox_store.mark_retry, store, m.id, reason, now=clock())
-                summary.retrying.append((m.subscriber, reason))
-            log.warning("cannot deliver %d queued digests: %s", len(pending), exc.one_line())
+        outbox_store.sync_subscribers(store, settings.subscribers, now=now)
+        if not subscribers:
             return
-        while pending:
-            m = pending.pop(0)
-            try:
-                reply = await deliverer.send(sender, m.subscriber, m.message)
-            except PermanentFailure as exc:
-                await asyncio.to_thread(
-                    outbox_store.mark_failed, store, m.id, exc.message, now=clock()
-                )
-                summary.failed.append((m.subscriber, exc.message))
-                log.error("digest %d to %s refused: %s", m.id, m.subscriber, exc.message)
-                continue
-            except TemporaryFailure as exc:
-                due = await asyncio.to_thread(
-                    outbox_store.mark_retry, store, m.id, exc.message, now=clock()
-                )
-                summary.retrying.append((m.subscriber, exc.message))
-                log.warning(
-                    "digest %d to %s not delivered, retry at %s: %s",
-                    m.id, m.subscriber, due.isoformat(timespec="seconds"), exc.message,
-                )  # fmt: skip
-                connection_failures = connection_failures + 1 if exc.reconnect else 0
-                if connection_failures >= 2:  # the server is gone: leave the rest queued
-                    for rest in pending:
-                        reason = f"not attempted: {exc.message}"
-                        await asyncio.to_thread(
-                            outbox_store.mark_retry,
-                            store,
-                            rest.id,
-                            reason,
-                            now=clock(),
-                            count_attempt=False,
-                        )
-                        summary.retrying.append((rest.subscriber, reason))
-                    pending.clear()
-                continue
-            connection_failures = 0
-            await asyncio.to_thread(outbox_store.mark_sent, store, m.id, now=clock())
-            summary.sent += 1
-            log.info("sent digest %d to %s: %s", m.id, m.subscriber, reply)
+        builder = _DigestBuilder(settings, store, now)
+        for sub in subscribers:
+            if stop.is_set():
+                return
+            message = builder.queue(sub, force, summary, instance)
+            _let_the_sender_run()
+            if message is not None:
+                handoff.put(message)
     finally:
-        await deliverer.close()
+        handoff.put(None)
+
+
+class _Sender:
+    """Sends leased outbox messages over one deliverer and records each outcome."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        deliverer: Deliverer,
+        clock: Callable[[], datetime],
+        summary: DigestRunSummary,
+    ) -> None:
+        self.store, self.deliverer, self.clock, self.summary = store, deliverer, clock, summary
+        self.sender = parseaddr(settings["smtp.sender"])[1] or settings["smtp.sender"]
+        self.opened = False
+        self.down: str | None = None  # set when the server is unreachable: the rest waits
+        self.connection_failures = 0
+
+    async def _retry(self, m: outbox_store.OutboxMessage, reason: str, *, attempted: bool) -> None:
+        due = await asyncio.to_thread(
+            outbox_store.mark_retry,
+            self.store,
+            m.id,
+            reason,
+            now=self.clock(),
+            count_attempt=attempted,
+        )
+        self.summary.retrying.append((m.subscriber, reason))
+        log.warning(
+            "digest %d to %s stays queued, next try %s: %s",
+            m.id, m.subscriber, due.isoformat(timespec="seconds"), reason,
+        )  # fmt: skip
+
+    async def send(self, m: outbox_store.OutboxMessage) -> None:
+        if self.down is not None:
+            await self._retry(m, f"not attempted: {self.down}", attempted=False)
+            return
+        if not self.opened:
+            self.summary.delivered_to = self.deliverer.description
+            try:
+                await self.deliverer.open()
+            except TemporaryFailure as exc:
+                self.down = exc.message
+                await self._retry(m, exc.message, attempted=True)
+                return
+            self.opened = True
+        try:
+            reply = await self.deliverer.send(self.sender, m.subscriber, m.message)
+        except PermanentFailure as exc:
+            await asyncio.to_thread(
+                outbox_store.mark_failed, self.store, m.id, exc.message, now=self.clock()
+            )
+            self.summary.failed.append((m.subscriber, exc.message))
+            log.error("digest %d to %s refused: %s", m.id, m.subscriber, exc.message)
+            return
+        except TemporaryFailure as exc:
+            await self._retry(m, exc.message, attempted=True)
+            self.connection_failures = self.connection_failures + 1 if exc.reconnect else 0
+            if self.connection_failures >= 2:  # reconnecting did not help: the rest waits
+                self.down = exc.message
+            return
+        self.connection_failures = 0
+        await asyncio.to_thread(outbox_store.mark_sent, self.store, m.id, now=self.clock())
+        self.summary.sent += 1
+        log.info("sent digest %d to %s: %s", m.id, m.subscriber, reply)
+
+    async def close(self) -> None:
+        if self.opened:
+            await self.deliverer.close()
 
 
 async def send_digests(
@@ -754,12 +797,14 @@ async def send_digests(
     force: bool = False,
     deliverer: Deliverer | None = None,
 ) -> DigestRunSummary:
-    """Queue the digests that are due (``force``: every subscriber with pending hits,
-    whatever the schedule or quiet hours), then deliver what is queued and due (``force``:
-    retries too, without waiting for their backoff). ``subscriber`` limits both to one
-    email. Nothing pending: no mail.
+    """Deliver what is queued and due (``force``: retries too, without waiting for their
+    backoff), then queue and deliver the digests that are due (``force``: every subscriber
+    with pending hits, whatever the schedule or quiet hours). ``subscriber`` limits both
+    to one email. Nothing pending: no mail.
 
-    Delivery failures are in the summary (and on the outbox rows), not raised.
+    Delivery failures are in the summary (and on the outbox rows), not raised. A template
+    error is raised (:class:`~monitor.errors.TemplateError`) after the mail already queued
+    has gone.
     """
     from monitor.store.feeds import utcnow
 
@@ -767,17 +812,47 @@ async def send_digests(
     now = now or utcnow()
     summary = DigestRunSummary()
     chosen = _chosen_subscribers(settings, subscriber)
-    await asyncio.to_thread(_queue_digests, settings, store, chosen, now, force, summary)
-    await _deliver_queued(
+    instance = instance_name()
+    sender = _Sender(
         settings,
         store,
         deliverer if deliverer is not None else deliverer_from_settings(settings),
-        now=now,
-        clock=(lambda: fixed) if fixed is not None else utcnow,
-        emails=[s.email for s in chosen] if subscriber is not None else None,
-        force=force,
-        summary=summary,
+        (lambda: fixed) if fixed is not None else utcnow,
+        summary,
     )
+    backlog = await asyncio.to_thread(
+        outbox_store.claim_due,
+        store,
+        instance=instance,
+        now=now,
+        subscribers_only=[s.email for s in chosen] if subscriber is not None else None,
+        ignore_backoff=force,
+    )
+    handoff: queue.Queue[outbox_store.OutboxMessage | None] = queue.Queue(maxsize=_HANDOFF)
+    stop = threading.Event()
+    producer = asyncio.ensure_future(
+        asyncio.to_thread(
+            _produce, (settings, store, now), chosen, force, summary, instance, handoff, stop
+        )
+    )
+    pending = list(backlog)
+    reached_end = False
+    try:
+        while pending:
+            await sender.send(pending.pop(0))
+        while (message := await asyncio.to_thread(handoff.get)) is not None:
+            await sender.send(message)
+        reached_end = True
+    finally:
+        unsent = [m.id for m in pending]
+        if not reached_end:  # stopping early: let the worker finish, give back its mail
+            stop.set()
+            while (left := await asyncio.to_thread(handoff.get)) is not None:
+                unsent.append(left.id)
+        if unsent:
+            await asyncio.to_thread(outbox_store.release_claims, store, unsent)
+        await sender.close()
+    await producer  # re-raises a template or store error from the worker
     return summary
 
 
@@ -793,8 +868,7 @@ def preview_digest(
     sub = _chosen_subscribers(settings, email)[0]
     outbox_store.sync_subscribers(store, settings.subscribers, now=now)
     builder = _DigestBuilder(settings, store, now)
-    followed = None if "*" in sub.watchlists else list(sub.watchlists)
-    rendered = builder.render(sub, followed, new_message_id(builder.options.sender))
+    rendered = builder.render(sub, None if "*" in sub.watchlists else list(sub.watchlists))
     return rendered.message if rendered is not None else None
 
 

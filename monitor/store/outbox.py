@@ -23,10 +23,11 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy import String, and_, bindparam, exists, func, insert, or_, select, update
 
 from monitor.store.db import Store
 from monitor.store.feeds import REMOVED_FROM_CONFIG, StoredHit, _hit_query, hit_from_row
@@ -113,7 +114,7 @@ def set_last_digest(store: Store, email: str, at: datetime) -> None:
 # --- pending hits -------------------------------------------------------------------
 
 
-def _pending_conditions(email: str, watchlists: Sequence[str] | None, since: datetime) -> Any:
+def _pending_conditions(email: str, watchlists: Sequence[str] | None, since: Any) -> Any:
     delivered = exists().where(
         and_(deliveries.c.subscriber == email, deliveries.c.hit_id == hits.c.id)
     )
@@ -163,6 +164,80 @@ def pending_hits(
     )
     with store.read() as conn:
         return [hit_from_row(r) for r in conn.execute(query)]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPlan:
+    """Which pending hits a digest may show (the oldest ``limit`` of each watchlist) and
+    how many are pending in all, per watchlist."""
+
+    hit_ids: list[int]  # oldest first
+    counts: dict[str, int]
+
+
+@lru_cache(maxsize=2)
+def _plan_query(filtered: bool) -> Any:
+    """The pending-plan statement, built once (parameters: email, watchlists)."""
+    email = bindparam("email", type_=String)
+    since = (
+        select(subscriber_rows.c.created_at)
+        .where(subscriber_rows.c.email == email)
+        .scalar_subquery()
+    )
+    delivered = exists().where(
+        and_(deliveries.c.subscriber == email, deliveries.c.hit_id == hits.c.id)
+    )
+    conds = [hits.c.created_at >= since, ~delivered]
+    if filtered:
+        conds.append(hits.c.watchlist.in_(bindparam("watchlists", expanding=True)))
+    ranked = (
+        select(
+            hits.c.id,
+            hits.c.watchlist,
+            hits.c.created_at,
+            func.row_number()
+            .over(partition_by=hits.c.watchlist, order_by=(hits.c.created_at, hits.c.id))
+            .label("rank"),
+            func.count().over(partition_by=hits.c.watchlist).label("total"),
+        )
+        .where(and_(*conds))
+        .subquery()
+    )
+    return select(ranked.c.id, ranked.c.watchlist, ranked.c.rank, ranked.c.total).order_by(
+        ranked.c.created_at, ranked.c.id
+    )
+
+
+def pending_plan(
+    store: Store, email: str, watchlists: Sequence[str] | None, *, limit_per_watchlist: int
+) -> PendingPlan:
+    """:func:`pending_hits` ids and :func:`pending_counts` in one query, for callers that
+    keep the hits themselves in a cache (see :func:`hits_by_id`). A subscriber without a
+    row has nothing pending."""
+    params: dict[str, Any] = {"email": email}
+    if watchlists is not None:
+        params["watchlists"] = list(watchlists)
+    ids: list[int] = []
+    counts: dict[str, int] = {}
+    with store.read() as conn:
+        for hit_id, watchlist, rank, total in conn.execute(
+            _plan_query(watchlists is not None), params
+        ):
+            counts[watchlist] = int(total)
+            if rank <= limit_per_watchlist:
+                ids.append(int(hit_id))
+    return PendingPlan(ids, counts)
+
+
+def hits_by_id(store: Store, ids: Sequence[int]) -> dict[int, StoredHit]:
+    """Stored hits with their items and feeds, by id."""
+    out: dict[int, StoredHit] = {}
+    with store.read() as conn:
+        for chunk in _chunks(list(ids), 500):
+            for row in conn.execute(_hit_query().where(hits.c.id.in_(chunk))):
+                hit = hit_from_row(row)
+                out[hit.id] = hit
+    return out
 
 
 def pending_counts(store: Store, email: str, watchlists: Sequence[str] | None) -> dict[str, int]:
@@ -221,8 +296,11 @@ def enqueue_digest(
     message: bytes,
     hit_ids: Sequence[int],
     now: datetime | None = None,
+    claim_for: str | None = None,
+    lease: timedelta = CLAIM_LEASE,
 ) -> int | None:
     """Queue a rendered digest and record its hits as delivered, in one transaction.
+    With ``claim_for``, the row is leased to that sender at once (see :func:`claim_due`).
 
     Returns the outbox id, or None when one of the hits was already queued for this
     subscriber meanwhile (another sender got there first): nothing is written then, and
@@ -253,6 +331,8 @@ def enqueue_digest(
                     attempts=0,
                     created_at=now,
                     next_attempt_at=now,
+                    claimed_by=claim_for,
+                    claim_expires_at=now + lease if claim_for else None,
                 )
                 .returning(outbox.c.id)
             ).scalar_one()
@@ -323,6 +403,17 @@ def claim_due(
         )
         for r in rows
     ]
+
+
+def release_claims(store: Store, outbox_ids: Sequence[int]) -> None:
+    """Give back leased rows that were not attempted (a sender stopping early)."""
+    with store.write() as conn:
+        for chunk in _chunks(list(outbox_ids), 500):
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(chunk), outbox.c.status == QUEUED)
+                .values(claimed_by=None, claim_expires_at=None)
+            )
 
 
 def _chunks(ids: Sequence[int], size: int) -> Iterable[Sequence[int]]:
