@@ -235,7 +235,15 @@ def test_claims_are_exclusive_until_released_or_expired(store: Store) -> None:
         == []
     )
     # Storing a poll releases the claim; the feed is then not due until next_due_at.
-    fs.save_poll(store, a[0], ok(a[0].url), None, next_due_at=NOW + timedelta(minutes=15), hint_s=None, match=no_match)
+    fs.save_poll(
+        store,
+        a[0],
+        ok(a[0].url),
+        None,
+        next_due_at=NOW + timedelta(minutes=15),
+        hint_s=None,
+        match=no_match,
+    )
     assert (
         fs.claim_due_feeds(store, instance="c", now=NOW, lease=lease, limit=6, run_started=NOW)
         == []
@@ -255,7 +263,9 @@ def test_claim_everything_takes_each_feed_once_per_run(store: Store) -> None:
     for f in fs.claim_due_feeds(
         store, instance="a", now=NOW, lease=lease, limit=9, run_started=NOW
     ):
-        save(store, f, None)
+        fs.save_poll(
+            store, f, ok(f.url), None, next_due_at=NOW, hint_s=None, match=no_match, now=NOW
+        )
     run = NOW + timedelta(seconds=5)
     first = fs.claim_due_feeds(
         store, instance="a", now=run, lease=lease, limit=9, run_started=run, everything=True
