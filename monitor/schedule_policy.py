@@ -35,6 +35,10 @@ QUIET_MAX_FACTOR = 4.0
 JITTER = 0.1
 
 
+#: One generator for the process: seeding a new one per poll costs ~1 ms (os.urandom).
+_RNG = random.Random()
+
+
 @dataclass(frozen=True, slots=True)
 class PollFacts:
     """What one poll of a feed found, and the feed's history before it."""
@@ -84,7 +88,7 @@ def working_interval(facts: PollFacts, bounds: Bounds) -> float:
 
 def next_poll_delay(facts: PollFacts, bounds: Bounds, rng: random.Random | None = None) -> float:
     """Seconds from now until the feed's next poll (see the module docstring)."""
-    rng = rng or random.Random()
+    rng = rng or _RNG
     interval = working_interval(facts, bounds)
     if facts.ok:
         jittered = interval * rng.uniform(1.0 - JITTER, 1.0 + JITTER)
