@@ -195,7 +195,7 @@ def poll(ctx: Context, once: bool, everything: bool) -> None:
     settings = ctx.settings
     registry = WatchlistRegistry(settings.watchlists_dir)
     store = ctx.store()
-    pipeline.sync_feeds(settings, store)
+    pipeline.sync_config(settings, store)
     with _progress(sys.stderr.isatty() and not ctx.verbose, "polling") as progress:
         summary = asyncio.run(
             pipeline.poll_due(
@@ -404,7 +404,7 @@ def feeds_list(ctx: Context, as_json: bool) -> None:
     from monitor.store import feeds as feed_store
 
     store = ctx.store()
-    pipeline.sync_feeds(ctx.settings, store)
+    pipeline.sync_config(ctx.settings, store)
     rows = feed_store.list_feeds(store)
     for f in rows:
         state = _feed_state(f)
@@ -466,7 +466,7 @@ def feeds_export(ctx: Context) -> None:
     from monitor.opml import write_opml
 
     store = ctx.store()
-    pipeline.sync_feeds(ctx.settings, store)
+    pipeline.sync_config(ctx.settings, store)
     click.echo(write_opml(pipeline.export_feeds(store)), nl=False)
 
 

@@ -14,11 +14,16 @@ import asyncio
 import ipaddress
 import logging
 import os
+import queue
 import socket
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import parseaddr
 from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
@@ -26,15 +31,25 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from monitor import schedule_policy
-from monitor.config import Settings
-from monitor.errors import AddressRefused, FeedError
+from monitor.config import Settings, SubscriberConfig
+from monitor.deliver import (
+    Deliverer,
+    PermanentFailure,
+    TemporaryFailure,
+    deliverer_from_settings,
+)
+from monitor.digest import DigestOptions, DigestRenderer, RenderedDigest, new_message_id
+from monitor.errors import AddressRefused, ConfigError, DeliveryError, FeedError, MonitorError
 from monitor.fetch import FetchOptions, fetch, make_session
 from monitor.match import Matcher, compile_watchlists
 from monitor.models import FetchResult, Item, Match, Outcome, ParsedFeed
 from monitor.opml import OpmlFeed, read_opml
 from monitor.parse import parse
+from monitor.schedules import in_quiet_hours, next_digest_time
 from monitor.store import Store
 from monitor.store import feeds as feed_store
+from monitor.store import outbox as outbox_store
+from monitor.store.feeds import StoredHit
 from monitor.watchlists import Watchlist
 
 log = logging.getLogger(__name__)
@@ -62,8 +77,13 @@ def fetch_options(settings: Settings) -> FetchOptions:
     return options
 
 
-def sync_feeds(settings: Settings, store: Store) -> None:
-    """Bring the config's [[feeds]] into the database (imports live there beside them)."""
+def sync_config(settings: Settings, store: Store, *, now: datetime | None = None) -> None:
+    """Bring the config's [[feeds]] and [[subscribers]] into the database.
+
+    Feeds imported from OPML live there beside the config's. A subscriber is recorded
+    before any hit is stored for it, so the first poll's hits reach its first digest.
+    """
+    outbox_store.sync_subscribers(store, settings.subscribers, now=now)
     feed_store.sync_config_feeds(
         store,
         [
@@ -485,24 +505,6 @@ def instance_name() -> str:
 # Rendering runs in a worker thread while the event loop talks to the mail server, so a
 # digest is being built while the previous one is on the wire.
 
-import queue  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from email.message import EmailMessage  # noqa: E402
-from email.utils import parseaddr  # noqa: E402
-
-from monitor.config import SubscriberConfig  # noqa: E402
-from monitor.deliver import (  # noqa: E402
-    Deliverer,
-    PermanentFailure,
-    TemporaryFailure,
-    deliverer_from_settings,
-)
-from monitor.digest import DigestOptions, DigestRenderer, RenderedDigest, new_message_id  # noqa: E402
-from monitor.errors import ConfigError, DeliveryError, MonitorError  # noqa: E402
-from monitor.schedules import in_quiet_hours, next_digest_time  # noqa: E402
-from monitor.store import outbox as outbox_store  # noqa: E402
-from monitor.store.feeds import StoredHit  # noqa: E402
 
 #: Pending hits read per watchlist for one digest: the cap, times this, to leave room
 #: for stories that turn out to be shown under another group.

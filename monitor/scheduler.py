@@ -176,8 +176,7 @@ class Daemon:
         if freed:
             log.info("freed %d claims left by a stopped instance", freed)
         instance_store.register(self.store, self.instance, socket.gethostname(), os.getpid())
-        pipeline.sync_feeds(self.settings, self.store)
-        outbox_store.sync_subscribers(self.store, self.settings.subscribers)
+        pipeline.sync_config(self.settings, self.store)
 
     def request_stop(self, sig: int = signal.SIGTERM) -> None:
         if self._stopping:
@@ -460,8 +459,7 @@ class Daemon:
             )
 
     def _sync_config(self) -> None:
-        pipeline.sync_feeds(self.settings, self.store)
-        outbox_store.sync_subscribers(self.store, self.settings.subscribers)
+        pipeline.sync_config(self.settings, self.store)
 
     def _status_line(self) -> str:
         return (

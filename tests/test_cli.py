@@ -153,3 +153,37 @@ def test_python_dash_m_works(tmp_path: Path) -> None:
         [sys.executable, "-m", "monitor", "--version"], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0 and "monitor" in out.stdout
+
+
+def test_newcomer_flow_poll_then_digest_lands_as_eml(tmp_path: Path) -> None:
+    """No SMTP configured: the first poll's hits arrive as a digest file in [delivery] dir."""
+    with FeedServer() as server:
+        server.serve("/feed.xml", FEED)
+        extra = (
+            f'[delivery]\ndir = "{tmp_path / "outbox"}"\n'
+            '[[subscribers]]\nemail = "analyst@example.org"\nwatchlists = ["gor"]\n'
+            'schedule = "daily 08:00"\ntimezone = "Asia/Almaty"\n'
+        )
+        cfg = config(tmp_path, [server.url("/feed.xml")], extra)
+        assert run("--config", str(cfg), "poll", "--once", cwd=tmp_path).returncode == 0
+    preview = run(
+        "--config",
+        str(cfg),
+        "digest",
+        "preview",
+        "analyst@example.org",
+        "--html",
+        str(tmp_path / "p.html"),
+        cwd=tmp_path,
+    )
+    assert preview.returncode == 0, preview.stderr
+    assert "Sergio Gor" in (tmp_path / "p.html").read_text(encoding="utf-8")
+    sent = run("--config", str(cfg), "digest", "--send-now", cwd=tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    mails = list((tmp_path / "outbox").glob("*.eml"))
+    assert len(mails) == 1
+    text = mails[0].read_text(encoding="utf-8", errors="replace")
+    assert "To: analyst@example.org" in text and "Sergio Gor" in text and "Al Gore" not in text
+    # Nothing new: no second mail.
+    assert run("--config", str(cfg), "digest", "--send-now", cwd=tmp_path).returncode == 0
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
