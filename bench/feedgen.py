@@ -21,10 +21,14 @@ SPICE = (
 )  # fmt: skip
 
 
+#: Share of items that mention one of SPICE (a watched name or a look-alike). General news
+#: feeds mention a desk's watchlist subjects rarely; a few percent keeps the benchmark's
+#: matching and storing work in proportion to what a real poll does.
+SPICE_RATE = 0.05
+
+
 def sentence(rng: random.Random) -> str:
     words = [rng.choice(WORDS) for _ in range(rng.randint(8, 22))]
-    if rng.random() < 0.05:
-        words.insert(rng.randrange(len(words)), rng.choice(SPICE))
     return " ".join(words).capitalize() + "."
 
 
@@ -58,6 +62,8 @@ def rss_feed(feed_no: int, items: int = 50, target_bytes: int = 100_000) -> byte
     for i in range(items):
         when = format_datetime(start + timedelta(minutes=feed_no * 7 + i * 13))
         body = html_paragraphs(rng, per_item).replace("]]>", "]] >")
+        if rng.random() < SPICE_RATE:
+            body = f"<p>{rng.choice(SPICE)} {sentence(rng)}</p>" + body
         parts.append(
             f"<item><title>{sentence(rng)[:90]}</title>"
             f"<link>https://news{feed_no}.example/story/{i}?utm_source=rss&amp;id={i}</link>"
