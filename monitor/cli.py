@@ -523,7 +523,9 @@ def _age(seconds: float) -> str:
 @click.option("--json", "as_json", is_flag=True, help="one JSON object")
 @pass_ctx
 def status(ctx: Context, as_json: bool) -> None:
-    """Health from the database: last poll cycle, failing feeds, hits today, queued mail."""
+    """Health from the database: the instances running and what each holds, last poll
+    cycle, failing feeds, hits today, queued mail."""
+    from monitor.store import instances as instance_store
     from monitor.store import lock as store_lock
     from monitor.store.status import status_report
 
@@ -532,13 +534,23 @@ def status(ctx: Context, as_json: bool) -> None:
     now = report.now
     holder = store_lock.holder(ctx.settings.database_url)
     last = report.last_run
+    registered = {i.id for i in report.instances}
+    orphans = {h: c for h, c in report.holdings.items() if h not in registered}
+    nothing = instance_store.Holdings()
     if as_json:
         click.echo(json.dumps({
             "daemon_pid": holder,
             "instances": [
-                {"id": i.id, "started": _iso(i.started_at), "heartbeat": _iso(i.heartbeat_at)}
+                {"id": i.id, "host": i.hostname, "pid": i.pid, "started": _iso(i.started_at),
+                 "heartbeat": _iso(i.heartbeat_at), "alive": report.alive(i),
+                 "feeds_claimed": report.holdings.get(i.id, nothing).feeds,
+                 "outbox_claimed": report.holdings.get(i.id, nothing).outbox}
                 for i in report.instances
             ],
+            "claims_of_stopped_instances": {
+                h: {"feeds_claimed": c.feeds, "outbox_claimed": c.outbox}
+                for h, c in sorted(orphans.items())
+            },
             "last_poll": None if last is None else {
                 "started": _iso(last["started_at"]), "finished": _iso(last["finished_at"]),
                 **{k: last[k] for k in ("feeds", "fetched", "not_modified", "failed",
@@ -562,12 +574,20 @@ def status(ctx: Context, as_json: bool) -> None:
         click.echo(f"daemon: running (pid {holder})")
     elif report.instances:
         for inst in report.instances:
+            held = report.holdings.get(inst.id, nothing)
             click.echo(
                 f"daemon: {inst.id}, up {_age((now - inst.started_at).total_seconds())}, "
                 f"heartbeat {_age((now - inst.heartbeat_at).total_seconds())} ago"
+                + ("" if report.alive(inst) else " (not responding)")
+                + f"; holds {held.feeds} feeds, {held.outbox} mails"
             )
     else:
         click.echo("daemon: not running")
+    for h, c in sorted(orphans.items()):
+        click.echo(
+            f"claims left by {h} (stopped): {c.feeds} feeds, {c.outbox} mails; "
+            "taken over when their lease runs out"
+        )
     if last is None:
         click.echo("last poll cycle: none yet")
     else:

@@ -192,6 +192,9 @@ SETTINGS: tuple[Setting, ...] = (
             "processes that parse feeds; 0 means one per CPU core, 1 parses in-process"),
     Setting("polling", "tick", parse_duration, 5.0,
             "how often the daemon looks for due feeds (each feed keeps its own interval)"),
+    Setting("polling", "lease", parse_duration, 300.0,
+            "how long a feed claimed for polling stays reserved to its instance (renewed "
+            "while it works); an instance that died loses its feeds to the others after this"),
     Setting("smtp", "host", _optional_str, None,
             "mail server; without it digests are written as .eml files to [delivery] dir"),
     Setting("smtp", "port", _positive_int, 587, "mail server port"),
@@ -211,6 +214,9 @@ SETTINGS: tuple[Setting, ...] = (
             "extra CA certificate file (PEM) to trust for the mail server"),
     Setting("delivery", "dir", _str, "outbox",
             "folder where digests are written as .eml files when no [smtp] host is set"),
+    Setting("delivery", "lease", parse_duration, 600.0,
+            "how long queued mail taken by one instance for sending stays reserved to it; "
+            "mail held by an instance that died is sent by another after this"),
     Setting("digest", "templates_dir", _optional_str, None,
             "folder with digest.html.j2 / digest.txt.j2 overriding the shipped templates"),
     Setting("digest", "max_items_per_watchlist", _positive_int, 25,
@@ -356,6 +362,9 @@ def settings_from_mapping(
             values[setting.key] = _convert(
                 setting.convert, environ[setting.env], f"environment {setting.env}", setting.secret
             )
+    for key in ("polling.lease", "delivery.lease"):
+        if values[key] < 1:
+            raise ConfigError(f"{where}: {key} must be at least 1s")
     if values["polling.min_interval"] > values["polling.max_interval"]:
         raise ConfigError(f"{where}: polling.min_interval is longer than polling.max_interval")
     feeds = tuple(_feeds(data.get("feeds", []), where))

@@ -327,9 +327,11 @@ async def poll_due(
 ) -> PollSummary:
     """Poll every due feed (every feed with ``everything``), match and store.
 
-    Feeds are claimed from the database in batches with a lease (see
+    Feeds are claimed from the database in batches with a lease (``polling.lease``, see
     ``store.feeds.claim_due_feeds``), so several processes sharing one database poll each
-    feed once; a feed's claim ends when its poll is stored. Feeds that fail are counted
+    feed once; a feed's claim ends when its poll is stored. While the run goes on its
+    claims are renewed every third of the lease, so only an instance that died (or
+    stalled for a whole lease) loses its feeds to another. Feeds that fail are counted
     and listed in the summary; the run goes on.
     """
     loop = asyncio.get_running_loop()
@@ -352,7 +354,7 @@ async def poll_due(
         # Feeds in flight: enough to keep every connection and parser busy, few enough
         # that fetched bodies never pile up in memory waiting for a parser.
         batch = options.max_connections + 2 * pool.workers
-        lease = timedelta(seconds=max(300.0, 4 * options.deadline))
+        lease = timedelta(seconds=float(settings["polling.lease"]))
         try:
             async with make_session(options) as session:
                 ctx = PollContext(settings, store, options, session, pool, writer)
@@ -376,6 +378,16 @@ async def poll_due(
                         everything=everything,
                     )
 
+                async def renew() -> None:
+                    while True:
+                        await asyncio.sleep(lease.total_seconds() / 3)
+                        await in_writer(
+                            lambda: feed_store.renew_claims(
+                                store, instance, now=feed_store.utcnow(), lease=lease
+                            )
+                        )
+
+                renewing = asyncio.create_task(renew())
                 running: set[asyncio.Task[_Polled]] = set()
                 exhausted = False
                 try:
@@ -394,9 +406,10 @@ async def poll_due(
                             if progress is not None:
                                 progress(summary.feeds, max(expected, summary.feeds))
                 finally:
+                    renewing.cancel()
                     for task in running:
                         task.cancel()
-                    await asyncio.gather(*running, return_exceptions=True)
+                    await asyncio.gather(renewing, *running, return_exceptions=True)
         finally:
             if own_pool:
                 pool.close()
@@ -534,6 +547,11 @@ class DigestRunSummary:
         return f"{text} ({self.delivered_to})" if self.delivered_to else text
 
 
+def delivery_lease(settings: Settings) -> timedelta:
+    """How long mail taken for sending stays reserved to this instance."""
+    return timedelta(seconds=float(settings["delivery.lease"]))
+
+
 def _digest_options(settings: Settings) -> DigestOptions:
     templates = settings["digest.templates_dir"]
     return DigestOptions(
@@ -665,6 +683,7 @@ class _DigestBuilder:
                 hit_ids=sorted(rendered.hit_ids),
                 now=self.now,
                 claim_for=claim_for,
+                lease=delivery_lease(self.settings),
             )
             if outbox_id is not None:
                 summary.queued += 1
@@ -829,6 +848,7 @@ async def send_digests(
         now=now,
         subscribers_only=[s.email for s in chosen] if subscriber is not None else None,
         ignore_backoff=force,
+        lease=delivery_lease(settings),
     )
     handoff: queue.Queue[outbox_store.OutboxMessage | None] = queue.Queue(maxsize=_HANDOFF)
     stop = threading.Event()

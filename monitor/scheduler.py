@@ -66,7 +66,7 @@ CLEANUP_GRACE = 5.0
 OUTBOX_EVERY = 30.0
 #: During a poll cycle longer than this, immediate alerts go out every this many seconds.
 LONG_CYCLE_FLUSH = 30.0
-HEARTBEAT_EVERY = 60.0
+HEARTBEAT_EVERY = instance_store.HEARTBEAT_EVERY.total_seconds()
 #: Settings that only a restart can change.
 RESTART_ONLY = ("database.url", "metrics.listen")
 

@@ -95,6 +95,10 @@ def sync_config_feeds(store: Store, specs: Sequence[FeedSpec]) -> None:
     headers (and are un-retired if they had been dropped from the config earlier); config
     feeds no longer in the config are retired with a reason, keeping their items.
     A URL that an OPML import added earlier simply becomes a config feed.
+
+    Several instances starting together (PostgreSQL) may run this at once: a URL another
+    one inserted meanwhile is skipped by the unique key, rows are touched in id order
+    (no deadlock) and only when something changed (a restart rewrites nothing).
     """
     now = utcnow()
     wanted = {s.url: s for s in specs}
@@ -102,11 +106,21 @@ def sync_config_feeds(store: Store, specs: Sequence[FeedSpec]) -> None:
         existing = {
             r.url: r
             for r in conn.execute(
-                select(feeds.c.id, feeds.c.url, feeds.c.source, feeds.c.retired_reason)
+                select(
+                    feeds.c.id,
+                    feeds.c.url,
+                    feeds.c.source,
+                    feeds.c.retired_reason,
+                    feeds.c.title,
+                    feeds.c.interval_s,
+                    feeds.c.headers,
+                ).order_by(feeds.c.id)
             )
         }
+        new_rows: list[dict[str, Any]] = []
+        changes: list[tuple[int, dict[str, Any]]] = []
         for url, spec in wanted.items():
-            values = {
+            values: dict[str, Any] = {
                 "title": spec.title,
                 "interval_s": spec.interval_s,
                 "headers": dict(spec.headers),
@@ -114,13 +128,23 @@ def sync_config_feeds(store: Store, specs: Sequence[FeedSpec]) -> None:
             }
             row = existing.get(url)
             if row is None:
-                conn.execute(insert(feeds).values(url=url, created_at=now, **values))
-            else:
-                if spec.title is None:
-                    del values["title"]
-                if row.retired_reason == REMOVED_FROM_CONFIG:
-                    values |= {"retired_at": None, "retired_reason": None, "next_due_at": None}
-                conn.execute(update(feeds).where(feeds.c.id == row.id).values(**values))
+                new_rows.append({"url": url, "created_at": now, **values})
+                continue
+            if spec.title is None:
+                del values["title"]
+            restore = row.retired_reason == REMOVED_FROM_CONFIG
+            if restore:
+                values |= {"retired_at": None, "retired_reason": None, "next_due_at": None}
+            if restore or any(
+                (getattr(row, k) or {}) != v if k == "headers" else getattr(row, k) != v
+                for k, v in values.items()
+            ):
+                changes.append((row.id, values))
+        for feed_id, values in sorted(changes, key=lambda c: c[0]):
+            conn.execute(update(feeds).where(feeds.c.id == feed_id).values(**values))
+        if new_rows:
+            ins = (postgresql.insert if store.dialect == "postgresql" else sqlite.insert)(feeds)
+            conn.execute(ins.on_conflict_do_nothing(index_elements=["url"]), new_rows)
         for url, row in existing.items():
             if row.source == "config" and url not in wanted and row.retired_reason is None:
                 conn.execute(
@@ -135,12 +159,10 @@ REMOVED_FROM_CONFIG = "removed from the config"
 
 def add_feed(store: Store, spec: FeedSpec, *, source: str) -> bool:
     """Add a feed unless its URL is known. Returns True when it was added."""
+    ins = (postgresql.insert if store.dialect == "postgresql" else sqlite.insert)(feeds)
     with store.write() as conn:
-        known = conn.execute(select(feeds.c.id).where(feeds.c.url == spec.url)).first()
-        if known is not None:
-            return False
-        conn.execute(
-            insert(feeds).values(
+        added = conn.execute(
+            ins.values(
                 url=spec.url,
                 title=spec.title,
                 interval_s=spec.interval_s,
@@ -148,8 +170,10 @@ def add_feed(store: Store, spec: FeedSpec, *, source: str) -> bool:
                 source=source,
                 created_at=utcnow(),
             )
-        )
-        return True
+            .on_conflict_do_nothing(index_elements=["url"])
+            .returning(feeds.c.id)
+        ).first()
+        return added is not None
 
 
 def list_feeds(store: Store, *, include_retired: bool = True) -> list[FeedRecord]:
@@ -229,6 +253,19 @@ def claim_due_feeds(
         )
         rows = conn.execute(select(*_FEED_COLUMNS).where(feeds.c.id.in_(ids)))
         return sorted((_feed_record(r) for r in rows), key=lambda f: ids.index(f.id))
+
+
+def renew_claims(store: Store, instance: str, *, now: datetime, lease: timedelta) -> int:
+    """Extend every claim ``instance`` still holds to ``now + lease`` (a live instance
+    renews while it polls, so only a dead or stalled one loses its feeds). Returns how many.
+    """
+    with store.write() as conn:
+        result = conn.execute(
+            update(feeds)
+            .where(feeds.c.claimed_by == instance)
+            .values(claim_expires_at=now + lease)
+        )
+        return int(result.rowcount or 0)
 
 
 def release_claims(store: Store, instance: str) -> int:

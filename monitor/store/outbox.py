@@ -27,7 +27,20 @@ from functools import lru_cache
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    String,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.store.db import Store
 from monitor.store.feeds import REMOVED_FROM_CONFIG, StoredHit, _hit_query, hit_from_row
@@ -37,6 +50,9 @@ from monitor.store.schema import subscribers as subscriber_rows
 log = logging.getLogger(__name__)
 
 QUEUED, SENT, FAILED = "queued", "sent", "failed"
+#: First key of ``pg_advisory_xact_lock(key, hashtext(subscriber))``: one enqueue per
+#: subscriber at a time across instances.
+PG_ENQUEUE_LOCK = 0x6F757462  # "outb"
 #: How long a claimed row is reserved for its sender before another may take it.
 CLAIM_LEASE = timedelta(minutes=10)
 RETRY_FIRST = timedelta(minutes=1)
@@ -91,8 +107,22 @@ def sync_subscribers(
             {"email": e, "created_at": now} for e in missing if e not in known
         ]
         if rows:
-            conn.execute(insert(subscriber_rows), rows)
-            log.info("new subscribers: %s", ", ".join(r["email"] for r in rows))
+            # Instances starting together add the same subscribers: the loser's rows are
+            # skipped by the unique key instead of failing its transaction.
+            added = conn.execute(
+                _insert(store.dialect, subscriber_rows)
+                .on_conflict_do_nothing(index_elements=["email"])
+                .returning(subscriber_rows.c.email),
+                rows,
+            ).scalars()
+            added_list = list(added)
+            if added_list:
+                log.info("new subscribers: %s", ", ".join(added_list))
+
+
+def _insert(dialect: str, table: Any) -> Any:
+    """INSERT with ON CONFLICT support on both backends."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 def subscriber_state(store: Store, email: str) -> SubscriberState | None:
@@ -303,22 +333,61 @@ def enqueue_digest(
     With ``claim_for``, the row is leased to that sender at once (see :func:`claim_due`).
 
     Returns the outbox id, or None when one of the hits was already queued for this
-    subscriber meanwhile (another sender got there first): nothing is written then, and
-    the caller should build the digest again.
+    subscriber meanwhile (another sender, perhaps another instance, got there first):
+    nothing is written then, and the caller should build the digest again.
+
+    On PostgreSQL, enqueues for one subscriber are serialised by an advisory lock held
+    to the end of the transaction, so the check below sees every earlier commit; the
+    unique (subscriber, hit) key is the backstop: a conflict rolls the whole transaction
+    back and also returns None.
     """
     now = now or utcnow()
     ids = sorted(set(hit_ids))
     if not ids:
         raise ValueError("a digest without hits is not queued")
+    try:
+        return _enqueue(store, subscriber, message_id, subject, message, ids, now, claim_for, lease)
+    except _Taken as taken:
+        log.info("digest for %s: %d hits were queued meanwhile; rebuilding", subscriber, taken.n)
+        return None
+
+
+class _Taken(Exception):
+    """Some hits of a digest were queued by another sender: roll back, build again."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(n)
+        self.n = n
+
+
+def _lock_subscriber(conn: Connection, dialect: str, subscriber: str) -> None:
+    if dialect == "postgresql":
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(:k, hashtext(:s))"),
+            {"k": PG_ENQUEUE_LOCK, "s": subscriber},
+        )
+
+
+def _enqueue(
+    store: Store,
+    subscriber: str,
+    message_id: str,
+    subject: str,
+    message: bytes,
+    ids: list[int],
+    now: datetime,
+    claim_for: str | None,
+    lease: timedelta,
+) -> int:
     with store.write() as conn:
+        _lock_subscriber(conn, store.dialect, subscriber)
         taken = conn.execute(
             select(func.count())
             .select_from(deliveries)
             .where(deliveries.c.subscriber == subscriber, deliveries.c.hit_id.in_(ids))
         ).scalar_one()
         if taken:
-            log.info("digest for %s: %d hits were queued meanwhile; rebuilding", subscriber, taken)
-            return None
+            raise _Taken(int(taken))
         outbox_id = int(
             conn.execute(
                 insert(outbox)
@@ -337,10 +406,14 @@ def enqueue_digest(
                 .returning(outbox.c.id)
             ).scalar_one()
         )
-        conn.execute(
-            insert(deliveries),
+        recorded = conn.execute(
+            _insert(store.dialect, deliveries)
+            .on_conflict_do_nothing(index_elements=["subscriber", "hit_id"])
+            .returning(deliveries.c.hit_id),
             [{"subscriber": subscriber, "hit_id": h, "outbox_id": outbox_id} for h in ids],
-        )
+        ).all()
+        if len(recorded) != len(ids):
+            raise _Taken(len(ids) - len(recorded))  # rolls the outbox row back too
         conn.execute(
             update(subscriber_rows)
             .where(subscriber_rows.c.email == subscriber)
@@ -361,7 +434,8 @@ def claim_due(
 ) -> list[OutboxMessage]:
     """Lease the queued messages that are due (or, with ``ignore_backoff``, every queued
     one) to ``instance``, oldest first. A lease held by another sender is respected until
-    it runs out."""
+    it runs out. On PostgreSQL the rows are locked with ``FOR UPDATE SKIP LOCKED``, so
+    instances claiming at once never take the same message."""
     now = now or utcnow()
     conds = [
         outbox.c.status == QUEUED,
@@ -383,6 +457,7 @@ def claim_due(
         )
         .where(and_(*conds))
         .order_by(outbox.c.created_at, outbox.c.id)
+        .with_for_update(skip_locked=True)
     )
     if limit is not None:
         query = query.limit(limit)

@@ -37,6 +37,12 @@ class StatusReport:
     hits_today_by_watchlist: dict[str, int]
     outbox: OutboxState
     instances: list[instance_store.Instance]
+    #: Live claims per holder (``host:pid``); a holder absent from ``instances`` is gone.
+    holdings: dict[str, instance_store.Holdings]
+
+    def alive(self, instance: instance_store.Instance) -> bool:
+        """Whether the instance's heartbeat is recent."""
+        return self.now - instance.heartbeat_at <= instance_store.STALE_AFTER
 
 
 def outbox_state(store: Store) -> OutboxState:
@@ -80,4 +86,5 @@ def status_report(store: Store, *, now: datetime | None = None) -> StatusReport:
         hits_today_by_watchlist=by_watchlist,
         outbox=outbox_state(store),
         instances=instance_store.list_instances(store),
+        holdings=instance_store.holdings(store, now=now),
     )
