@@ -5,7 +5,8 @@ functions; nothing else wires fetch, parse, match, store, digest and deliver tog
 
 Polling work is split so that both cores are used: fetching waits on the network in the
 event loop; parsing *and* matching run in a process pool (feedparser and matching are
-CPU-bound); storing runs in one writer thread, one transaction per feed.
+CPU-bound); storing runs in one writer thread, which writes the polls that finish
+while it is busy together in its next transaction (see :class:`GroupWriter`).
 """
 
 from __future__ import annotations
@@ -273,7 +274,80 @@ class PollContext:
     options: FetchOptions
     session: Any  # aiohttp.ClientSession
     pool: ParsePool
-    writer: ThreadPoolExecutor
+    writer: GroupWriter
+
+
+class GroupWriter:
+    """Stores finished polls from the one writer thread, several feeds per transaction.
+
+    While a transaction is being written, the polls that finish meanwhile queue up and the
+    next transaction takes them all (group commit): with thousands of feeds, most of them
+    answering 304, a commit per feed would cost more than the polls themselves. A batch
+    that fails is written again one feed at a time, so one bad feed never costs the
+    others their results. A write is never cancelled half-way: a caller that stops
+    waiting (SIGTERM) leaves its poll to be stored or rolled back whole.
+    """
+
+    MAX_BATCH = 100
+
+    def __init__(self, store: Store, executor: ThreadPoolExecutor) -> None:
+        self._store = store
+        self._executor = executor
+        self._queue: list[tuple[feed_store.PollWrite, asyncio.Future[feed_store.PollSaved]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def save(self, write: feed_store.PollWrite) -> feed_store.PollSaved:
+        future: asyncio.Future[feed_store.PollSaved] = asyncio.get_running_loop().create_future()
+        self._queue.append((write, future))
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain())
+        return await future
+
+    async def close(self) -> None:
+        """Wait until everything queued is written."""
+        while self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                batch = self._queue[: self.MAX_BATCH]
+                del self._queue[: self.MAX_BATCH]
+                writes = [w for w, _ in batch]
+                try:
+                    saved = await loop.run_in_executor(
+                        self._executor, feed_store.save_polls, self._store, writes
+                    )
+                    outcomes: list[feed_store.PollSaved | BaseException] = list(saved)
+                except Exception:
+                    if len(batch) == 1:
+                        raise
+                    outcomes = [await self._one(w) for w in writes]
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+        finally:
+            self._task = None
+
+    async def _one(self, write: feed_store.PollWrite) -> feed_store.PollSaved | BaseException:
+        loop = asyncio.get_running_loop()
+        try:
+            return (
+                await loop.run_in_executor(
+                    self._executor, feed_store.save_polls, self._store, [write]
+                )
+            )[0]
+        except Exception as exc:
+            return exc
 
 
 async def poll_feed(
@@ -287,7 +361,6 @@ async def poll_feed(
         parsed, matches = await ctx.pool.run(result)
     now = feed_store.utcnow()
     due, hint = next_due(ctx.settings, feed, result, parsed, now)
-    loop = asyncio.get_running_loop()
 
     def lookup(item: Item) -> list[Match]:
         return matches.get(item.identity, [])
@@ -295,21 +368,8 @@ async def poll_feed(
     def reschedule(new_items: int) -> datetime:
         return next_due(ctx.settings, feed, result, parsed, now, new_items=new_items)[0]
 
-    # The write runs in the writer thread: cancelling this coroutine (SIGTERM) abandons the
-    # wait, never the transaction, which commits or rolls back as a whole.
-    saved = await loop.run_in_executor(
-        ctx.writer,
-        lambda: feed_store.save_poll(
-            ctx.store,
-            feed,
-            result,
-            parsed,
-            next_due_at=due,
-            hint_s=hint,
-            match=lookup,
-            now=now,
-            reschedule=reschedule,
-        ),
+    saved = await ctx.writer.save(
+        feed_store.PollWrite(feed, result, parsed, due, hint, lookup, now, reschedule)
     )
     return result, parsed, saved
 
@@ -357,7 +417,8 @@ async def poll_due(
         lease = timedelta(seconds=float(settings["polling.lease"]))
         try:
             async with make_session(options) as session:
-                ctx = PollContext(settings, store, options, session, pool, writer)
+                group = GroupWriter(store, writer)
+                ctx = PollContext(settings, store, options, session, pool, group)
                 # A fetch's deadline includes waiting for a connection, so feeds of one
                 # host queue here, before their clock starts, not inside the connector.
                 hosts: dict[str, asyncio.Semaphore] = {}
@@ -365,7 +426,18 @@ async def poll_due(
                 async def one(feed: feed_store.FeedRecord) -> _Polled:
                     host = urlsplit(feed.url).netloc.lower()
                     async with hosts.setdefault(host, asyncio.Semaphore(options.max_per_host)):
-                        return (feed, *await poll_feed(ctx, feed))
+                        try:
+                            return (feed, *await poll_feed(ctx, feed))
+                        except Exception as exc:  # a store error for one feed ends its poll only
+                            log.exception("feed %s: could not store its poll", feed.url)
+                            failed = FetchResult(
+                                outcome=Outcome.FAILED,
+                                url=feed.url,
+                                final_url=feed.url,
+                                error=f"could not store the poll: {exc}",
+                                error_kind="store",
+                            )
+                            return (feed, failed, None, feed_store.PollSaved(0, 0, {}))
 
                 def claim(limit: int) -> list[feed_store.FeedRecord]:
                     return feed_store.claim_due_feeds(
@@ -410,6 +482,7 @@ async def poll_due(
                     for task in running:
                         task.cancel()
                     await asyncio.gather(renewing, *running, return_exceptions=True)
+                    await group.close()
         finally:
             if own_pool:
                 pool.close()

@@ -174,3 +174,40 @@ def test_import_errors_name_the_file(tmp_path: Path, store: Store) -> None:
     bad.write_text("<opml><body><outline")
     with pytest.raises(FeedError, match=r"bad\.opml: not well-formed XML"):
         pipeline.import_opml(make_settings([]), store, bad)
+
+
+def test_group_writer_batches_and_isolates_a_failing_feed(store: Store) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from monitor.models import FetchResult, Item, ParsedFeed
+
+    fs.sync_config_feeds(store, [fs.FeedSpec(f"http://f{n}.test/") for n in range(5)])
+    feeds = fs.list_feeds(store)
+    now = fs.utcnow()
+
+    def write(feed: fs.FeedRecord, broken: bool = False) -> fs.PollWrite:
+        def match(item: Item) -> list:  # type: ignore[type-arg]
+            if broken:
+                raise RuntimeError("bad feed")
+            return []
+
+        result = FetchResult(outcome=Outcome.OK, url=feed.url, final_url=feed.url, status=200)
+        parsed = ParsedFeed(items=[Item(f"id-{feed.id}", "title")])
+        return fs.PollWrite(feed, result, parsed, now + timedelta(hours=1), None, match, now)
+
+    async def main() -> list[object]:
+        executor = ThreadPoolExecutor(1)
+        group = pipeline.GroupWriter(store, executor)
+        try:
+            jobs = [group.save(write(f, broken=(i == 2))) for i, f in enumerate(feeds)]
+            results = await asyncio.gather(*jobs, return_exceptions=True)
+            await group.close()
+            return results
+        finally:
+            executor.shutdown()
+
+    results = asyncio.run(main())
+    assert isinstance(results[2], RuntimeError)
+    assert [r.new_items for i, r in enumerate(results) if i != 2] == [1, 1, 1, 1]  # type: ignore[union-attr]
+    polled = {f.id: f.last_polled_at for f in fs.list_feeds(store)}
+    assert polled[feeds[2].id] is None and all(polled[f.id] for i, f in enumerate(feeds) if i != 2)

@@ -286,6 +286,20 @@ class PollSaved:
     hits_by_watchlist: Mapping[str, int]
 
 
+@dataclass(frozen=True, slots=True)
+class PollWrite:
+    """One feed's poll, ready to store (see :func:`save_polls`)."""
+
+    feed: FeedRecord
+    result: FetchResult
+    parsed: ParsedFeed | None
+    next_due_at: datetime
+    hint_s: int | None
+    match: Callable[[Item], Sequence[Match]]
+    now: datetime
+    reschedule: Callable[[int], datetime] | None = None
+
+
 def save_poll(
     store: Store,
     feed: FeedRecord,
@@ -298,46 +312,57 @@ def save_poll(
     now: datetime | None = None,
     reschedule: Callable[[int], datetime] | None = None,
 ) -> PollSaved:
-    """Store one feed's poll in one transaction: new items, their hits, the feed's state.
+    """Store one feed's poll in one transaction (see :func:`save_polls`)."""
+    write = PollWrite(feed, result, parsed, next_due_at, hint_s, match, now or utcnow(), reschedule)
+    return save_polls(store, [write])[0]
+
+
+def save_polls(store: Store, writes: Sequence[PollWrite]) -> list[PollSaved]:
+    """Store polls in one transaction: for each feed its new items, their hits and its
+    new state. All of them land or none does.
 
     Items already stored (same identity, from this or another feed) are skipped by the
     database's unique key, so re-polls and crashes never duplicate them. Only items that
-    are new are passed to ``match``.
+    are new are passed to a write's ``match``.
 
     With ``reschedule``, the next due time is ``reschedule(number of new items)``, decided
     inside the transaction once it is known which items are new (the adaptive policy
     needs it); otherwise it is ``next_due_at``.
     """
-    now = now or utcnow()
-    state = _feed_state(feed, result, parsed, next_due_at=next_due_at, hint_s=hint_s, now=now)
     with store.write() as conn:
-        new = _insert_items(conn, store.dialect, feed.id, parsed.items if parsed else [], now)
-        if result.outcome in (Outcome.OK, Outcome.NOT_MODIFIED):
-            if new:
-                state |= {"quiet_polls": 0, "last_new_items_at": now}
-            elif feed.last_polled_at is not None:
-                state["quiet_polls"] = feed.quiet_polls + 1
-        if reschedule is not None:
-            state["next_due_at"] = reschedule(len(new))
-        by_watchlist: dict[str, int] = {}
-        hit_rows: list[dict[str, Any]] = []
-        for item_id, item in new:
-            grouped: dict[str, list[Match]] = {}
-            for m in match(item):
-                grouped.setdefault(m.watchlist, []).append(m)
-            for watchlist, matches in grouped.items():
-                hit_rows.append(
-                    {
-                        "item_id": item_id,
-                        "watchlist": watchlist,
-                        "matches": [m.to_dict() for m in matches],
-                        "created_at": now,
-                    }
-                )
-                by_watchlist[watchlist] = by_watchlist.get(watchlist, 0) + 1
-        if hit_rows:
-            conn.execute(insert(hits), hit_rows)
-        conn.execute(update(feeds).where(feeds.c.id == feed.id).values(**state))
+        return [_save(conn, store.dialect, w) for w in writes]
+
+
+def _save(conn: Connection, dialect: str, w: PollWrite) -> PollSaved:
+    feed, result, parsed, now = w.feed, w.result, w.parsed, w.now
+    state = _feed_state(feed, result, parsed, next_due_at=w.next_due_at, hint_s=w.hint_s, now=now)
+    new = _insert_items(conn, dialect, feed.id, parsed.items if parsed else [], now)
+    if result.outcome in (Outcome.OK, Outcome.NOT_MODIFIED):
+        if new:
+            state |= {"quiet_polls": 0, "last_new_items_at": now}
+        elif feed.last_polled_at is not None:
+            state["quiet_polls"] = feed.quiet_polls + 1
+    if w.reschedule is not None:
+        state["next_due_at"] = w.reschedule(len(new))
+    by_watchlist: dict[str, int] = {}
+    hit_rows: list[dict[str, Any]] = []
+    for item_id, item in new:
+        grouped: dict[str, list[Match]] = {}
+        for m in w.match(item):
+            grouped.setdefault(m.watchlist, []).append(m)
+        for watchlist, matches in grouped.items():
+            hit_rows.append(
+                {
+                    "item_id": item_id,
+                    "watchlist": watchlist,
+                    "matches": [m.to_dict() for m in matches],
+                    "created_at": now,
+                }
+            )
+            by_watchlist[watchlist] = by_watchlist.get(watchlist, 0) + 1
+    if hit_rows:
+        conn.execute(insert(hits), hit_rows)
+    conn.execute(update(feeds).where(feeds.c.id == feed.id).values(**state))
     return PollSaved(len(new), len(hit_rows), by_watchlist)
 
 
