@@ -403,8 +403,8 @@ async def poll_due(
         return loop.run_in_executor(writer, fn)
 
     try:
-        expected = len(
-            await in_writer(lambda: feed_store.due_feeds(store, started, everything=everything))
+        expected = await in_writer(
+            lambda: feed_store.count_due_feeds(store, started, everything=everything)
         )
         run_id = await in_writer(lambda: feed_store.start_poll_run(store, instance=instance))
         summary = PollSummary()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.models import Feed, FetchResult, Item, Match, Outcome, ParsedFeed
@@ -195,14 +195,16 @@ def due_feeds(store: Store, now: datetime, *, everything: bool = False) -> list[
         ]
 
 
-def count_due_feeds(store: Store, now: datetime) -> int:
-    """How many feeds are due and free to claim (the daemon's cheap check each tick)."""
+def count_due_feeds(store: Store, now: datetime, *, everything: bool = False) -> int:
+    """How many feeds are due (every active one with ``everything``) and free to claim:
+    the daemon's cheap check each tick, and the size of a poll run's progress bar."""
+    due = or_(feeds.c.next_due_at.is_(None), feeds.c.next_due_at <= now)
     query = (
         select(func.count())
         .select_from(feeds)
         .where(
             feeds.c.retired_at.is_(None),
-            or_(feeds.c.next_due_at.is_(None), feeds.c.next_due_at <= now),
+            *(() if everything else (due,)),
             or_(feeds.c.claim_expires_at.is_(None), feeds.c.claim_expires_at < now),
         )
     )
@@ -261,9 +263,7 @@ def renew_claims(store: Store, instance: str, *, now: datetime, lease: timedelta
     """
     with store.write() as conn:
         result = conn.execute(
-            update(feeds)
-            .where(feeds.c.claimed_by == instance)
-            .values(claim_expires_at=now + lease)
+            update(feeds).where(feeds.c.claimed_by == instance).values(claim_expires_at=now + lease)
         )
         return int(result.rowcount or 0)
 
@@ -330,10 +330,33 @@ def save_polls(store: Store, writes: Sequence[PollWrite]) -> list[PollSaved]:
     needs it); otherwise it is ``next_due_at``.
     """
     with store.write() as conn:
-        return [_save(conn, store.dialect, w) for w in writes]
+        states: list[tuple[int, dict[str, Any]]] = []
+        saved = [_save(conn, store.dialect, w, states) for w in writes]
+        _update_feeds(conn, states)
+        return saved
 
 
-def _save(conn: Connection, dialect: str, w: PollWrite) -> PollSaved:
+def _update_feeds(conn: Connection, states: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    """The feeds' new states: one executemany per set of changed columns, not one
+    statement built and compiled per feed (most polls of a run change the same columns)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for feed_id, state in states:
+        keys = tuple(sorted(state))
+        groups.setdefault(keys, []).append(
+            {"feed_id_": feed_id, **{f"{k}_": v for k, v in state.items()}}
+        )
+    for keys, rows in groups.items():
+        statement = (
+            update(feeds)
+            .where(feeds.c.id == bindparam("feed_id_"))
+            .values({k: bindparam(f"{k}_") for k in keys})
+        )
+        conn.execute(statement, rows)
+
+
+def _save(
+    conn: Connection, dialect: str, w: PollWrite, states: list[tuple[int, dict[str, Any]]]
+) -> PollSaved:
     feed, result, parsed, now = w.feed, w.result, w.parsed, w.now
     state = _feed_state(feed, result, parsed, next_due_at=w.next_due_at, hint_s=w.hint_s, now=now)
     new = _insert_items(conn, dialect, feed.id, parsed.items if parsed else [], now)
@@ -362,7 +385,7 @@ def _save(conn: Connection, dialect: str, w: PollWrite) -> PollSaved:
             by_watchlist[watchlist] = by_watchlist.get(watchlist, 0) + 1
     if hit_rows:
         conn.execute(insert(hits), hit_rows)
-    conn.execute(update(feeds).where(feeds.c.id == feed.id).values(**state))
+    states.append((feed.id, state))
     return PollSaved(len(new), len(hit_rows), by_watchlist)
 
 
