@@ -266,7 +266,7 @@ def main() -> None:
         "daemons' user+sys time (start-up included); PG CPU s: the PostgreSQL server's on "
         "this machine, n/a when its processes are not visible from here. CPU share: both over the span, "
         "as a share of all cores. Where more instances add little while the latency bound "
-        "is far, each instance's one writer thread (a transaction per feed) and the database "
+        "is far, each instance's one writer thread and the database "
         "server on the same cores are the limit; on separate machines with the database on "
         "its own, each instance brings its own cores. repeats: requests beyond one per "
         "feed (0: no feed polled twice)."
