@@ -1,6 +1,6 @@
 """Plain data passed between stages. No I/O here.
 
-The stages speak to each other only through these types (and only ``pipeline.py`` wires
+The stages speak to each other only through these types (and only ``pipeline/`` wires
 them together): ``fetch`` returns a :class:`FetchResult`, ``parse`` turns its bytes into
 :class:`ParsedFeed` with :class:`Item` s, ``match`` returns :class:`Match` es for an item.
 """
