@@ -14,8 +14,13 @@ import argparse
 import asyncio
 import multiprocessing
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from localserver import serve_app
 
 BODY = (
     b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
@@ -31,17 +36,7 @@ def serve(port_queue: multiprocessing.Queue, latency: float) -> None:  # type: i
         await asyncio.sleep(latency)
         return web.Response(body=BODY, content_type="application/rss+xml")
 
-    async def main() -> None:
-        app = web.Application()
-        app.router.add_get("/feed/{n}.xml", handler)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
-        await site.start()
-        port_queue.put(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
+    serve_app(port_queue, "/feed/{n}.xml", handler)
 
 
 async def with_aiohttp(urls: list[str], concurrency: int) -> int:

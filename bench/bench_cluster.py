@@ -38,6 +38,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from localserver import serve_app
 from sqlalchemy import create_engine, text
 
 MONITOR = str(Path(sys.executable).with_name("monitor"))
@@ -69,17 +71,7 @@ def serve(port_queue: Any, hits: Any, feeds: int, low: float, high: float) -> No
         await asyncio.sleep(delays[n])
         return web.Response(body=bodies[n], content_type="application/rss+xml")
 
-    async def main() -> None:
-        app = web.Application()
-        app.router.add_get("/{run}/feed/{n}.xml", handler)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
-        await site.start()
-        port_queue.put(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
+    serve_app(port_queue, "/{run}/feed/{n}.xml", handler)
 
 
 def postgres_cpu() -> float | None:

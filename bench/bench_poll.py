@@ -35,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from feedgen import SPICE_RATE, rss_feed
+from localserver import serve_app
 
 MONITOR = str(Path(sys.executable).with_name("monitor"))
 
@@ -54,18 +55,7 @@ def serve(port_queue: multiprocessing.Queue, feeds: int, latency: float) -> None
             body=bodies[n], content_type="application/rss+xml", headers={"ETag": etag}
         )
 
-    async def main() -> None:
-        app = web.Application()
-        app.router.add_get("/feed/{n}.xml", handler)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        port_queue.put(port)
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
+    serve_app(port_queue, "/feed/{n}.xml", handler)
 
 
 def tree_rss_kib(root: int) -> int:
@@ -145,7 +135,9 @@ def main() -> None:
     port = ports.get(timeout=300)
     print(f"serving {opts.feeds} feeds on 127.0.0.1:{port}, {opts.latency * 1000:.0f} ms latency")
     size = len(rss_feed(0))
-    print(f"feed size ~{size / 1000:.0f} KB, 50 items each, {SPICE_RATE:.0%} of items name a watched subject or a look-alike")
+    print(
+        f"feed size ~{size / 1000:.0f} KB, 50 items each, {SPICE_RATE:.0%} of items name a watched subject or a look-alike"
+    )
 
     base = statistics.median(baseline_cpu(opts.feeds) for _ in range(opts.runs))
     print(f"baseline: feedparser.parse (defaults), sequential: {base:.1f} s CPU")

@@ -55,6 +55,7 @@ from monitor.store import instances as instance_store
 from monitor.store import lock as store_lock
 from monitor.store import outbox as outbox_store
 from monitor.store import status as status_store
+from monitor.store.db import utcnow
 from monitor.watchlists import WatchlistRegistry
 
 log = logging.getLogger(__name__)
@@ -279,7 +280,7 @@ class Daemon:
         if self.registry.version != self._pool_version:
             self.pool.update(self.registry.watchlists, self.registry.matcher)
             self._pool_version = self.registry.version
-        due = await asyncio.to_thread(feed_store.count_due_feeds, self.store, feed_store.utcnow())
+        due = await asyncio.to_thread(feed_store.count_due_feeds, self.store, utcnow())
         if not due:
             return
         polling = asyncio.ensure_future(

@@ -33,6 +33,7 @@ from monitor.pipeline.poll import instance_name
 from monitor.schedules import in_quiet_hours, next_digest_time
 from monitor.store import Store
 from monitor.store import outbox as outbox_store
+from monitor.store.db import utcnow
 from monitor.store.feeds import StoredHit
 
 log = logging.getLogger(__name__)
@@ -346,8 +347,6 @@ async def send_digests(
     error is raised (:class:`~monitor.errors.TemplateError`) after the mail already queued
     has gone.
     """
-    from monitor.store.feeds import utcnow
-
     fixed = now
     now = now or utcnow()
     summary = DigestRunSummary()
@@ -403,8 +402,6 @@ def preview_digest(
     """The digest ``email`` would get now for everything pending, rendered but neither
     queued nor sent (its Message-ID is not the one a real send will use). None: nothing
     pending."""
-    from monitor.store.feeds import utcnow
-
     now = now or utcnow()
     sub = _chosen_subscribers(settings, email)[0]
     outbox_store.sync_subscribers(store, settings.subscribers, now=now)

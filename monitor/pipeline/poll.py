@@ -31,6 +31,7 @@ from monitor.models import FetchResult, Item, Match, Outcome, ParsedFeed
 from monitor.parse import parse
 from monitor.store import Store
 from monitor.store import feeds as feed_store
+from monitor.store.db import utcnow
 from monitor.watchlists import Watchlist
 
 log = logging.getLogger(__name__)
@@ -322,7 +323,7 @@ async def poll_feed(
     matches: ItemMatches = {}
     if result.outcome is Outcome.OK:
         parsed, matches = await ctx.pool.run(result)
-    now = feed_store.utcnow()
+    now = utcnow()
     due, hint = next_due(ctx.settings, feed, result, parsed, now)
 
     def lookup(item: Item) -> list[Match]:
@@ -360,7 +361,7 @@ async def poll_due(
     loop = asyncio.get_running_loop()
     writer = ThreadPoolExecutor(1, thread_name_prefix="monitor-store")
     instance = instance or instance_name()
-    started = feed_store.utcnow()
+    started = utcnow()
 
     def in_writer(fn: Callable[[], Any]) -> asyncio.Future[Any]:
         return loop.run_in_executor(writer, fn)
@@ -406,7 +407,7 @@ async def poll_due(
                     return feed_store.claim_due_feeds(
                         store,
                         instance=instance,
-                        now=feed_store.utcnow(),
+                        now=utcnow(),
                         lease=lease,
                         limit=limit,
                         run_started=started,
@@ -418,7 +419,7 @@ async def poll_due(
                         await asyncio.sleep(lease.total_seconds() / 3)
                         await in_writer(
                             lambda: feed_store.renew_claims(
-                                store, instance, now=feed_store.utcnow(), lease=lease
+                                store, instance, now=utcnow(), lease=lease
                             )
                         )
 

@@ -13,10 +13,12 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
@@ -38,6 +40,11 @@ PG_MIGRATION_LOCK = 0x6D6F6E69  # "moni"
 SCHEMA_HEAD = "0002"
 
 
+def utcnow() -> datetime:
+    """Now, as the aware UTC datetime the store reads and writes."""
+    return datetime.now(UTC)
+
+
 class Store:
     """An engine plus the rules for using it. Create with :func:`open_store`."""
 
@@ -49,6 +56,10 @@ class Store:
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
+
+    def insert(self, table: Table) -> Any:
+        """INSERT for ``table`` with ``on_conflict_do_nothing`` on either backend."""
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

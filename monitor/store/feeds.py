@@ -9,19 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.models import Feed, FetchResult, Item, Match, Outcome, ParsedFeed
-from monitor.store.db import Store
+from monitor.store.db import Store, utcnow
 from monitor.store.schema import feeds, hits, items, poll_runs
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +138,7 @@ def sync_config_feeds(store: Store, specs: Sequence[FeedSpec]) -> None:
         for feed_id, values in sorted(changes, key=lambda c: c[0]):
             conn.execute(update(feeds).where(feeds.c.id == feed_id).values(**values))
         if new_rows:
-            ins = (postgresql.insert if store.dialect == "postgresql" else sqlite.insert)(feeds)
+            ins = store.insert(feeds)
             conn.execute(ins.on_conflict_do_nothing(index_elements=["url"]), new_rows)
         for url, row in existing.items():
             if row.source == "config" and url not in wanted and row.retired_reason is None:
@@ -159,7 +154,7 @@ REMOVED_FROM_CONFIG = "removed from the config"
 
 def add_feed(store: Store, spec: FeedSpec, *, source: str) -> bool:
     """Add a feed unless its URL is known. Returns True when it was added."""
-    ins = (postgresql.insert if store.dialect == "postgresql" else sqlite.insert)(feeds)
+    ins = store.insert(feeds)
     with store.write() as conn:
         added = conn.execute(
             ins.values(
@@ -331,7 +326,7 @@ def save_polls(store: Store, writes: Sequence[PollWrite]) -> list[PollSaved]:
     """
     with store.write() as conn:
         states: list[tuple[int, dict[str, Any]]] = []
-        saved = [_save(conn, store.dialect, w, states) for w in writes]
+        saved = [_save(conn, store, w, states) for w in writes]
         _update_feeds(conn, states)
         return saved
 
@@ -355,11 +350,11 @@ def _update_feeds(conn: Connection, states: Sequence[tuple[int, dict[str, Any]]]
 
 
 def _save(
-    conn: Connection, dialect: str, w: PollWrite, states: list[tuple[int, dict[str, Any]]]
+    conn: Connection, store: Store, w: PollWrite, states: list[tuple[int, dict[str, Any]]]
 ) -> PollSaved:
     feed, result, parsed, now = w.feed, w.result, w.parsed, w.now
     state = _feed_state(feed, result, parsed, next_due_at=w.next_due_at, hint_s=w.hint_s, now=now)
-    new = _insert_items(conn, dialect, feed.id, parsed.items if parsed else [], now)
+    new = _insert_items(conn, store, feed.id, parsed.items if parsed else [], now)
     if result.outcome in (Outcome.OK, Outcome.NOT_MODIFIED):
         if new:
             state |= {"quiet_polls": 0, "last_new_items_at": now}
@@ -432,7 +427,7 @@ def _feed_state(
 
 
 def _insert_items(
-    conn: Connection, dialect: str, feed_id: int, batch: Iterable[Item], now: datetime
+    conn: Connection, store: Store, feed_id: int, batch: Iterable[Item], now: datetime
 ) -> list[tuple[int, Item]]:
     by_identity: dict[str, Item] = {}
     for item in batch:
@@ -462,9 +457,10 @@ def _insert_items(
         }
         for it in fresh
     ]
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(items)
-    stmt = ins.on_conflict_do_nothing(index_elements=["identity"]).returning(
-        items.c.id, items.c.identity
+    stmt = (
+        store.insert(items)
+        .on_conflict_do_nothing(index_elements=["identity"])
+        .returning(items.c.id, items.c.identity)
     )
     inserted = {r.identity: r.id for r in conn.execute(stmt, rows)}
     return [(inserted[it.identity], it) for it in fresh if it.identity in inserted]

@@ -12,21 +12,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, insert, or_, select, update
 
-from monitor.store.db import Store
+from monitor.store.db import Store, utcnow
 from monitor.store.schema import feeds, instances, outbox
 
 #: How often a running daemon updates its row (``monitor run``'s heartbeat job).
 HEARTBEAT_EVERY = timedelta(seconds=60)
 #: An instance whose heartbeat is older than this is shown as not responding.
 STALE_AFTER = 3 * HEARTBEAT_EVERY
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,9 +40,8 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
-from monitor.store.db import Store
+from monitor.store.db import Store, utcnow
 from monitor.store.feeds import REMOVED_FROM_CONFIG, StoredHit, _hit_query, hit_from_row
 from monitor.store.schema import deliveries, feeds, hits, outbox
 from monitor.store.schema import subscribers as subscriber_rows
@@ -57,10 +56,6 @@ PG_ENQUEUE_LOCK = 0x6F757462  # "outb"
 CLAIM_LEASE = timedelta(minutes=10)
 RETRY_FIRST = timedelta(minutes=1)
 RETRY_MAX = timedelta(hours=1)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class HasEmail(Protocol):
@@ -98,31 +93,17 @@ def sync_subscribers(
     if not missing:
         return
     with store.write() as conn:
-        known = set(
-            conn.execute(
-                select(subscriber_rows.c.email).where(subscriber_rows.c.email.in_(missing))
-            ).scalars()
-        )
-        rows: list[dict[str, Any]] = [
-            {"email": e, "created_at": now} for e in missing if e not in known
-        ]
-        if rows:
-            # Instances starting together add the same subscribers: the loser's rows are
-            # skipped by the unique key instead of failing its transaction.
-            added = conn.execute(
-                _insert(store.dialect, subscriber_rows)
-                .on_conflict_do_nothing(index_elements=["email"])
-                .returning(subscriber_rows.c.email),
-                rows,
-            ).scalars()
-            added_list = list(added)
-            if added_list:
-                log.info("new subscribers: %s", ", ".join(added_list))
-
-
-def _insert(dialect: str, table: Any) -> Any:
-    """INSERT with ON CONFLICT support on both backends."""
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+        # Instances starting together add the same subscribers: the loser's rows are
+        # skipped by the unique key instead of failing its transaction.
+        added = conn.execute(
+            store.insert(subscriber_rows)
+            .on_conflict_do_nothing(index_elements=["email"])
+            .returning(subscriber_rows.c.email),
+            [{"email": e, "created_at": now} for e in missing],
+        ).scalars()
+        added_list = list(added)
+        if added_list:
+            log.info("new subscribers: %s", ", ".join(added_list))
 
 
 def subscriber_state(store: Store, email: str) -> SubscriberState | None:
@@ -407,7 +388,7 @@ def _enqueue(
             ).scalar_one()
         )
         recorded = conn.execute(
-            _insert(store.dialect, deliveries)
+            store.insert(deliveries)
             .on_conflict_do_nothing(index_elements=["subscriber", "hit_id"])
             .returning(deliveries.c.hit_id),
             [{"subscriber": subscriber, "hit_id": h, "outbox_id": outbox_id} for h in ids],
