@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import random
 import re
 import socket
 import time
@@ -57,9 +56,6 @@ ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, "
     "application/xml;q=0.9, */*;q=0.5"
 )
-
-#: Backoff never grows past this (unless a feed's own interval is longer): a day.
-DEFAULT_BACKOFF_CAP = 24 * 60 * 60.0
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 PERMANENT_REDIRECTS = frozenset({301, 308})
@@ -664,33 +660,3 @@ def parse_max_age(cache_control: str | None) -> float | None:
         return None
     found = _MAX_AGE.search(cache_control)
     return float(found.group(1)) if found else None
-
-
-# --------------------------------------------------------------------------- backoff
-
-
-def next_delay(
-    *,
-    consecutive_failures: int,
-    interval: float,
-    retry_after: float | None,
-    cap: float = DEFAULT_BACKOFF_CAP,
-    rng: random.Random | None = None,
-) -> float:
-    """Seconds until the next poll of a feed.
-
-    No failures: the interval. After n failures: drawn uniformly between the interval and
-    ``interval * 2**n`` ("full jitter" above the interval, so failing feeds spread out
-    and never poll more often than usual), that ceiling held at ``cap``. A Retry-After is a
-    floor. Nothing exceeds ``max(cap, interval)``: a server cannot park a feed for a year.
-    """
-    if interval <= 0 or cap <= 0:
-        raise ValueError("interval and cap must be positive")
-    if consecutive_failures <= 0:
-        delay = interval
-    else:
-        ceiling = max(interval, min(cap, interval * 2.0 ** min(consecutive_failures, 62)))
-        delay = (rng or random).uniform(interval, ceiling)
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return min(delay, max(cap, interval))

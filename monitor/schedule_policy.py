@@ -14,7 +14,7 @@ decides it after every poll, from what the poll and the feed's recent history sa
 5. **Jitter**: ±:data:`JITTER` of the interval, so feeds polled together drift apart and
    never hit their servers in lock-step (never below ``min_interval``).
 6. **Failures** back off exponentially with full jitter above the interval
-   (:func:`monitor.fetch.next_delay`), capped at ``max_interval``; a ``Retry-After`` is a
+   (:func:`next_delay`), capped at ``max_interval``; a ``Retry-After`` is a
    floor (itself capped at ``max_interval``: a server cannot park a feed for a year).
 """
 
@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-
-from monitor.fetch import next_delay
 
 #: Interval multiplier for a feed whose last poll brought new items.
 BUSY_FACTOR = 0.5
@@ -34,6 +32,9 @@ QUIET_MAX_FACTOR = 4.0
 #: Relative jitter applied to a working feed's interval.
 JITTER = 0.1
 
+
+#: Failure backoff never grows past this (unless a feed's own interval is longer): a day.
+DEFAULT_BACKOFF_CAP = 24 * 60 * 60.0
 
 #: One generator for the process: seeding a new one per poll costs ~1 ms (os.urandom).
 _RNG = random.Random()
@@ -103,3 +104,30 @@ def next_poll_delay(facts: PollFacts, bounds: Bounds, rng: random.Random | None 
         cap=max(bounds.max_interval, interval),
         rng=rng,
     )
+
+
+def next_delay(
+    *,
+    consecutive_failures: int,
+    interval: float,
+    retry_after: float | None,
+    cap: float = DEFAULT_BACKOFF_CAP,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds until the next poll of a feed.
+
+    No failures: the interval. After n failures: drawn uniformly between the interval and
+    ``interval * 2**n`` ("full jitter" above the interval, so failing feeds spread out
+    and never poll more often than usual), that ceiling held at ``cap``. A Retry-After is a
+    floor. Nothing exceeds ``max(cap, interval)``: a server cannot park a feed for a year.
+    """
+    if interval <= 0 or cap <= 0:
+        raise ValueError("interval and cap must be positive")
+    if consecutive_failures <= 0:
+        delay = interval
+    else:
+        ceiling = max(interval, min(cap, interval * 2.0 ** min(consecutive_failures, 62)))
+        delay = (rng or random).uniform(interval, ceiling)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return min(delay, max(cap, interval))

@@ -13,6 +13,7 @@ from monitor.schedule_policy import (
     QUIET_STEP,
     Bounds,
     PollFacts,
+    next_delay,
     next_poll_delay,
     quiet_polls_after,
     working_interval,
@@ -87,3 +88,55 @@ def test_failures_back_off_above_the_interval_up_to_max(failures: int) -> None:
     for _ in range(100):
         delay = next_poll_delay(facts(ok=False, consecutive_failures=failures), BOUNDS, rng)
         assert 900.0 <= delay <= min(86400.0, 900.0 * 2 ** (failures + 1))
+
+
+# - failure backoff
+
+
+def test_next_delay_without_failures_is_the_interval() -> None:
+    assert next_delay(consecutive_failures=0, interval=900, retry_after=None) == 900
+
+
+def test_next_delay_grows_within_bounds() -> None:
+    rng = random.Random(7)
+    for failures in range(1, 8):
+        for _ in range(50):
+            delay = next_delay(
+                consecutive_failures=failures, interval=60, retry_after=None, cap=1e9, rng=rng
+            )
+            assert 60 <= delay <= 60 * 2**failures
+
+
+def test_next_delay_is_jittered_and_reproducible() -> None:
+    def draws(seed: int) -> list[float]:
+        rng = random.Random(seed)
+        return [
+            next_delay(consecutive_failures=4, interval=60, retry_after=None, rng=rng)
+            for _ in range(20)
+        ]
+
+    assert draws(1) == draws(1)
+    assert len(set(draws(1))) > 15
+
+
+def test_next_delay_capped() -> None:
+    for failures in (10, 100, 10_000):
+        delay = next_delay(consecutive_failures=failures, interval=900, retry_after=None, cap=3600)
+        assert 900 <= delay <= 3600
+    default = next_delay(consecutive_failures=50, interval=900, retry_after=None)
+    assert default <= 24 * 3600
+
+
+def test_next_delay_retry_after_is_a_floor_but_capped() -> None:
+    assert next_delay(consecutive_failures=0, interval=60, retry_after=600, cap=3600) == 600
+    assert next_delay(consecutive_failures=1, interval=60, retry_after=600, cap=3600) == 600
+    assert next_delay(consecutive_failures=1, interval=60, retry_after=10**9, cap=3600) == 3600
+
+
+def test_next_delay_never_below_a_long_interval() -> None:
+    assert next_delay(consecutive_failures=3, interval=7200, retry_after=None, cap=3600) == 7200
+
+
+def test_next_delay_rejects_nonsense() -> None:
+    with pytest.raises(ValueError):
+        next_delay(consecutive_failures=1, interval=0, retry_after=None)
