@@ -1,7 +1,9 @@
 """Storage: the schema, its migrations, and a narrow repository API.
 
 ``open_store(url)`` gives a :class:`~monitor.store.db.Store`; the functions in
-``feeds.py`` (feeds, items, hits, poll runs) and ``outbox.py`` (digests and mail) take it.
+``feeds.py`` (feeds, items, hits, poll runs, feed claims), ``outbox.py`` (subscribers,
+digests and mail), ``instances.py`` (running daemons and their heartbeats) and
+``status.py`` (the ``monitor status`` report) take it. ``lock.py`` is the SQLite run lock.
 """
 
 from __future__ import annotations
