@@ -186,6 +186,9 @@ SETTINGS: tuple[Setting, ...] = (
             "largest response body accepted, as sent on the wire"),
     Setting("polling", "max_decoded", parse_size, 32 * 1024**2,
             "largest body accepted after gzip/deflate decoding"),
+    Setting("polling", "max_items", _positive_int, 1000,
+            "items kept of one feed's poll: the newest this many; the rest are ignored "
+            "(the feed gets a warning)"),
     Setting("polling", "user_agent", _optional_str, None,
             "User-Agent header; empty for the built-in one naming monitor and its version"),
     Setting("polling", "parse_workers", _int, 0,

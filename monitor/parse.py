@@ -16,6 +16,7 @@ as a stream, so it is never taken for a URL to fetch or a path to open.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -42,9 +43,23 @@ from monitor.normalise import (
     tidy_text,
 )
 
-__all__ = ["parse", "parse_with_feedparser"]
+__all__ = ["FIELD_CAPS", "parse", "parse_with_feedparser"]
 
 log = logging.getLogger(__name__)
+
+#: The most characters stored of each item field. Longer text is cut (a longer link is
+#: dropped: a cut URL leads elsewhere) and the feed gets a warning. README.md, "Limits".
+FIELD_CAPS: dict[str, int] = {
+    "title": 1_000,
+    "author": 500,
+    "link": 2_048,
+    "guid": 2_048,
+    "summary": 100_000,
+    "content": 500_000,
+}
+# Markup longer than this many times its field's cap is cut before it is made text.
+_MARKUP_FACTOR = 8
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "html", "xhtml"})
 _JSON_TYPES = frozenset({"application/feed+json", "application/json"})
@@ -55,23 +70,75 @@ _HTML_PAGE = re.compile(
 )
 
 
-def parse(body: bytes, headers: Mapping[str, str], *, url: str) -> ParsedFeed:
+def parse(
+    body: bytes, headers: Mapping[str, str], *, url: str, max_items: int | None = None
+) -> ParsedFeed:
     """Read a feed body.
 
     ``headers`` are the response headers (names in any case); their Content-Type says
     whether the body is JSON and which charset it is in. ``url`` is the feed's URL: relative
     links resolve against it, and item guids that are not globally unique are scoped by it
-    (see :func:`monitor.normalise.identity_basis`).
+    (see :func:`monitor.normalise.identity_basis`). With ``max_items``, only that many of
+    the newest items are kept (by date; undated items count as older, in document order).
     """
-    return _parse(body, headers, url=url, fast=True)
+    parsed = _parse(body, headers, url=url, fast=True, max_items=max_items)
+    return _limited(parsed, max_items)
 
 
 def parse_with_feedparser(body: bytes, headers: Mapping[str, str], *, url: str) -> ParsedFeed:
     """:func:`parse` without the fast path: every RSS and Atom body is read by feedparser."""
-    return _parse(body, headers, url=url, fast=False)
+    return _limited(_parse(body, headers, url=url, fast=False), None)
 
 
-def _parse(body: bytes, headers: Mapping[str, str], *, url: str, fast: bool) -> ParsedFeed:
+def _limited(parsed: ParsedFeed, max_items: int | None) -> ParsedFeed:
+    """``parsed`` with every field within :data:`FIELD_CAPS` and at most ``max_items``
+    items, with a warning for each kind of cut."""
+    items = parsed.items
+    warnings = list(parsed.warnings)
+    if max_items is not None and len(items) > max_items:
+        order = sorted(
+            range(len(items)),
+            key=lambda i: (items[i].published is not None, items[i].published or _EPOCH, -i),
+            reverse=True,
+        )
+        keep = sorted(order[:max_items])
+        warnings.append(_cut(len(items), max_items))
+        items = [items[i] for i in keep]
+    capped = [_capped(item) for item in items]
+    cut = sum(1 for new, old in zip(capped, items, strict=True) if new is not old)
+    if cut:
+        warnings.append(
+            f"{cut} item{'' if cut == 1 else 's'} had a field over its size cap; cut"
+        )
+    if cut or len(warnings) != len(parsed.warnings):
+        return dataclasses.replace(parsed, items=capped, warnings=warnings)
+    return parsed
+
+
+def _cut(total: int, kept: int | None) -> str:
+    return f"{total} items; only the {kept} newest kept (polling.max_items)"
+
+
+def _capped(item: Item) -> Item:
+    """``item`` with every field within :data:`FIELD_CAPS` (the same object if it was)."""
+    changes: dict[str, Any] = {}
+    for name in ("title", "summary", "content", "author", "guid"):
+        value = getattr(item, name)
+        if value is not None and len(value) > FIELD_CAPS[name]:
+            changes[name] = value[: FIELD_CAPS[name]]
+    if item.link is not None and len(item.link) > FIELD_CAPS["link"]:
+        changes["link"] = None
+    return dataclasses.replace(item, **changes) if changes else item
+
+
+def _parse(
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    url: str,
+    fast: bool,
+    max_items: int | None = None,
+) -> ParsedFeed:
     content_type, charset = _content_type(headers)
     head = body[:1024].lstrip(_WHITESPACE)
     if head.startswith(_UTF8_BOM):
@@ -82,7 +149,7 @@ def _parse(body: bytes, headers: Mapping[str, str], *, url: str, fast: bool) -> 
         return _parse_json(body, url=url)
     if _HTML_PAGE.match(head):
         return ParsedFeed(items=[], warnings=["not a feed: the body is an HTML page"])
-    return _parse_xml(body, charset, url=url, fast=fast)
+    return _parse_xml(body, charset, url=url, fast=fast, max_items=max_items)
 
 
 def _content_type(headers: Mapping[str, str]) -> tuple[str, str]:
@@ -112,11 +179,18 @@ _QUIRKS = parse_fast.Quirks(
 )
 
 
-def _parse_xml(body: bytes, charset: str, *, url: str, fast: bool) -> ParsedFeed:
-    if fast:
-        done = parse_fast.read(body, charset, _QUIRKS)
+def _parse_xml(
+    body: bytes, charset: str, *, url: str, fast: bool, max_items: int | None = None
+) -> ParsedFeed:
+    guarded = _without_internal_subset(body, charset)
+    if guarded is None:
+        return ParsedFeed(items=[], warnings=["not a feed: a DOCTYPE that never ends"])
+    body, charset, dropped = guarded
+    if fast and not dropped:
+        done = parse_fast.read(body, charset, _QUIRKS, max_items)
         if done is not None:
-            return _parsed_feed(done.feed, done.entries, done.version, [], url=url)
+            cut = [] if done.total <= len(done.entries) else [_cut(done.total, max_items)]
+            return _parsed_feed(done.feed, done.entries, done.version, cut, url=url)
     # Whatever the server called it, the body is read as XML: the charset parameter, if
     # any, wins, else the XML declaration or BOM, else UTF-8 (RFC 7303, section 3). This
     # keeps the obsolete us-ascii default for text/xml, and feeds served as text/html or
@@ -135,6 +209,14 @@ def _parse_xml(body: bytes, charset: str, *, url: str, fast: bool) -> ParsedFeed
     entries = result.get("entries", [])
     version: str = result.get("version") or ""
     warnings: list[str] = []
+    if max_items is not None and len(entries) > max_items:
+        warnings.append(_cut(len(entries), max_items))
+        entries = parse_fast.newest_entries(entries, max_items)
+    if dropped:
+        warnings.append(
+            f"ignored the DOCTYPE's internal subset ({dropped} declaration"
+            f"{'' if dropped == 1 else 's'}): entities are not expanded"
+        )
     if result.get("bozo"):
         # feedparser puts an XML declaration in front of a body that lacks one.
         shift = 0 if body.removeprefix(_UTF8_BOM).startswith(b"<?xml") else 1
@@ -143,6 +225,103 @@ def _parse_xml(body: bytes, charset: str, *, url: str, fast: bool) -> ParsedFeed
     elif not version and not entries:
         warnings.append("not a feed: no RSS, Atom or RDF document found")
     return _parsed_feed(result.get("feed", {}), entries, version, warnings, url=url)
+
+
+# An internal DTD subset can declare entities; feedparser keeps those whose value has no
+# "&" and its loose parser expands them, so a 100 KB body can grow to gigabytes ("billion
+# laughs" without the nesting). Before feedparser sees a body, the subset is emptied: only
+# declarations of one character reference (<!ENTITY nbsp "&#160;">) are put back, which
+# never make the text longer than the reference itself.
+_ROOT_START = re.compile(rb"<[A-Za-z_:]")
+_DOCTYPE = re.compile(rb"<!DOCTYPE", re.I)
+_CHAR_ENTITY = re.compile(
+    rb"<!ENTITY\s+([A-Za-z_][\w.-]*)\s+([\"'])(&#(?:\d{1,7}|x[0-9A-Fa-f]{1,6});)\2\s*>"
+)
+_DECLARATION = re.compile(rb"<!(?:ENTITY|ELEMENT|ATTLIST|NOTATION)\b", re.I)
+_NOT_ASCII_COMPATIBLE = (
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\xfe\xff", "utf-16-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\x00\x00\x00<", "utf-32-be"),
+    (b"<\x00\x00\x00", "utf-32-le"),
+    (b"\x00<", "utf-16-be"),
+    (b"<\x00", "utf-16-le"),
+    (b"\x4c\x6f\xa7\x94", "cp037"),
+)
+_XML_DECLARATION_BYTES = re.compile(rb"^(\s*<\?xml[^>]*?)\sencoding=([\"'])[^\"']*\2", re.S)
+
+
+def _without_internal_subset(body: bytes, charset: str) -> tuple[bytes, str, int] | None:
+    """``body`` with its DOCTYPE's internal subset emptied (see above), the charset to read
+    it in, and how many declarations were dropped; None for a DOCTYPE that never ends.
+
+    A body in UTF-16, UTF-32 or EBCDIC with a DOCTYPE is turned into UTF-8 first, so that
+    the subset is found whatever the encoding.
+    """
+    data = body
+    for mark, codec in _NOT_ASCII_COMPATIBLE:
+        if body.startswith(mark):
+            text = body.decode(codec, "replace").lstrip("\ufeff")
+            data = text.encode("utf-8")
+            if _DOCTYPE.search(data, 0, _prolog_end(data)) is None:
+                return body, charset, 0
+            data = _XML_DECLARATION_BYTES.sub(rb'\1 encoding="utf-8"', data, count=1)
+            charset = "utf-8"
+            break
+    found = _DOCTYPE.search(data, 0, _prolog_end(data))
+    if found is None:
+        return data, charset, 0
+    end, subset = _doctype_end(data, found.end())
+    if end is None:
+        return None
+    if subset is None:
+        return data, charset, 0
+    start, stop = subset
+    inner = data[start:stop]
+    kept = [m.group(0) for m in _CHAR_ENTITY.finditer(inner)]
+    dropped = len(_DECLARATION.findall(inner)) - len(kept)
+    # One declaration a line: feedparser only finds those that start a line.
+    rebuilt = b"\n" + b"\n".join(kept) + b"\n" if kept else b""
+    return data[:start] + rebuilt + data[stop:], charset, max(dropped, 0)
+
+
+def _prolog_end(data: bytes) -> int:
+    """Where the root element starts (feedparser's own split), or the end of ``data``."""
+    found = _ROOT_START.search(data)
+    return found.start() if found else len(data)
+
+
+def _doctype_end(data: bytes, pos: int) -> tuple[int | None, tuple[int, int] | None]:
+    """From just after ``<!DOCTYPE``: the index after its closing ``>`` (None if it never
+    closes) and the span of its internal subset (None if it has none). Quoted strings and
+    comments may hold ``]`` and ``>``."""
+    subset_start: int | None = None
+    subset: tuple[int, int] | None = None
+    i, n = pos, len(data)
+    while i < n:
+        c = data[i : i + 1]
+        if c in (b'"', b"'"):
+            close = data.find(c, i + 1)
+            if close < 0:
+                return None, None
+            i = close + 1
+            continue
+        if subset_start is not None and data.startswith(b"<!--", i):
+            close = data.find(b"-->", i + 4)
+            if close < 0:
+                return None, None
+            i = close + 3
+            continue
+        if c == b"[" and subset_start is None and subset is None:
+            subset_start = i + 1
+        elif c == b"]" and subset_start is not None:
+            subset = (subset_start, i)
+            subset_start = None
+        elif c == b">" and subset_start is None:
+            return i + 1, subset
+        i += 1
+    return None, None
 
 
 def _parsed_feed(
@@ -161,7 +340,7 @@ def _parsed_feed(
     return ParsedFeed(
         items=items,
         warnings=warnings,
-        title=collapse_ws(_detail_text(feed, "title")) or None,
+        title=collapse_ws(_detail_text(feed, "title"))[: FIELD_CAPS["title"]] or None,
         site_url=_absolute_http(feed.get("link"), url),
         ttl=ttl,
         format=version,
@@ -240,7 +419,7 @@ def _entry_link(entry: Mapping[str, Any], url: str) -> str | None:
 
 
 def _absolute_http(href: object, base: str | None) -> str | None:
-    if not isinstance(href, str) or not href.strip():
+    if not isinstance(href, str) or not href.strip() or len(href) > FIELD_CAPS["link"]:
         return None
     href = href.strip()
     if base is not None:
@@ -257,10 +436,11 @@ def _detail_text(node: Mapping[str, Any], key: str) -> str:
     if not value:
         return ""
     detail = node.get(f"{key}_detail") or {}
-    return _to_text(value, detail.get("type", "text/html"))
+    return _to_text(value, detail.get("type", "text/html"), FIELD_CAPS.get(key, 1_000))
 
 
-def _to_text(value: str, media_type: str | None) -> str:
+def _to_text(value: str, media_type: str | None, cap: int = FIELD_CAPS["content"]) -> str:
+    value = value[: cap * _MARKUP_FACTOR]
     if media_type in _HTML_TYPES:
         return html_to_text(value)
     return tidy_text(value)
@@ -319,7 +499,7 @@ def _parse_json(body: bytes, *, url: str) -> ParsedFeed:
     return ParsedFeed(
         items=items,
         warnings=warnings,
-        title=collapse_ws(_str(doc.get("title")) or "") or None,
+        title=collapse_ws(_str(doc.get("title")) or "")[: FIELD_CAPS["title"]] or None,
         site_url=_absolute_http(doc.get("home_page_url"), url),
         format=fmt,
     )

@@ -23,6 +23,7 @@ this module must follow to the letter (:class:`Quirks`).
 from __future__ import annotations
 
 import contextlib
+import heapq
 import io
 import logging
 import re
@@ -33,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin
 
-__all__ = ["FastFeed", "Quirks", "read"]
+__all__ = ["FastFeed", "Quirks", "newest_entries", "read"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,26 @@ class FastFeed:
     version: str
     feed: dict[str, Any]
     entries: list[dict[str, Any]]
+    #: How many entries the document has (more than ``entries`` when cut to the newest).
+    total: int = 0
+
+
+def _age_key(entry: dict[str, Any], index: int) -> tuple[bool, tuple[int, ...], int]:
+    """Sorts entries oldest first: undated ones (later in the document counts as older),
+    then by date (published, else updated), then by place in the document."""
+    # dict.get: feedparser's entries warn when "updated*" is asked for and absent.
+    when = dict.get(entry, "published_parsed") or dict.get(entry, "updated_parsed")
+    if when is None:
+        return (False, (), -index)
+    return (True, tuple(when[:6]), -index)
+
+
+def newest_entries(entries: Sequence[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """The ``limit`` newest of feedparser-shaped ``entries``, in document order."""
+    if len(entries) <= limit:
+        return list(entries)
+    newest = heapq.nlargest(limit, range(len(entries)), key=lambda i: _age_key(entries[i], i))
+    return [entries[i] for i in sorted(newest)]
 
 
 class _Refused(Exception):
@@ -335,18 +356,22 @@ _REFUSED_DECLARATIONS = frozenset(
 )
 
 
-def read(body: bytes, charset: str, quirks: Quirks) -> FastFeed | None:
+def read(
+    body: bytes, charset: str, quirks: Quirks, max_items: int | None = None
+) -> FastFeed | None:
     """Read a plain RSS 2.0/0.9x or Atom 1.0 ``body`` as feedparser would, or return None
     when unsure. ``charset`` is the Content-Type charset parameter, lower-cased ('' if none);
-    as in :mod:`monitor.parse`, it wins over the XML declaration, which wins over UTF-8."""
+    as in :mod:`monitor.parse`, it wins over the XML declaration, which wins over UTF-8.
+    With ``max_items``, only that many of the newest entries are kept (see
+    :func:`newest_entries`), and each entry's elements are freed once read."""
     try:
-        return _read(body, charset, quirks)
+        return _read(body, charset, quirks, max_items)
     except _Refused as exc:
         log.debug("fast path refused: %s", exc)
         return None
 
 
-def _read(body: bytes, charset: str, quirks: Quirks) -> FastFeed:
+def _read(body: bytes, charset: str, quirks: Quirks, max_items: int | None) -> FastFeed:
     data = _utf8(body, charset)
     if _PROLOG.match(data) is None:
         raise _Refused("DOCTYPE or text before the root element")
@@ -362,7 +387,8 @@ def _read(body: bytes, charset: str, quirks: Quirks) -> FastFeed:
     root = getattr(events, "root", None)  # set once iterparse is exhausted
     if not isinstance(root, ET.Element):
         raise _Refused("no root element")
-    return _document(root, quirks)
+    del events
+    return _document(root, quirks, max_items)
 
 
 def _utf8(body: bytes, charset: str) -> bytes:
@@ -408,7 +434,7 @@ def _root_base(root: ET.Element) -> str:
     return joined
 
 
-def _document(root: ET.Element, quirks: Quirks) -> FastFeed:
+def _document(root: ET.Element, quirks: Quirks, max_items: int | None) -> FastFeed:
     tag = root.tag
     if not isinstance(tag, str):
         raise _Refused("no root element")
@@ -426,25 +452,36 @@ def _document(root: ET.Element, quirks: Quirks) -> FastFeed:
         if reader.names(channel.tag) != "channel":
             raise _Refused(f"{channel.tag!r} in <rss>")
         _attrs(channel, _PLAIN_ATTRS)
-        feed, entries = _feed(reader, channel)
-        return FastFeed(version=version, feed=feed, entries=entries)
+        feed, entries, total = _feed(reader, channel, max_items)
+        return FastFeed(version=version, feed=feed, entries=entries, total=total)
     if tag == f"{{{_ATOM_NS}}}feed":
         _attrs(root, _ROOT_ATTRS, root=True)
         reader = _Reader(quirks, _root_base(root), is_atom=True)
-        feed, entries = _feed(reader, root)
-        return FastFeed(version="atom10", feed=feed, entries=entries)
+        feed, entries, total = _feed(reader, root, max_items)
+        return FastFeed(version="atom10", feed=feed, entries=entries, total=total)
     raise _Refused(f"root {tag!r}")
 
 
-def _feed(reader: _Reader, parent: ET.Element) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _feed(
+    reader: _Reader, parent: ET.Element, max_items: int | None
+) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
     feed: dict[str, Any] = {}
-    entries: list[dict[str, Any]] = []
+    # The newest max_items entries so far, oldest on top: (age key, index, entry).
+    kept: list[tuple[tuple[bool, tuple[int, ...], int], int, dict[str, Any]]] = []
+    total = 0
     names = reader.names
     titles = 0
     for elem in parent:
         name = names(elem.tag)
         if name in ("item", "entry"):
-            entries.append(_entry(reader, elem))
+            entry = _entry(reader, elem)
+            elem.clear()  # read: its elements are not needed any more
+            key = _age_key(entry, total)
+            if max_items is None or len(kept) < max_items:
+                heapq.heappush(kept, (key, total, entry))
+            elif key > kept[0][0]:
+                heapq.heapreplace(kept, (key, total, entry))
+            total += 1
         elif name == "title":
             titles += 1
             if titles > 1:
@@ -466,7 +503,8 @@ def _feed(reader: _Reader, parent: ET.Element) -> tuple[dict[str, Any], list[dic
             _inert(elem)
         else:
             raise _Refused(f"<{name}> in the feed")
-    return feed, entries
+    entries = [entry for _key, _index, entry in sorted(kept, key=lambda k: k[1])]
+    return feed, entries, total
 
 
 def _entry(reader: _Reader, elem: ET.Element) -> dict[str, Any]:

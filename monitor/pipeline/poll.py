@@ -75,7 +75,11 @@ def _init_worker(watchlists: Sequence[Watchlist]) -> None:
 
 
 def parse_and_match(
-    body: bytes, headers: dict[str, str], url: str, matcher: Matcher | None = None
+    body: bytes,
+    headers: dict[str, str],
+    url: str,
+    matcher: Matcher | None = None,
+    max_items: int | None = None,
 ) -> tuple[ParsedFeed, ItemMatches]:
     """Parse a body and match every item: the CPU-bound part of a poll, run in a worker.
 
@@ -85,7 +89,7 @@ def parse_and_match(
     matcher = matcher or _worker_matcher
     assert matcher is not None, "parse_and_match needs a matcher (or a worker initialised)"
     try:
-        parsed = parse(body, headers, url=url)
+        parsed = parse(body, headers, url=url, max_items=max_items)
     except Exception as exc:  # a feed must never stop the run
         log.exception("parser failed on %s", url)
         return ParsedFeed(items=[], warnings=[f"parser failed: {exc!r}"]), {}
@@ -129,7 +133,9 @@ class ParsePool:
                 )
         return self._executor
 
-    async def run(self, result: FetchResult) -> tuple[ParsedFeed, ItemMatches]:
+    async def run(
+        self, result: FetchResult, max_items: int | None = None
+    ) -> tuple[ParsedFeed, ItemMatches]:
         loop = asyncio.get_running_loop()
         matcher = self._matcher if self.workers == 1 else None
         return await loop.run_in_executor(
@@ -141,6 +147,7 @@ class ParsePool:
             # must not change when a server bounces requests around.
             result.url,
             matcher,
+            max_items,
         )
 
     def close(self) -> None:
@@ -322,7 +329,7 @@ async def poll_feed(
     parsed: ParsedFeed | None = None
     matches: ItemMatches = {}
     if result.outcome is Outcome.OK:
-        parsed, matches = await ctx.pool.run(result)
+        parsed, matches = await ctx.pool.run(result, ctx.settings["polling.max_items"])
     now = utcnow()
     due, hint = next_due(ctx.settings, feed, result, parsed, now)
 
