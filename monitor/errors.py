@@ -6,6 +6,7 @@
     ├── ConfigError              monitor.toml, environment overrides, secret files
     ├── WatchlistError           a watchlist file (file:line: message)
     ├── StoreError               the database: cannot open, migrate or lock
+    │   ├── DatabaseUnusable     a SQLite file that is corrupt, not a database, read-only ...
     │   └── AlreadyRunning       another daemon holds the SQLite file
     ├── FeedError                a feed URL or OPML file the user gave us
     │   └── AddressRefused       a URL that resolves to a private/loopback address
@@ -57,6 +58,11 @@ class WatchlistError(MonitorError):
 
 class StoreError(MonitorError):
     hint = "check [database] url and that the database is reachable"
+
+
+class DatabaseUnusable(StoreError):
+    """The SQLite file itself is the problem (corrupt, not a database, read-only, cannot
+    be opened): retrying will not help until the operator acts on the hint."""
 
 
 class AlreadyRunning(StoreError):

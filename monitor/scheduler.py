@@ -46,7 +46,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor import pipeline
 from monitor.config import Settings, SubscriberConfig, load_settings, locate_config
-from monitor.errors import MonitorError
+from monitor.errors import DatabaseUnusable, MonitorError
 from monitor.notify import Notifier
 from monitor.schedules import next_digest_time
 from monitor.store import Store, open_store
@@ -67,6 +67,10 @@ CLEANUP_GRACE = 5.0
 OUTBOX_EVERY = 30.0
 #: During a poll cycle longer than this, immediate alerts go out every this many seconds.
 LONG_CYCLE_FLUSH = 30.0
+#: After a cycle found the database unusable (corrupt, read-only ...), cycles are skipped
+#: for this long, doubling on each failure up to DATABASE_RETRY_MAX.
+DATABASE_RETRY = 30.0
+DATABASE_RETRY_MAX = 600.0
 HEARTBEAT_EVERY = instance_store.HEARTBEAT_EVERY.total_seconds()
 #: Settings that only a restart can change.
 RESTART_ONLY = ("database.url", "metrics.listen")
@@ -118,6 +122,8 @@ class Daemon:
         self._poll_tasks: set[asyncio.Task[Any]] = set()
         self._send_tasks: set[asyncio.Task[Any]] = set()
         self._last_line = "no poll cycle yet"
+        self._database_retry = 0.0  # seconds to wait after the last unusable-database error
+        self._database_retry_at = 0.0  # time.monotonic() before which cycles are skipped
         self._started = time.monotonic()
 
     # -- lifecycle
@@ -262,10 +268,24 @@ class Daemon:
         )
 
     async def _poll_job(self) -> None:
-        if self._stopping:
+        if self._stopping or time.monotonic() < self._database_retry_at:
             return
         try:
             await self._track(self._poll_tasks, self._poll_cycle)
+            if self._database_retry:
+                log.info("the database is usable again")
+                self._database_retry = 0.0
+        except DatabaseUnusable as exc:
+            # Nothing this daemon does will fix the file: one line per cycle tried, and
+            # cycles further and further apart, instead of a traceback every tick.
+            self._database_retry = min(
+                DATABASE_RETRY_MAX, max(DATABASE_RETRY, 2 * self._database_retry)
+            )
+            self._database_retry_at = time.monotonic() + self._database_retry
+            self._last_line = f"database unusable: {exc.message}"
+            log.error(
+                "poll cycle failed: %s; next try in %.0fs", exc.one_line(), self._database_retry
+            )
         except asyncio.CancelledError:
             if not self._stopping:
                 raise
@@ -332,7 +352,10 @@ class Daemon:
             await asyncio.shield(self._track(self._send_tasks, lambda: self._send(None)))
 
     async def _heartbeat_job(self) -> None:
-        await asyncio.to_thread(instance_store.heartbeat, self.store, self.instance)
+        try:
+            await asyncio.to_thread(instance_store.heartbeat, self.store, self.instance)
+        except DatabaseUnusable as exc:
+            log.warning("heartbeat not recorded: %s", exc.message)
 
     async def _digest_job(self, email: str) -> None:
         if self._stopping:

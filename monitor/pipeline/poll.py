@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from monitor import schedule_policy
 from monitor.config import Settings
+from monitor.errors import DatabaseUnusable
 from monitor.fetch import FetchOptions, fetch, make_session
 from monitor.match import Matcher, compile_watchlists
 from monitor.models import FetchResult, Item, Match, Outcome, ParsedFeed
@@ -399,6 +400,8 @@ async def poll_due(
                     async with hosts.setdefault(host, asyncio.Semaphore(options.max_per_host)):
                         try:
                             return (feed, *await poll_feed(ctx, feed))
+                        except DatabaseUnusable:
+                            raise  # the file itself: no other feed can be stored either
                         except Exception as exc:  # a store error for one feed ends its poll only
                             log.exception("feed %s: could not store its poll", feed.url)
                             failed = FetchResult(

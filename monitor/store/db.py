@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
-from monitor.errors import StoreError
+from monitor.errors import DatabaseUnusable, StoreError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -145,12 +145,15 @@ def open_store(url: str, *, upgrade: bool = False) -> Store:
         raise StoreError(f"cannot use database url {parsed!r}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
+        name = (parsed.database or ":memory:").removeprefix("file:").partition("?")[0]
+        _report_sqlite_problems(engine, name)
     store = Store(engine)
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
-        raise StoreError(f"cannot open the database {parsed!r}: {_short(exc)}") from exc
+        shown = parsed.render_as_string(hide_password=True)
+        raise StoreError(f"cannot open the database {shown}: {_short(exc)}") from exc
     if upgrade and store.needs_upgrade():
         store.upgrade()
     return store
@@ -172,3 +175,46 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# What SQLite says about a file it cannot use -> what it means, and what to do. Matched in
+# the error's first line, lower-cased.
+_SQLITE_PROBLEMS: tuple[tuple[str, str, str], ...] = (
+    ("file is not a database", "file is not a database",
+     "check [database] url names a monitor database, or restore the file from a backup"),
+    ("database disk image is malformed", "database disk image is malformed",
+     "restore the file from a backup, or save what is left with "
+     "`sqlite3 {file} .recover | sqlite3 recovered.db`"),
+    ("readonly database", "the file is read-only",
+     "check the permissions of {file}, its -wal and -shm files and its folder: the user "
+     "running monitor must be able to write them"),
+    ("unable to open database file", "unable to open the database file",
+     "check that {file} and its folder exist and that the user running monitor may read "
+     "and write them"),
+    ("disk i/o error", "disk I/O error", "check the disk and the file system holding {file}"),
+    ("database or disk is full", "the disk is full", "free space on the disk holding {file}"),
+)  # fmt: skip
+
+
+def sqlite_problem(exc: BaseException, database: str) -> DatabaseUnusable | None:
+    """The :class:`DatabaseUnusable` that ``exc`` (a sqlite3 error) means for the file
+    ``database``, or None when it is not about the file itself (a locked database, a
+    constraint, a bug)."""
+    first = str(exc).splitlines()[0].lower() if str(exc) else ""
+    for needle, cause, hint in _SQLITE_PROBLEMS:
+        if needle in first:
+            return DatabaseUnusable(
+                f"database {database}: {cause}", hint=hint.format(file=database)
+            )
+    return None
+
+
+def _report_sqlite_problems(engine: Engine, database: str) -> None:
+    """Turn SQLite's errors about the file itself into :class:`DatabaseUnusable`, wherever
+    they happen (opening, migrating, a write in the middle of a run)."""
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        problem = sqlite_problem(context.original_exception, database)
+        if problem is not None:
+            raise problem from context.sqlalchemy_exception
