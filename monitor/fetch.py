@@ -25,6 +25,7 @@ flight (encode/httpx#3215).
 from __future__ import annotations
 
 import asyncio
+import io
 import ipaddress
 import logging
 import re
@@ -538,19 +539,21 @@ async def _read_body(response: aiohttp.ClientResponse, options: FetchOptions) ->
         response.close()
         raise _Failure("too_large", f"body of {declared} bytes exceeds the {limit}-byte cap")
     decoder = _Decoder(response.headers.get("Content-Encoding", ""), options.max_decoded_bytes)
-    body = bytearray()
+    # BytesIO, not bytearray: getvalue() hands over its buffer without a copy, so a large
+    # body is held once, not twice, when it is done.
+    body = io.BytesIO()
     received = 0
     try:
         async for chunk in response.content.iter_chunked(_CHUNK):
             received += len(chunk)
             if received > limit:
                 raise _Failure("too_large", f"body exceeds the {limit}-byte cap")
-            body += decoder.feed(chunk)
-        body += decoder.finish()
+            body.write(decoder.feed(chunk))
+        body.write(decoder.finish())
     except _Failure:
         response.close()
         raise
-    return bytes(body)
+    return body.getvalue()
 
 
 class _Decoder:
