@@ -208,6 +208,11 @@ def poll(ctx: Context, once: bool, everything: bool) -> None:
             )
         )
     click.echo(summary.line())
+    if summary.held_elsewhere:
+        click.echo(
+            f"skipped {summary.held_elsewhere} due feeds: another running instance is "
+            "polling them (`monitor status`)"
+        )
     for watchlist, n in sorted(summary.hits_by_watchlist.items()):
         click.echo(f"  {watchlist}: {n} new hits")
     for url, reason in summary.failures:

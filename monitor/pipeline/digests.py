@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from monitor.errors import ConfigError, DeliveryError, MonitorError
 from monitor.pipeline.poll import instance_name
 from monitor.schedules import in_quiet_hours, next_digest_time
 from monitor.store import Store
+from monitor.store import instances as instance_store
 from monitor.store import outbox as outbox_store
 from monitor.store.db import utcnow
 from monitor.store.feeds import StoredHit
@@ -352,6 +354,8 @@ async def send_digests(
     summary = DigestRunSummary()
     chosen = _chosen_subscribers(settings, subscriber)
     instance = instance_name()
+    # Mail claimed by a killed instance on this host is sent now, not after its lease.
+    await asyncio.to_thread(instance_store.release_dead_claims, store, socket.gethostname())
     sender = _Sender(
         settings,
         store,

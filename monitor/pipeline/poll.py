@@ -11,9 +11,14 @@ each feed once.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
+import signal
 import socket
+import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +37,7 @@ from monitor.models import FetchResult, Item, Match, Outcome, ParsedFeed
 from monitor.parse import parse
 from monitor.store import Store
 from monitor.store import feeds as feed_store
+from monitor.store import instances as instance_store
 from monitor.store.db import utcnow
 from monitor.watchlists import Watchlist
 
@@ -69,10 +75,40 @@ def instance_name() -> str:
 
 _worker_matcher: Matcher | None = None
 
+#: How often a parse worker checks that the process that started it is still there.
+PARENT_CHECK_EVERY = 1.0
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
-def _init_worker(watchlists: Sequence[Watchlist]) -> None:
+
+def _init_worker(watchlists: Sequence[Watchlist], parent: int | None = None) -> None:
     global _worker_matcher
+    if parent is not None:
+        _die_with_parent(parent)
     _worker_matcher = compile_watchlists(watchlists)
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this worker when ``parent`` ends, however it ends (``kill -9`` included).
+
+    On Linux the kernel sends SIGKILL when the parent dies (``PR_SET_PDEATHSIG``); on
+    every system a thread also checks the parent pid, which changes when the worker is
+    orphaned (and covers a parent that died before the signal was asked for).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            log.debug("prctl(PR_SET_PDEATHSIG) unavailable; relying on the parent check")
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_EVERY)
+        os._exit(1)
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, name="monitor-parent-check", daemon=True).start()
 
 
 def parse_and_match(
@@ -130,7 +166,7 @@ class ParsePool:
                     self.workers,
                     mp_context=get_context("spawn"),
                     initializer=_init_worker,
-                    initargs=(self._watchlists,),
+                    initargs=(self._watchlists, os.getpid()),
                 )
         return self._executor
 
@@ -214,6 +250,10 @@ class PollSummary:
     failed: int = 0
     new_items: int = 0
     new_hits: int = 0
+    #: Due feeds not polled because another running instance holds them.
+    held_elsewhere: int = 0
+    #: Claims freed at the start: left by instances on this host whose process is gone.
+    freed_claims: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     hits_by_watchlist: dict[str, int] = field(default_factory=dict)
@@ -375,11 +415,23 @@ async def poll_due(
         return loop.run_in_executor(writer, fn)
 
     try:
+        # Claims of a killed instance on this host (kill -9, OOM) would keep their feeds
+        # from being polled until the lease runs out: they are freed first.
+        freed = await in_writer(
+            lambda: instance_store.release_dead_claims(store, socket.gethostname())
+        )
+        if freed:
+            log.info("freed %d claims left by stopped instances on this host", freed)
         expected = await in_writer(
             lambda: feed_store.count_due_feeds(store, started, everything=everything)
         )
+        held = await in_writer(
+            lambda: feed_store.count_held_feeds(
+                store, started, instance=instance, everything=everything
+            )
+        )
         run_id = await in_writer(lambda: feed_store.start_poll_run(store, instance=instance))
-        summary = PollSummary()
+        summary = PollSummary(held_elsewhere=held, freed_claims=freed)
         own_pool = pool is None
         pool = pool or ParsePool(settings["polling.parse_workers"], watchlists, matcher)
         options = fetch_options(settings)

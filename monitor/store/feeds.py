@@ -207,6 +207,26 @@ def count_due_feeds(store: Store, now: datetime, *, everything: bool = False) ->
         return int(conn.execute(query).scalar_one())
 
 
+def count_held_feeds(
+    store: Store, now: datetime, *, instance: str, everything: bool = False
+) -> int:
+    """How many feeds are due (every active one with ``everything``) but held by another
+    instance whose claim has not run out: a poll run skips them."""
+    due = or_(feeds.c.next_due_at.is_(None), feeds.c.next_due_at <= now)
+    query = (
+        select(func.count())
+        .select_from(feeds)
+        .where(
+            feeds.c.retired_at.is_(None),
+            *(() if everything else (due,)),
+            feeds.c.claim_expires_at >= now,
+            feeds.c.claimed_by != instance,
+        )
+    )
+    with store.read() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
 def claim_due_feeds(
     store: Store,
     *,
