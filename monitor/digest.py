@@ -49,7 +49,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from monitor.errors import TemplateError
-from monitor.normalise import clean_header, collapse_ws, http_url_or_none
+from monitor.normalise import clean_header, collapse_ws, http_url_or_none, strip_bidi
 
 __all__ = [
     "Digest",
@@ -799,8 +799,9 @@ class DigestRenderer:
 
 
 def _header(name: str, value: str) -> bytes:
-    """One header line; values that are not ASCII become RFC 2047 encoded words."""
-    value = collapse_ws(value)
+    """One header line, without bidi controls; values that are not ASCII become RFC 2047
+    encoded words."""
+    value = collapse_ws(strip_bidi(value))
     try:
         value.encode("ascii")
     except UnicodeEncodeError:

@@ -177,6 +177,21 @@ def _never_allowed(ip: IPAddress) -> bool:
     return ip in METADATA_ADDRESSES or ip.is_unspecified or ip.is_multicast
 
 
+_NUMERIC_HOST = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}\.?", re.I)
+
+
+def legacy_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a legacy numeric host stands for (``2130706433``, ``127.1``,
+    ``0177.0.0.1``, ``0x7f.1``: forms inet_aton(3) accepts), None for anything else,
+    including a dotted quad in its canonical form."""
+    if not _NUMERIC_HOST.fullmatch(host) or _parse_ip(host.rstrip(".")) is not None:
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host.rstrip(".")))
+    except (OSError, ValueError):
+        return None
+
+
 def _parse_ip(text: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(text)
@@ -347,6 +362,17 @@ def _check_target(url: URL, options: FetchOptions) -> None:
         raise _Failure(
             "refused_address",
             f"{host} is a private, loopback or link-local address, which is not polled",
+        )
+    legacy = legacy_ipv4(host) if ip is None else None
+    if legacy is not None:
+        if not options.allows(legacy):
+            raise _Failure(
+                "refused_address",
+                f"{host} is {legacy} written as a number: a private, loopback or "
+                "link-local address, which is not polled",
+            )
+        raise _Failure(
+            "bad_url", f"{host} is {legacy} written as a number; write the address as {legacy}"
         )
 
 

@@ -113,15 +113,26 @@ def html_to_text(markup: str) -> str:
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+# Bidirectional formatting characters: marks (ALM, LRM, RLM), embeddings and overrides
+# (LRE, RLE, PDF, LRO, RLO) and isolates (LRI, RLI, FSI, PDI). In a header they can make
+# a subject or a name read backwards ("Trojan Source" spoofing); they are dropped there.
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def strip_bidi(text: str) -> str:
+    """``text`` without bidirectional formatting characters."""
+    return _BIDI_CONTROLS.sub("", text)
+
+
 def collapse_ws(text: str) -> str:
     """One line: every run of whitespace and control characters becomes one space."""
     return " ".join(_CONTROLS.sub(" ", text).split())
 
 
 def clean_header(text: str, max_len: int | None = None) -> str:
-    """Text safe for a mail header: :func:`collapse_ws`, then cut to ``max_len``
-    characters (the last one an ellipsis) when longer."""
-    text = collapse_ws(text)
+    """Text safe for a mail header: :func:`collapse_ws` and :func:`strip_bidi`, then cut
+    to ``max_len`` characters (the last one an ellipsis) when longer."""
+    text = collapse_ws(strip_bidi(text))
     if max_len is not None and len(text) > max_len:
         if max_len <= 1:
             return text[:max_len]
