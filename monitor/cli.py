@@ -683,13 +683,21 @@ def digest_preview(ctx: Context, email: str, html_file: Path | None) -> None:
         click.echo(f"HTML written to {html_file}", err=True)
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--all", "show_all", is_flag=True, help="sent messages too")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines, one message a line")
-@pass_ctx
-def outbox(ctx: Context, show_all: bool, as_json: bool) -> None:
-    """Mail that is queued (and why) or failed; `--all` adds what was sent."""
+@click.pass_context
+def outbox(click_ctx: click.Context, show_all: bool, as_json: bool) -> None:
+    """Mail that is queued (and why) or failed; `--all` adds what was sent.
+
+    `monitor outbox retry ID|--failed` queues failed mail again.
+    """
+    if click_ctx.invoked_subcommand is not None:
+        return
     from monitor.store import outbox as outbox_store
+
+    ctx = click_ctx.find_object(Context)
+    assert ctx is not None
 
     statuses = ("queued", "failed", "sent") if show_all else ("queued", "failed")
     entries = outbox_store.list_outbox(ctx.store(), statuses=statuses)
@@ -719,3 +727,28 @@ def outbox(ctx: Context, show_all: bool, as_json: bool) -> None:
         )
         if e.last_error:
             click.echo(f"      why: {e.last_error}")
+
+
+@outbox.command("retry")
+@click.argument("ids", nargs=-1, type=int, metavar="[ID]...")
+@click.option("--failed", "every_failed", is_flag=True, help="every failed message")
+@pass_ctx
+def outbox_retry(ctx: Context, ids: tuple[int, ...], every_failed: bool) -> None:
+    """Queue failed mail again: the same hits, under a new Message-ID. It goes out with
+    the next outbox run (`monitor digest --send-now`, or the daemon within a minute)."""
+    from monitor import pipeline
+
+    if bool(ids) == every_failed:
+        raise click.UsageError("give the IDs of failed messages (see `monitor outbox`) or --failed")
+    store = ctx.store()
+    done = pipeline.retry_failed_mail(ctx.settings, store, ids=list(ids) or None)
+    skipped = sorted(set(ids) - set(done))
+    for n in done:
+        click.echo(f"requeued: {n}")
+    if skipped:
+        raise MonitorError(
+            f"not failed, so not requeued: {', '.join(str(n) for n in skipped)}",
+            hint="`monitor outbox --all` lists every message and its status",
+        )
+    if not done:
+        click.echo("no failed mail")

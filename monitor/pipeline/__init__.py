@@ -8,7 +8,7 @@ functions; nothing else wires fetch, parse, match, store, digest and deliver tog
 - :mod:`.feeds`: ``sync_config`` (the config's feeds and subscribers into the database),
   OPML import and export with the fetcher's address rule;
 - :mod:`.digests`: ``send_digests`` (queue due digests in the outbox, deliver, mark) and
-  ``preview_digest``.
+  ``preview_digest``; ``retry_failed_mail`` queues failed mail again.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from monitor.pipeline.digests import (
     DigestRunSummary,
     delivery_lease,
     preview_digest,
+    retry_failed_mail,
     send_digests,
     undelivered_error,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "poll_due",
     "poll_feed",
     "preview_digest",
+    "retry_failed_mail",
     "send_digests",
     "sync_config",
     "undelivered_error",

@@ -421,4 +421,20 @@ def undelivered_error(summary: DigestRunSummary) -> DeliveryError | None:
         return None
     email_, reason = problems[0]
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    if summary.failed:
+        # The server refused for good (5xx): nothing retries it unless told to.
+        return DeliveryError(
+            f"digest to {email_} failed: {reason}{more}",
+            hint="the mail server refused it, so it is marked failed and not retried; fix "
+            "the cause, then `monitor outbox retry --failed` (see `monitor outbox`)",
+        )
     return DeliveryError(f"digest to {email_} not delivered: {reason}{more}")
+
+
+def retry_failed_mail(
+    settings: Settings, store: Store, *, ids: Sequence[int] | None = None
+) -> list[int]:
+    """Queue failed mail again (``ids``, or all of it) under new Message-IDs; the next
+    outbox run (`monitor digest --send-now`, or the daemon within a minute) sends it."""
+    sender = settings["smtp.sender"]
+    return outbox_store.requeue_failed(store, lambda: new_message_id(sender), ids=ids)

@@ -20,7 +20,8 @@ twice (with the same Message-ID).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -549,6 +550,54 @@ def mark_failed(store: Store, outbox_id: int, reason: str, *, now: datetime | No
                 claim_expires_at=None,
             )
         )
+
+
+_MESSAGE_ID_HEADER = re.compile(rb"^Message-ID:[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*", re.I | re.M)
+
+
+def requeue_failed(
+    store: Store,
+    new_message_id: Callable[[], str],
+    *,
+    ids: Sequence[int] | None = None,
+    now: datetime | None = None,
+) -> list[int]:
+    """Queue failed mail again (the rows ``ids``, or every failed one): the same message
+    and hits under a new Message-ID, due now, its attempts counted afresh. Returns the ids
+    requeued (an id that is not failed is left alone)."""
+    now = now or utcnow()
+    query = select(outbox.c.id, outbox.c.message).where(outbox.c.status == FAILED)
+    if ids is not None:
+        query = query.where(outbox.c.id.in_(list(ids)))
+    done: list[int] = []
+    with store.write() as conn:
+        for row_id, message in conn.execute(query.order_by(outbox.c.id)).all():
+            message_id = new_message_id()
+            body = bytes(message)
+            header = f"Message-ID: {message_id}".encode("ascii")
+            head, sep, rest = body.partition(b"\r\n\r\n")
+            if not sep:
+                head, sep, rest = body.partition(b"\n\n")
+            found = _MESSAGE_ID_HEADER.search(head)
+            if found:
+                head = head[: found.start()] + header + head[found.end() :]
+            else:
+                head = header + (b"\r\n" if b"\r\n" in head else b"\n") + head
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id == row_id, outbox.c.status == FAILED)
+                .values(
+                    status=QUEUED,
+                    message_id=message_id,
+                    message=head + sep + rest,
+                    attempts=0,
+                    next_attempt_at=now,
+                    claimed_by=None,
+                    claim_expires_at=None,
+                )
+            )
+            done.append(int(row_id))
+    return done
 
 
 def list_outbox(
