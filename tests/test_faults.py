@@ -7,6 +7,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -14,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from httpserver import FeedServer
 from smtpserver import SMTPServer
 from test_cli import MONITOR, REPO, run
@@ -318,3 +320,54 @@ def test_numeric_ipv4_hosts_are_named_as_the_address_they_are(tmp_path: Path) ->
 def test_bidi_controls_never_reach_a_header() -> None:
     title = "Envoy \u202egnp.exe\u202c visit \u2066isolated\u2069 \u200fnote"
     assert clean_header(title) == "Envoy gnp.exe visit isolated note"
+
+
+# --- 2, in the daemon: an unusable database mid-run ---------------------------------------
+
+
+async def test_the_daemon_logs_an_unusable_database_once_a_cycle_and_backs_off(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from monitor import pipeline
+    from monitor.config import settings_from_mapping
+    from monitor.scheduler import DATABASE_RETRY, Daemon
+    from monitor.store import open_store
+    from monitor.watchlists import WatchlistRegistry
+
+    db = tmp_path / "m.db"
+    settings = settings_from_mapping(
+        {
+            "database": {"url": f"sqlite:///{db}"},
+            "watchlists": {"dir": str(REPO / "watchlists")},
+            "feeds": [{"url": "http://127.0.0.1:9/news.xml"}],
+        },
+        {},
+    )
+    writable = open_store(settings.database_url, upgrade=True)
+    pipeline.sync_config(settings, writable)
+    writable.dispose()
+    # The file turns read-only under the running daemon.
+    store = open_store(f"sqlite:///file:{db}?mode=ro&uri=true")
+    registry = WatchlistRegistry(settings.watchlists_dir)
+    daemon = Daemon(None, settings, store, registry)
+    daemon.pool = pipeline.ParsePool(1, registry.watchlists, registry.matcher)
+    try:
+        with caplog.at_level(logging.INFO, logger="monitor"):
+            for _ in range(5):  # ticks in a row: one cycle tried, the rest wait
+                await daemon._poll_job()
+            daemon._database_retry_at = 0.0  # the wait is over
+            await daemon._poll_job()
+    finally:
+        daemon.pool.close()
+        daemon.notifier.close()
+        store.dispose()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == [
+        f"poll cycle failed: database {db}: the file is read-only (hint: check the "
+        f"permissions of {db}, its -wal and -shm files and its folder: the user running "
+        f"monitor must be able to write them); next try in {DATABASE_RETRY:.0f}s",
+        f"poll cycle failed: database {db}: the file is read-only (hint: check the "
+        f"permissions of {db}, its -wal and -shm files and its folder: the user running "
+        f"monitor must be able to write them); next try in {2 * DATABASE_RETRY:.0f}s",
+    ]
+    assert all(r.exc_info is None for r in errors)  # no traceback
