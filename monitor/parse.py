@@ -17,6 +17,7 @@ as a stream, so it is never taken for a URL to fetch or a path to open.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import io
 import json
 import logging
@@ -146,7 +147,7 @@ def _parse(
     if not head:
         return ParsedFeed(items=[], warnings=["not a feed: the body is empty"])
     if head.startswith(b"{") or (content_type in _JSON_TYPES and not head.startswith(b"<")):
-        return _parse_json(body, url=url)
+        return _parse_json(body, url=url, max_items=max_items)
     if _HTML_PAGE.match(head):
         return ParsedFeed(items=[], warnings=["not a feed: the body is an HTML page"])
     return _parse_xml(body, charset, url=url, fast=fast, max_items=max_items)
@@ -189,8 +190,14 @@ def _parse_xml(
     if fast and not dropped:
         done = parse_fast.read(body, charset, _QUIRKS, max_items)
         if done is not None:
-            cut = [] if done.total <= len(done.entries) else [_cut(done.total, max_items)]
-            return _parsed_feed(done.feed, done.entries, done.version, cut, url=url)
+            fast_cut = [] if done.total <= len(done.entries) else [_cut(done.total, max_items)]
+            return _parsed_feed(done.feed, done.entries, done.version, fast_cut, url=url)
+    cut: list[str] = []
+    if max_items is not None:
+        fewer = _newest_only(body, max_items)
+        if fewer is not None:
+            body, total = fewer
+            cut.append(_cut(total, max_items))
     # Whatever the server called it, the body is read as XML: the charset parameter, if
     # any, wins, else the XML declaration or BOM, else UTF-8 (RFC 7303, section 3). This
     # keeps the obsolete us-ascii default for text/xml, and feeds served as text/html or
@@ -208,7 +215,7 @@ def _parse_xml(
     )
     entries = result.get("entries", [])
     version: str = result.get("version") or ""
-    warnings: list[str] = []
+    warnings: list[str] = cut
     if max_items is not None and len(entries) > max_items:
         warnings.append(_cut(len(entries), max_items))
         entries = parse_fast.newest_entries(entries, max_items)
@@ -322,6 +329,66 @@ def _doctype_end(data: bytes, pos: int) -> tuple[int | None, tuple[int, int] | N
             return i + 1, subset
         i += 1
     return None, None
+
+
+# Where entries start and end, found without parsing: feedparser builds every entry of a
+# document, in pure Python, so a body with many more entries than may be kept is cut to
+# the newest before feedparser reads it (see _newest_only).
+_ENTRY_START = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:item|entry)(?=[\s/>])", re.I)
+_ENTRY_END = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?(?:item|entry)\s*>", re.I)
+_ENTRY_DATE = re.compile(
+    rb"<(?:[A-Za-z_][\w.-]*:)?(pubDate|published|issued|updated|modified|date)\b[^>]*>"
+    rb"\s*(?:<!\[CDATA\[)?\s*([^<\]]{1,100})",
+    re.I,
+)
+_PUBLISHED_TAGS = frozenset({b"pubdate", b"published", b"issued"})
+
+
+def _newest_only(body: bytes, max_items: int) -> tuple[bytes, int] | None:
+    """``body`` with only its ``max_items`` newest entries, and how many it had; None when
+    it has no more than that. Entries are found by their tags and dated by their first
+    published (else updated) date; undated ones count as older, as do later ones."""
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    while True:
+        start = _ENTRY_START.search(body, pos)
+        if start is None:
+            break
+        tag_end = body.find(b">", start.end())
+        if tag_end < 0:
+            break
+        if body[tag_end - 1 : tag_end] == b"/":
+            end = tag_end + 1
+        else:
+            close = _ENTRY_END.search(body, tag_end + 1)
+            if close is None:
+                break
+            end = close.end()
+        spans.append((start.start(), end))
+        pos = end
+    if len(spans) <= max_items:
+        return None
+
+    def age(i: int) -> tuple[bool, tuple[int, ...], int]:
+        start, end = spans[i]
+        published: Sequence[int] | None = None
+        updated: Sequence[int] | None = None
+        for found in _ENTRY_DATE.finditer(body, start, end):
+            when = _parse_date(found.group(2).strip().decode("utf-8", "replace"))
+            if when is None:
+                continue
+            if found.group(1).lower() in _PUBLISHED_TAGS:
+                published = published or when
+            else:
+                updated = updated or when
+        when = published or updated
+        return (True, tuple(when[:6]), -i) if when else (False, (), -i)
+
+    keep = sorted(heapq.nlargest(max_items, range(len(spans)), key=age))
+    parts = [body[: spans[0][0]]]
+    parts += [body[spans[i][0] : spans[i][1]] for i in keep]
+    parts.append(body[spans[-1][1] :])
+    return b"".join(parts), len(spans)
 
 
 def _parsed_feed(
@@ -464,7 +531,7 @@ _JSON_VERSIONS = {
 }
 
 
-def _parse_json(body: bytes, *, url: str) -> ParsedFeed:
+def _parse_json(body: bytes, *, url: str, max_items: int | None = None) -> ParsedFeed:
     warnings: list[str] = []
     try:
         text = body.decode("utf-8-sig")
@@ -487,6 +554,9 @@ def _parse_json(body: bytes, *, url: str) -> ParsedFeed:
         return ParsedFeed(items=[], warnings=["not a feed: JSON without an items list"])
     if fmt == "json":
         warnings.append(f"unknown JSON Feed version {version!r}; read as 1.1")
+    if max_items is not None and len(raw_items) > max_items:
+        warnings.append(_cut(len(raw_items), max_items))
+        raw_items = _newest_json(raw_items, max_items)
     items: list[Item] = []
     skipped = 0
     for raw in raw_items:
@@ -503,6 +573,20 @@ def _parse_json(body: bytes, *, url: str) -> ParsedFeed:
         site_url=_absolute_http(doc.get("home_page_url"), url),
         format=fmt,
     )
+
+
+def _newest_json(raw_items: list[Any], limit: int) -> list[Any]:
+    """The ``limit`` newest of JSON Feed items (undated ones count as older), in order."""
+
+    def age(i: int) -> tuple[bool, datetime, int]:
+        raw = raw_items[i]
+        when = None
+        if isinstance(raw, dict):
+            when = _iso_utc(raw.get("date_published")) or _iso_utc(raw.get("date_modified"))
+        return (when is not None, when or _EPOCH, -i)
+
+    newest = heapq.nlargest(limit, range(len(raw_items)), key=age)
+    return [raw_items[i] for i in sorted(newest)]
 
 
 def _json_item(raw: Mapping[str, Any], *, url: str) -> Item:

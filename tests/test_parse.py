@@ -219,3 +219,79 @@ def test_json_with_bom_and_invalid_utf8() -> None:
     result = parse(body, {}, url="https://e.example/")
     assert [i.title for i in result.items] == ["x\ufffd"]
     assert "not valid UTF-8" in result.warnings[0]
+
+
+# --- hostile bodies: entities, item counts, field sizes -----------------------------------
+
+
+def _dated_rss(count: int, *, doctype: str = "") -> bytes:
+    # Item i is dated i hours into the month, listed in a shuffled but fixed order.
+    order = sorted(range(count), key=lambda i: (i * 7919) % count)
+    items = "".join(
+        f"<item><title>Item {i}</title><link>https://cap.test/{i}</link>"
+        f"<pubDate>Sun, {1 + i // 24:02d} Nov 2026 {i % 24:02d}:00:00 GMT</pubDate></item>"
+        for i in order
+    ) + "<item><title>Undated</title><link>https://cap.test/undated</link></item>"
+    return (
+        f'<?xml version="1.0"?>{doctype}<rss version="2.0"><channel><title>Cap</title>'
+        f"{items}</channel></rss>"
+    ).encode()
+
+
+@pytest.mark.parametrize("doctype", ["", "<!DOCTYPE rss>"], ids=["fast", "feedparser"])
+def test_only_the_newest_items_are_kept_on_either_reader(doctype: str) -> None:
+    parsed = parse(_dated_rss(30, doctype=doctype), {}, url="https://cap.test/", max_items=5)
+    assert sorted(i.title for i in parsed.items) == [f"Item {n}" for n in range(25, 30)]
+    assert "31 items; only the 5 newest kept (polling.max_items)" in parsed.warnings
+    everything = parse(_dated_rss(30, doctype=doctype), {}, url="https://cap.test/")
+    assert len(everything.items) == 31 and not everything.warnings
+
+
+def test_only_the_newest_json_items_are_kept() -> None:
+    doc = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "items": [
+            {"id": str(i), "title": f"Item {i}", "date_published": f"2026-11-{1 + i:02d}T00:00:00Z"}
+            for i in (3, 9, 1, 7, 5)
+        ],
+    }
+    parsed = parse(json.dumps(doc).encode(), {}, url="https://cap.test/", max_items=2)
+    assert [i.title for i in parsed.items] == ["Item 9", "Item 7"]
+    assert parsed.warnings == ["5 items; only the 2 newest kept (polling.max_items)"]
+
+
+@pytest.mark.parametrize("codec", ["utf-8", "utf-16"])
+def test_internal_entities_are_never_expanded(codec: str) -> None:
+    body = (
+        f'<?xml version="1.0" encoding="{codec}"?>\n<!DOCTYPE rss [\n'
+        '<!ENTITY big "' + "A" * 10_000 + '">\n<!ENTITY % pe "x">\n]>\n'
+        '<rss version="2.0"><channel><title>T</title><item><title>'
+        + "&big;" * 500
+        + "</title><link>https://e.test/1</link></item></channel></rss>"
+    ).encode(codec)
+    parsed = parse(body, {}, url="https://e.test/")
+    (item,) = parsed.items
+    assert item.title.startswith("&big;&big;") and len(item.title) == 1_000
+    assert parsed.warnings[0] == (
+        "ignored the DOCTYPE's internal subset (2 declarations): entities are not expanded"
+    )
+    assert "1 item had a field over its size cap; cut" in parsed.warnings
+
+
+def test_a_doctype_that_never_ends_is_not_a_feed() -> None:
+    body = b'<?xml version="1.0"?><!DOCTYPE rss [ <!ENTITY a "]>"> <rss version="2.0"/>'
+    assert parse(body, {}, url="https://e.test/").warnings == [
+        "not a feed: a DOCTYPE that never ends"
+    ]
+
+
+def test_long_fields_are_cut_and_long_links_dropped() -> None:
+    body = (
+        '<rss version="2.0"><channel><title>T</title><item>'
+        f"<title>{'t' * 5_000}</title><link>https://e.test/{'x' * 3_000}</link>"
+        f"<guid>g{'g' * 3_000}</guid><description>{'d ' * 200_000}</description>"
+        "</item></channel></rss>"
+    ).encode()
+    (item,) = parse(body, {}, url="https://e.test/").items
+    assert (len(item.title), len(item.guid or ""), item.link) == (1_000, 2_048, None)
+    assert len(item.summary) == 100_000
