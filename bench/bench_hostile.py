@@ -9,8 +9,11 @@ Cases:
 
 - ``entities``: ~100 KB declaring one 50,000-character internal entity and referencing it
   2,000 times in a title (100 million characters if expanded);
-- ``items``: 100,000 items, one with a 5 MB description (~25 MB decoded); the plain feed
-  beside it has 1,000 items of the same total size.
+- ``items``: 100,000 items, one with a 5 MB description (~28 MB decoded); the plain feed
+  beside it has 1,000 items of the same total size;
+- ``items-feedparser``: the same with a DOCTYPE, which the fast reader refuses, so that
+  feedparser reads it;
+- ``big-field``: one item whose description is 30 MB of text.
 
 Prints, per case, wall time (median of ``--runs``) and peak RSS (the whole process tree,
 sampled every 50 ms: monitor and its parse workers; the maximum over runs), and the
@@ -70,6 +73,15 @@ def many_items_feed(items: int = 100_000, description: int = 5_000_000) -> bytes
         )
     parts.append("</channel></rss>")
     return "".join(parts).encode()
+
+
+def big_field_feed(size: int = 30_000_000) -> bytes:
+    text = "Sergio Gor visited Astana. " * (size // 27)
+    return (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>Big</title>'
+        f"<item><title>Big</title><link>https://b.example/1</link>"
+        f"<description>{text}</description></item></channel></rss>"
+    ).encode()
 
 
 def plain_feed(size: int) -> bytes:
@@ -142,7 +154,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="repeat; medians of wall time")
     opts = parser.parse_args()
 
-    hostile = {"entities": entities_feed(), "items": many_items_feed()}
+    items = many_items_feed()
+    hostile = {
+        "entities": entities_feed(),
+        "items": items,
+        "items-feedparser": items.replace(b"<rss ", b"<!DOCTYPE rss>\n<rss ", 1),
+        "big-field": big_field_feed(),
+    }
     bodies = dict(hostile)
     for name, body in hostile.items():
         bodies[f"plain-{name}"] = plain_feed(len(body))

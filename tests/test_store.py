@@ -257,6 +257,15 @@ def test_claims_are_exclusive_until_released_or_expired(store: Store) -> None:
     assert fs.release_claims(store, "c") == 9
 
 
+def test_held_feeds_are_counted_for_other_instances_only(store: Store) -> None:
+    fs.sync_config_feeds(store, [fs.FeedSpec(f"http://f{n}.test/") for n in range(5)])
+    lease = timedelta(minutes=5)
+    fs.claim_due_feeds(store, instance="a", now=NOW, lease=lease, limit=3, run_started=NOW)
+    assert fs.count_held_feeds(store, NOW, instance="b") == 3
+    assert fs.count_held_feeds(store, NOW, instance="a") == 0
+    assert fs.count_held_feeds(store, NOW + lease + timedelta(seconds=1), instance="b") == 0
+
+
 def test_claim_everything_takes_each_feed_once_per_run(store: Store) -> None:
     fs.sync_config_feeds(store, [fs.FeedSpec(f"http://f{n}.test/") for n in range(3)])
     lease = timedelta(minutes=5)
