@@ -10,6 +10,7 @@ item, since nothing tells us cheaply when they might match.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -106,6 +107,12 @@ class _FieldScan:
 class _ItemState:
     scans: dict[str, _FieldScan]
     occ: dict[tuple[int, str], list[tuple[int, int]]] = field(default_factory=dict)
+    #: A context's occurrences in a field, for _in_context: (by start, starts, the one
+    #: ending last among the first k for each k).
+    near: dict[tuple[int, str], _Near] = field(default_factory=dict)
+
+
+_Near = tuple[list[tuple[int, int]], list[int], list[tuple[int, int]]]
 
 
 class _Key:
@@ -353,11 +360,26 @@ def _in_context(
     window = context.window
     if window == "item":
         return any(_occurrences(t, f, state) for t in context.terms for f in fields)
-    near = [c for t in context.terms for c in _occurrences(t, name, state)]
-    if window == "field" or not near:
-        return bool(near)
+    key = (id(context), name)
+    cached = state.near.get(key)
+    if cached is None:
+        spans = sorted({c for t in context.terms for c in _occurrences(t, name, state)})
+        last: list[tuple[int, int]] = []
+        for span in spans:
+            last.append(span if not last or span[1] > last[-1][1] else last[-1])
+        cached = state.near[key] = (spans, [c[0] for c in spans], last)
+    spans, starts, last = cached
+    if window == "field" or not spans:
+        return bool(spans)
+    # Fewer words stand between closer occurrences, so only the nearest on each side can
+    # be within the window: checking those is enough (an item repeating a term thousands
+    # of times must not cost thousands squared).
     text = state.scans[name].folded.text
-    return any(_gap_within(text, occ, c, int(window)) for c in near)
+    before = bisect.bisect_left(starts, occ[1])  # spans[:before] start before occ ends
+    candidates = [last[before - 1]] if before else []
+    if before < len(spans):
+        candidates.append(spans[before])
+    return any(_gap_within(text, occ, c, int(window)) for c in candidates)
 
 
 def _evaluate(rule: _CRule, fields: tuple[str, ...], state: _ItemState) -> list[_Hit] | None:
