@@ -34,13 +34,17 @@ class Notifier:
         return self._address is not None
 
     def send(self, **fields: str | int) -> bool:
-        """Send ``KEY=value`` lines (keys upper-cased). False when it could not be sent."""
+        """Send ``KEY=value`` lines (keys upper-cased). False when it could not be sent,
+        at once (the socket's queue is full, or no one listens)."""
         if self._address is None:
             return False
         text = "\n".join(f"{k.upper()}={v}" for k, v in fields.items())
         try:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                # Never wait for a service manager that does not read: a full queue
+                # (10 datagrams by default) would block the event loop, and SIGTERM with it.
+                self._sock.setblocking(False)
             self._sock.sendto(text.encode(), self._address)
         except OSError as exc:
             log.debug("sd_notify %r failed: %s", text, exc)

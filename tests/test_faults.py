@@ -371,3 +371,29 @@ async def test_the_daemon_logs_an_unusable_database_once_a_cycle_and_backs_off(
         f"monitor must be able to write them); next try in {2 * DATABASE_RETRY:.0f}s",
     ]
     assert all(r.exc_info is None for r in errors)  # no traceback
+
+
+# --- a service manager that stops reading sd_notify ----------------------------------------
+
+
+def test_notifications_never_wait_for_a_manager_that_does_not_read(tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    from monitor.notify import Notifier
+
+    path = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(path)  # never read
+    notifier = Notifier({"NOTIFY_SOCKET": path})
+    results: list[bool] = []
+    sender = threading.Thread(target=lambda: results.extend(notifier.send(watchdog=1)
+                                                            for _ in range(200)))  # fmt: skip
+    try:
+        sender.start()
+        sender.join(10)
+        assert not sender.is_alive(), "sd_notify blocked on a full socket queue"
+        assert results[0] is True and results[-1] is False
+    finally:
+        notifier.close()
+        listener.close()
