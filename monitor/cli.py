@@ -7,25 +7,29 @@ Every :class:`~monitor.errors.MonitorError` becomes one line on stderr and exit 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import click
 
 from monitor import __version__
-from monitor.config import Settings, load_settings, parse_duration
 from monitor.errors import MonitorError, WatchlistError
-from monitor.store import Store, open_store
+
+if TYPE_CHECKING:
+    from monitor.config import Settings
+    from monitor.store import Store
+
+# Starting a command imports click and this module only: every command imports what it
+# needs (the config loader, the store, the pipeline) in its body, so `monitor --version`
+# and `monitor --help` answer at once (tests/test_cli_start.py keeps it so).
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,11 +44,15 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from monitor.config import load_settings
+
             self._settings = load_settings(self.config)
         return self._settings
 
     def store(self) -> Store:
         """The database, migrated to the current schema."""
+        from monitor.store import open_store
+
         return open_store(self.settings.database_url, upgrade=True)
 
 
@@ -118,6 +126,8 @@ def main() -> None:
         sys.exit(1)
     except MonitorError as exc:
         if verbose:
+            import traceback
+
             traceback.print_exc()
         click.echo(f"monitor: error: {exc.one_line()}", err=True)
         sys.exit(1)
@@ -130,6 +140,8 @@ def _since(value: str | None) -> datetime | None:
     if not value:
         return None
     try:
+        from monitor.config import parse_duration
+
         return datetime.now(UTC) - timedelta(seconds=parse_duration(value))
     except ValueError:
         pass
@@ -187,6 +199,8 @@ def poll(ctx: Context, once: bool, everything: bool) -> None:
     Exits 0 even when some feeds failed: they are listed, and recorded on the feed
     (`monitor feeds list`).
     """
+    import asyncio
+
     from monitor import pipeline
     from monitor.watchlists import WatchlistRegistry
 
@@ -482,6 +496,8 @@ def db() -> None:
 @pass_ctx
 def db_upgrade(ctx: Context) -> None:
     """Apply pending schema migrations (the daemon does this at start too)."""
+    from monitor.store import open_store
+
     store = open_store(ctx.settings.database_url)
     before = store.current_revision()
     store.upgrade()
@@ -635,6 +651,8 @@ def digest(click_ctx: click.Context, send_now: bool, email: str | None) -> None:
         raise click.UsageError(
             "use `monitor digest --send-now [--subscriber EMAIL]` or `monitor digest preview EMAIL`"
         )
+    import asyncio
+
     from monitor import pipeline
 
     ctx = click_ctx.find_object(Context)
