@@ -16,12 +16,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar
 
 import click
 
 from monitor import __version__
 from monitor.errors import MonitorError, WatchlistError
+from monitor.wording import plural
 
 if TYPE_CHECKING:
     from monitor.config import Settings
@@ -92,7 +93,57 @@ class _Formatter(logging.Formatter):
         return super().format(record)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: The headings of `monitor --help`, in order, and the commands under each. A new command
+#: joins its heading with one line here; one left out is listed under "Other".
+COMMAND_SECTIONS: dict[str, str] = {
+    "poll": "Daily use",
+    "hits": "Daily use",
+    "status": "Daily use",
+    "feeds": "Feeds",
+    "watchlists": "Watchlists",
+    "match": "Watchlists",
+    "digest": "Mail",
+    "outbox": "Mail",
+    "run": "Operations",
+    "db": "Operations",
+}
+SECTION_ORDER = ("Daily use", "Feeds", "Watchlists", "Mail", "Operations", "Other")
+
+
+class MonitorGroup(click.Group):
+    """The top-level group: help grouped by job, and a closed stdout ends quietly."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        listed = [
+            (name, cmd)
+            for name in self.list_commands(ctx)
+            if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden
+        ]
+        if not listed:
+            return
+        order = list(COMMAND_SECTIONS)
+        listed.sort(key=lambda nc: (order.index(nc[0]) if nc[0] in order else len(order), nc[0]))
+        limit = formatter.width - 6 - max(len(name) for name, _ in listed)
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for name, cmd in listed:
+            section = COMMAND_SECTIONS.get(name, "Other")
+            sections.setdefault(section, []).append((name, cmd.get_short_help_str(limit)))
+        for section in sorted(sections, key=_section_rank):
+            with formatter.section(section):
+                formatter.write_dl(sections[section])
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            _quiet_exit_on_closed_pipe()
+
+
+def _section_rank(section: str) -> int:
+    return SECTION_ORDER.index(section) if section in SECTION_ORDER else len(SECTION_ORDER) - 1
+
+
+@click.group(cls=MonitorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "-c",
@@ -120,9 +171,13 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except WatchlistError as exc:
-        for problem in exc.problems:
+        # Each problem once: a single one is the error line itself; several are listed
+        # (file:line: message), then counted.
+        problems = exc.problems or [exc.message]
+        for problem in problems if len(problems) > 1 else ():
             click.echo(problem, err=True)
-        click.echo(f"monitor: error: {exc.one_line()}", err=True)
+        what = problems[0] if len(problems) == 1 else plural(len(problems), "watchlist problem")
+        click.echo(f"monitor: error: {what} (hint: {WATCHLIST_HINT})", err=True)
         sys.exit(1)
     except MonitorError as exc:
         if verbose:
@@ -133,6 +188,18 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+WATCHLIST_HINT = "fix the file; `monitor watchlists check` lists every problem"
+
+
+def _quiet_exit_on_closed_pipe() -> NoReturn:
+    """The reader of stdout went away (``monitor hits | head``): stop quietly, status 0,
+    as ``git log | head`` does. Output still buffered would fail again at exit, so stdout
+    is pointed at /dev/null first."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
 
 
 def _since(value: str | None) -> datetime | None:
@@ -219,11 +286,17 @@ def poll(ctx: Context, once: bool, everything: bool) -> None:
                 registry.matcher,
                 everything=everything,
                 progress=progress,
+                log_results=False,  # printed below, once
             )
         )
     click.echo(summary.line())
+    if summary.not_due:
+        ahead = ""
+        if summary.next_due_at is not None:
+            ahead = f"next in {_age((summary.next_due_at - datetime.now(UTC)).total_seconds())}; "
+        click.echo(f"{plural(summary.not_due, 'feed')} not due ({ahead}--all polls them now)")
     for watchlist, n in sorted(summary.hits_by_watchlist.items()):
-        click.echo(f"  {watchlist}: {n} new hits")
+        click.echo(f"  {watchlist}: {plural(n, 'new hit')}")
     for url, reason in summary.failures:
         click.echo(f"failed: {url}: {reason}")
     for url, warning in summary.warnings:
@@ -309,7 +382,7 @@ def match_command(ctx: Context, directory: Path | None) -> None:
             record = json.loads(line)
             if not isinstance(record, dict):
                 raise ValueError("not a JSON object")
-            fields = {name: str(record.get(name) or "") for name in ("title", "summary", "content")}
+            fields = _text_fields(record)
         except ValueError as exc:
             click.echo(f"stdin:{number}: {exc}", err=True)
             bad += 1
@@ -322,7 +395,26 @@ def match_command(ctx: Context, directory: Path | None) -> None:
         }
         click.echo(json.dumps(out, ensure_ascii=False))
     if bad:
-        raise MonitorError(f"{bad} input lines could not be read", hint="one JSON object a line")
+        raise MonitorError(
+            f"{plural(bad, 'input line')} could not be read", hint="one JSON object a line"
+        )
+
+
+_JSON_TYPES = {bool: "true/false", int: "a number", float: "a number", list: "a list",
+               dict: "an object"}  # fmt: skip
+
+
+def _text_fields(record: dict[str, Any]) -> dict[str, str]:
+    """``title``, ``summary`` and ``content`` of one input line: strings, or null/missing.
+
+    Anything else is a ValueError naming the field: matching ``5`` as text would hide a
+    mistake in the input."""
+    for name in ("title", "summary", "content", "link"):
+        value = record.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"field {name!r} is {_JSON_TYPES.get(type(value), 'not text')}, "
+                             "expected a string")  # fmt: skip
+    return {name: record.get(name) or "" for name in ("title", "summary", "content")}
 
 
 # --------------------------------------------------------------------------- watchlists
@@ -348,7 +440,10 @@ def watchlists_check(ctx: Context, directory: Path | None) -> None:
         sys.exit(1)
     loaded = load_watchlists(directory)
     entries = sum(len(w.entries) for w in loaded)
-    click.echo(f"{directory}: {len(loaded)} watchlists, {entries} entries, no problems")
+    click.echo(
+        f"{directory}: {plural(len(loaded), 'watchlist')}, {plural(entries, 'entry', 'entries')}, "
+        "no problems"
+    )
 
 
 @watchlists.command("test")
@@ -459,7 +554,10 @@ def _feed_state(f: Any) -> str:
 @click.argument("opml_file", type=click.Path(dir_okay=False, path_type=Path))
 @pass_ctx
 def feeds_import(ctx: Context, opml_file: Path) -> None:
-    """Add the feeds of an OPML file (URLs pass the same address checks as polling)."""
+    """Add the feeds of an OPML file (URLs pass the same address checks as polling).
+
+    Exits 1 when nothing could be added and some URLs were refused.
+    """
     from monitor import pipeline
 
     store = ctx.store()
@@ -467,9 +565,15 @@ def feeds_import(ctx: Context, opml_file: Path) -> None:
     for _url, reason in summary.refused:
         click.echo(f"refused: {reason}", err=True)
     click.echo(
-        f"{summary.added} feeds added, {summary.known} already known, "
+        f"{plural(summary.added, 'feed')} added, {summary.known} already known, "
         f"{len(summary.refused)} refused"
     )
+    if summary.refused and not summary.added:
+        raise MonitorError(
+            f"no feed added from {opml_file}: every new URL was refused",
+            hint="see the reasons above; loopback and private addresses need "
+            "[polling] allow_private_addresses = true",
+        )
 
 
 @feeds.command("export")
@@ -595,13 +699,13 @@ def status(ctx: Context, as_json: bool) -> None:
                 f"daemon: {inst.id}, up {_age((now - inst.started_at).total_seconds())}, "
                 f"heartbeat {_age((now - inst.heartbeat_at).total_seconds())} ago"
                 + ("" if report.alive(inst) else " (not responding)")
-                + f"; holds {held.feeds} feeds, {held.outbox} mails"
+                + f"; holds {plural(held.feeds, 'feed')}, {plural(held.outbox, 'mail')}"
             )
     else:
         click.echo("daemon: not running")
     for h, c in sorted(orphans.items()):
         click.echo(
-            f"claims left by {h} (stopped): {c.feeds} feeds, {c.outbox} mails; "
+            f"claims left by {h} (stopped): {plural(c.feeds, 'feed')}, {plural(c.outbox, 'mail')}; "
             "taken over when their lease runs out"
         )
     if last is None:
@@ -609,9 +713,10 @@ def status(ctx: Context, as_json: bool) -> None:
     else:
         click.echo(
             f"last poll cycle: {_short_time(last['finished_at'])} UTC "
-            f"({_age((now - last['finished_at']).total_seconds())} ago): {last['feeds']} feeds, "
-            f"{last['fetched']} fetched, {last['not_modified']} not modified, {last['failed']} "
-            f"failed; {last['new_items']} new items, {last['new_hits']} new hits"
+            f"({_age((now - last['finished_at']).total_seconds())} ago): "
+            f"{plural(last['feeds'], 'feed')}, {last['fetched']} fetched, "
+            f"{last['not_modified']} not modified, {last['failed']} failed; "
+            f"{plural(last['new_items'], 'new item')}, {plural(last['new_hits'], 'new hit')}"
         )
     failing = [f for f in report.failing if f.retired_at is None]
     click.echo(f"feeds: {report.active_feeds} active, {len(failing)} failing")
@@ -727,7 +832,8 @@ def outbox(ctx: Context, show_all: bool, as_json: bool) -> None:
         else:
             when = "will not be retried"
         click.echo(
-            f"{e.id:>5} {e.status:<6} {e.subscriber}  {e.hits} hits, {e.attempts} attempts, "
+            f"{e.id:>5} {e.status:<6} {e.subscriber}  {plural(e.hits, 'hit')}, "
+            f"{plural(e.attempts, 'attempt')}, "
             f"{when}: {e.subject}"
         )
         if e.last_error:

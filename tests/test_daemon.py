@@ -276,7 +276,7 @@ def test_immediate_alert_sd_notify_metrics_status_and_sigterm(tmp_path: Path) ->
                 assert took < 10, took
                 assert notify.seen("STOPPING=1")
                 log = d.log()
-                assert "poll: 1 feeds" in log  # one line per poll cycle
+                assert "poll: 1 feed:" in log  # one line per poll cycle
                 assert "password" not in log.lower()
     finally:
         notify.close()

@@ -33,6 +33,7 @@ from monitor.store import Store
 from monitor.store import feeds as feed_store
 from monitor.store.db import utcnow
 from monitor.watchlists import Watchlist
+from monitor.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +207,8 @@ class PollSummary:
     failed: int = 0
     new_items: int = 0
     new_hits: int = 0
+    not_due: int = 0  # active feeds left alone because their next poll is ahead
+    next_due_at: datetime | None = None  # the earliest of those
     failures: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     hits_by_watchlist: dict[str, int] = field(default_factory=dict)
@@ -224,8 +227,9 @@ class PollSummary:
 
     def line(self) -> str:
         return (
-            f"{self.feeds} feeds: {self.fetched} fetched, {self.not_modified} not modified, "
-            f"{self.failed} failed; {self.new_items} new items, {self.new_hits} new hits"
+            f"{plural(self.feeds, 'feed')}: {self.fetched} fetched, {self.not_modified} not "
+            f"modified, {self.failed} failed; {plural(self.new_items, 'new item')}, "
+            f"{plural(self.new_hits, 'new hit')}"
         )
 
 
@@ -348,6 +352,7 @@ async def poll_due(
     progress: Callable[[int, int], None] | None = None,
     pool: ParsePool | None = None,
     instance: str | None = None,
+    log_results: bool = True,
 ) -> PollSummary:
     """Poll every due feed (every feed with ``everything``), match and store.
 
@@ -356,7 +361,8 @@ async def poll_due(
     feed once; a feed's claim ends when its poll is stored. While the run goes on its
     claims are renewed every third of the lease, so only an instance that died (or
     stalled for a whole lease) loses its feeds to another. Feeds that fail are counted
-    and listed in the summary; the run goes on.
+    and listed in the summary; the run goes on. ``log_results`` logs the summary and each
+    failure (the daemon's report); a caller that prints the summary turns it off.
     """
     loop = asyncio.get_running_loop()
     writer = ThreadPoolExecutor(1, thread_name_prefix="monitor-store")
@@ -438,7 +444,7 @@ async def poll_due(
                             running, return_when=asyncio.FIRST_COMPLETED
                         )
                         for task in finished:
-                            _tally(summary, *task.result())
+                            _tally(summary, *task.result(), log_failure=log_results)
                             if progress is not None:
                                 progress(summary.feeds, max(expected, summary.feeds))
                 finally:
@@ -452,7 +458,12 @@ async def poll_due(
                 pool.close()
             await in_writer(lambda: feed_store.release_claims(store, instance))
         await in_writer(lambda: feed_store.finish_poll_run(store, run_id, summary.counts()))
-        log.info("poll: %s", summary.line())
+        if not everything:
+            summary.not_due, summary.next_due_at = await in_writer(
+                lambda: feed_store.not_due_feeds(store, utcnow())
+            )
+        if log_results:
+            log.info("poll: %s", summary.line())
         return summary
     finally:
         writer.shutdown(wait=True)
@@ -467,6 +478,8 @@ def _tally(
     result: FetchResult,
     parsed: ParsedFeed | None,
     saved: feed_store.PollSaved,
+    *,
+    log_failure: bool = True,
 ) -> None:
     summary.feeds += 1
     if result.outcome is Outcome.OK:
@@ -479,7 +492,8 @@ def _tally(
         summary.failures.append((feed.url, reason))
         kind = result.error_kind or ("gone" if result.outcome is Outcome.GONE else "other")
         summary.failure_kinds[kind] = summary.failure_kinds.get(kind, 0) + 1
-        log.warning("feed failed: %s: %s", feed.url, reason)
+        if log_failure:
+            log.warning("feed failed: %s: %s", feed.url, reason)
     if result.status is not None:
         summary.latencies.append(result.elapsed)
     if parsed is not None and parsed.warnings:
