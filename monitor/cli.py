@@ -229,6 +229,11 @@ def _short_time(when: datetime | None) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if when else "-"
 
 
+def _utc_time(when: datetime | None) -> str:
+    """``2026-11-01 08:00 UTC`` (``-`` for never)."""
+    return f"{_short_time(when)} UTC" if when else "-"
+
+
 @contextmanager
 def _progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] | None]:
     """A progress bar on a terminal (stderr), nothing otherwise."""
@@ -508,15 +513,21 @@ def feeds() -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines, one feed a line")
 @pass_ctx
 def feeds_list(ctx: Context, as_json: bool) -> None:
-    """Each feed with its health: state, failures, last poll, next poll, last error."""
+    """Each feed with its health: state, failures, last poll (UTC), last error, and an
+    interval raised to `polling.min_interval`."""
     from monitor import pipeline
+    from monitor.config import format_duration
     from monitor.store import feeds as feed_store
 
+    settings = ctx.settings
     store = ctx.store()
-    pipeline.sync_config(ctx.settings, store)
+    pipeline.sync_config(settings, store)
     rows = feed_store.list_feeds(store)
+    floor = float(settings["polling.min_interval"])
     for f in rows:
         state = _feed_state(f)
+        asked = float(settings["polling.interval"] if f.interval_s is None else f.interval_s)
+        raised = floor if asked < floor else None
         if as_json:
             click.echo(json.dumps({
                 "id": f.id, "url": f.url, "title": f.title, "source": f.source, "state": state,
@@ -524,18 +535,24 @@ def feeds_list(ctx: Context, as_json: bool) -> None:
                 "last_polled": _iso(f.last_polled_at), "next_due": _iso(f.next_due_at),
                 "last_error": f.last_error, "last_error_at": _iso(f.last_error_at),
                 "warnings": f.warnings, "retired_reason": f.retired_reason,
+                "interval_s": asked, "interval_raised_to_s": raised,
             }, ensure_ascii=False))  # fmt: skip
             continue
-        line = f"{f.id:>4}  {state:<12} {_short_time(f.last_polled_at):<16}  {f.url}"
+        line = f"{f.id:>4}  {state:<12} {_utc_time(f.last_polled_at):<20}  {f.url}"
         if f.title:
             line += f"  ({f.title})"
         click.echo(line)
         if f.retired_reason:
             click.echo(f"      retired: {f.retired_reason}")
         elif f.last_error and f.consecutive_failures:
-            click.echo(f"      last error ({_short_time(f.last_error_at)}): {f.last_error}")
+            click.echo(f"      last error ({_utc_time(f.last_error_at)}): {f.last_error}")
         if f.warnings:
             click.echo(f"      warning: {f.warnings.splitlines()[0]}")
+        if raised is not None and f.retired_at is None:
+            click.echo(
+                f"      interval {format_duration(asked)} is below polling.min_interval: "
+                f"polled every {format_duration(raised)}"
+            )
     if not rows and not as_json:
         click.echo("no feeds: add [[feeds]] to the config or `monitor feeds import FILE.opml`")
 

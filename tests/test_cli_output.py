@@ -25,8 +25,10 @@ def test_poll_says_each_thing_once_on_its_channel(tmp_path: Path) -> None:
     assert lines[0] == "2 feeds: 1 fetched, 0 not modified, 1 failed; 2 new items, 2 new hits"
     assert "  gor: 1 new hit" in lines
     assert sum(line.startswith("failed: http://127.0.0.1:9/down.xml: ") for line in lines) == 1
-    assert "feed failed" not in first.stderr and "fetched" not in first.stderr
-    assert first.stderr == ""
+    # stderr: only the note that the database was created, nothing said on stdout.
+    (note,) = first.stderr.splitlines()
+    assert note.endswith(f"created the database {tmp_path / 'm.db'} (set [database] url to keep "
+                         "it elsewhere)")  # fmt: skip
     # Both feeds wait for their next poll now: say so instead of a bare "0 feeds".
     assert again.returncode == 0 and again.stderr == ""
     assert again.stdout.splitlines()[1].startswith("2 feeds not due (next in ")
@@ -114,3 +116,57 @@ def test_help_lists_commands_by_job(tmp_path: Path) -> None:
     assert headings == ["Options:", "Daily use:", "Feeds:", "Watchlists:", "Mail:", "Operations:"]
     section = out.stdout.split("Mail:")[1].split("Operations:")[0]
     assert "digest" in section and "outbox" in section
+
+
+def test_an_interval_below_min_interval_is_said_at_load_and_in_feeds_list(tmp_path: Path) -> None:
+    cfg = config(tmp_path, [], '[[feeds]]\nurl = "http://127.0.0.1:9/down.xml"\ninterval = "20s"')
+    polled = run("--config", str(cfg), "poll", "--once", cwd=tmp_path)
+    assert polled.returncode == 0, polled.stderr
+    warning = (
+        "http://127.0.0.1:9/down.xml: interval 20s is below polling.min_interval: polled every 2m"
+    )
+    assert sum(warning in line for line in polled.stderr.splitlines()) == 1
+    listed = run("--config", str(cfg), "feeds", "list", cwd=tmp_path)
+    lines = listed.stdout.splitlines()
+    assert " UTC  http://127.0.0.1:9/down.xml" in lines[0]  # times say their zone
+    assert lines[1].startswith("      last error (") and " UTC): " in lines[1]
+    assert lines[2] == "      interval 20s is below polling.min_interval: polled every 2m"
+
+
+def test_the_first_command_says_where_it_created_the_database(tmp_path: Path) -> None:
+    first = run("status", cwd=tmp_path)  # no config: the built-in ./monitor.db
+    assert first.returncode == 0, first.stderr
+    assert f"created the database {tmp_path / 'monitor.db'}" in first.stderr
+    second = run("status", cwd=tmp_path)
+    assert second.returncode == 0 and second.stderr == ""
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "pg8000"])
+def test_a_missing_database_driver_says_what_to_install(tmp_path: Path, driver: str) -> None:
+    env = {"MONITOR_DATABASE_URL": f"postgresql+{driver}://monitor@127.0.0.1/monitor"}
+    if driver == "psycopg":  # installed here for the PostgreSQL tests: hide it
+        (tmp_path / "psycopg").mkdir()
+        (tmp_path / "psycopg" / "__init__.py").write_text(
+            "raise ModuleNotFoundError(\"No module named 'psycopg'\", name='psycopg')\n"
+        )
+        env["PYTHONPATH"] = str(tmp_path)
+    what = {
+        "psycopg": "the PostgreSQL driver into monitor's environment: ",
+        "pg8000": "pg8000, or use postgresql+psycopg:// after ",
+    }[driver]
+    out = run("status", cwd=tmp_path, env=env)
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.splitlines() == [
+        f"monitor: error: the database driver for postgresql+{driver}:// is not installed "
+        f"(no module {driver!r}) (hint: install {what}pip install '.[postgres]' in monitor's "
+        "source folder (or 'psycopg[binary]'))"
+    ]
+
+
+def test_shell_completion_as_readme_sets_it_up(tmp_path: Path) -> None:
+    script = run(cwd=tmp_path, env={"_MONITOR_COMPLETE": "bash_source"})
+    assert script.returncode == 0 and "complete -o nosort -F _monitor_completion monitor" in (
+        script.stdout
+    )
+    env = {"_MONITOR_COMPLETE": "bash_complete", "COMP_WORDS": "monitor feeds im", "COMP_CWORD": "2"}
+    assert run(cwd=tmp_path, env=env).stdout.split() == ["plain,import"]
