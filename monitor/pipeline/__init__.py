@@ -5,6 +5,7 @@ functions; nothing else wires fetch, parse, match, store, digest and deliver tog
 
 - :mod:`.poll`: ``poll_due`` (claim due feeds, fetch, parse + match in worker processes,
   store with group commit) and ``poll_feed``;
+- :mod:`.parsing`: ``parse_and_match``, what a worker process runs (and all it imports);
 - :mod:`.feeds`: ``sync_config`` (the config's feeds and subscribers into the database),
   OPML import and export with the fetcher's address rule;
 - :mod:`.digests`: ``send_digests`` (queue due digests in the outbox, deliver, mark) and
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
         import_opml,
         sync_config,
     )
+    from monitor.pipeline.parsing import parse_and_match
     from monitor.pipeline.poll import (
         GroupWriter,
         ParsePool,
@@ -42,7 +44,6 @@ if TYPE_CHECKING:
         fetch_options,
         instance_name,
         next_due,
-        parse_and_match,
         poll_due,
         poll_feed,
     )
@@ -66,7 +67,7 @@ _WHERE = {
     "fetch_options": "poll",
     "instance_name": "poll",
     "next_due": "poll",
-    "parse_and_match": "poll",
+    "parse_and_match": "parsing",
     "poll_due": "poll",
     "poll_feed": "poll",
 }

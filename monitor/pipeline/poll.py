@@ -26,9 +26,10 @@ from urllib.parse import urlsplit
 from monitor import schedule_policy
 from monitor.config import Settings
 from monitor.fetch import FetchOptions, fetch, make_session
-from monitor.match import Matcher, compile_watchlists
+from monitor.match import Matcher
 from monitor.models import FetchResult, Item, Match, Outcome, ParsedFeed
-from monitor.parse import parse
+from monitor.pipeline import parsing
+from monitor.pipeline.parsing import ItemMatches
 from monitor.store import Store
 from monitor.store import feeds as feed_store
 from monitor.store.db import utcnow
@@ -37,8 +38,6 @@ from monitor.wording import plural
 
 log = logging.getLogger(__name__)
 
-#: Matches of a parsed feed's items, by item identity.
-ItemMatches = dict[str, list[Match]]
 
 
 # --------------------------------------------------------------------------- settings
@@ -65,37 +64,6 @@ def instance_name() -> str:
 
 
 # --------------------------------------------------------------------------- parse + match
-
-
-_worker_matcher: Matcher | None = None
-
-
-def _init_worker(watchlists: Sequence[Watchlist]) -> None:
-    global _worker_matcher
-    _worker_matcher = compile_watchlists(watchlists)
-
-
-def parse_and_match(
-    body: bytes, headers: dict[str, str], url: str, matcher: Matcher | None = None
-) -> tuple[ParsedFeed, ItemMatches]:
-    """Parse a body and match every item: the CPU-bound part of a poll, run in a worker.
-
-    Bad input is data: even a parser crash becomes a warning on the feed, never an
-    exception that stops the run.
-    """
-    matcher = matcher or _worker_matcher
-    assert matcher is not None, "parse_and_match needs a matcher (or a worker initialised)"
-    try:
-        parsed = parse(body, headers, url=url)
-    except Exception as exc:  # a feed must never stop the run
-        log.exception("parser failed on %s", url)
-        return ParsedFeed(items=[], warnings=[f"parser failed: {exc!r}"]), {}
-    found: ItemMatches = {}
-    for item in parsed.items:
-        matches = matcher.match(item)
-        if matches:
-            found[item.identity] = matches
-    return parsed, found
 
 
 class ParsePool:
@@ -125,7 +93,7 @@ class ParsePool:
                 self._executor = ProcessPoolExecutor(
                     self.workers,
                     mp_context=get_context("spawn"),
-                    initializer=_init_worker,
+                    initializer=parsing.init_worker,
                     initargs=(self._watchlists,),
                 )
         return self._executor
@@ -135,7 +103,7 @@ class ParsePool:
         matcher = self._matcher if self.workers == 1 else None
         return await loop.run_in_executor(
             self._ensure(),
-            parse_and_match,
+            parsing.parse_and_match,
             result.body,
             dict(result.headers),
             # The feed's own URL, not where redirects ended: feed-scoped item identities
