@@ -177,7 +177,7 @@ def main() -> None:
         for problem in problems if len(problems) > 1 else ():
             click.echo(problem, err=True)
         what = problems[0] if len(problems) == 1 else plural(len(problems), "watchlist problem")
-        click.echo(f"monitor: error: {what} (hint: {WATCHLIST_HINT})", err=True)
+        click.echo(f"monitor: error: {what} (hint: {exc.hint})", err=True)
         sys.exit(1)
     except MonitorError as exc:
         if verbose:
@@ -188,9 +188,6 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
-
-
-WATCHLIST_HINT = "fix the file; `monitor watchlists check` lists every problem"
 
 
 def _quiet_exit_on_closed_pipe() -> NoReturn:
