@@ -7,14 +7,18 @@ separate process with a fixed latency per response (default 50 ms), then runs th
 baseline: plain ``feedparser.parse`` with its defaults over the same bytes, one after
 another, in this process.
 
-All feeds are served from one host, so the run sets ``per_host`` as high as
+By default all feeds are served from one host, so the run sets ``per_host`` as high as
 ``concurrency`` (100): as many requests in flight as a deployment polling 2,000 feeds on
-many hosts would have.
+many hosts would have. With ``--hosts N`` the feeds are spread over N loopback addresses
+(127.0.0.1 ... 127.0.0.N) and the polling settings are the defaults: ``--feeds 300
+--hosts 8`` is a small deployment, where the fixed costs of a run (start-up, workers,
+config sync) weigh most.
 
 Prints wall time, CPU time (user+sys of monitor and its parse workers), peak RSS (sum over
 the process tree, sampled), and ratios against the baseline. Asserts nothing.
 
-    .venv/bin/python bench/bench_poll.py [--feeds 2000] [--latency 0.05] [--runs 1]
+    .venv/bin/python bench/bench_poll.py [--feeds 2000] [--hosts 1] [--latency 0.05] [--runs 1]
+    .venv/bin/python bench/bench_poll.py --feeds 300 --hosts 8 --runs 3
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from localserver import serve_app
 MONITOR = str(Path(sys.executable).with_name("monitor"))
 
 
-def serve(port_queue: multiprocessing.Queue, feeds: int, latency: float) -> None:  # type: ignore[type-arg]
+def serve(port_queue: multiprocessing.Queue, feeds: int, latency: float, hosts: int) -> None:  # type: ignore[type-arg]
     from aiohttp import web
 
     bodies = [rss_feed(n) for n in range(feeds)]
@@ -55,7 +59,7 @@ def serve(port_queue: multiprocessing.Queue, feeds: int, latency: float) -> None
             body=bodies[n], content_type="application/rss+xml", headers={"ETag": etag}
         )
 
-    serve_app(port_queue, "/feed/{n}.xml", handler)
+    serve_app(port_queue, "/feed/{n}.xml", handler, hosts)
 
 
 def tree_rss_kib(root: int) -> int:
@@ -124,16 +128,21 @@ def baseline_cpu(feeds: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--feeds", type=int, default=2000)
+    parser.add_argument("--hosts", type=int, default=1, help="spread feeds over N addresses")
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--runs", type=int, default=1, help="repeat and take medians")
     opts = parser.parse_args()
 
     ctx = multiprocessing.get_context("spawn")
     ports: multiprocessing.Queue = ctx.Queue()  # type: ignore[type-arg]
-    server = ctx.Process(target=serve, args=(ports, opts.feeds, opts.latency), daemon=True)
+    server = ctx.Process(target=serve, args=(ports, opts.feeds, opts.latency, opts.hosts),
+                         daemon=True)  # fmt: skip
     server.start()
     port = ports.get(timeout=300)
-    print(f"serving {opts.feeds} feeds on 127.0.0.1:{port}, {opts.latency * 1000:.0f} ms latency")
+    print(
+        f"serving {opts.feeds} feeds on {opts.hosts} host(s) 127.0.0.1-{opts.hosts}:{port}, "
+        f"{opts.latency * 1000:.0f} ms latency"
+    )
     size = len(rss_feed(0))
     print(
         f"feed size ~{size / 1000:.0f} KB, 50 items each, {SPICE_RATE:.0%} of items name a watched subject or a look-alike"
@@ -148,14 +157,15 @@ def main() -> None:
             work = Path(tempfile.mkdtemp(prefix="monitor-bench-"))
             (work / "watchlists").symlink_to(Path(__file__).resolve().parents[1] / "watchlists")
             feeds = "".join(
-                f'[[feeds]]\nurl = "http://127.0.0.1:{port}/feed/{n}.xml"\n'
+                f'[[feeds]]\nurl = "http://127.0.0.{1 + n % opts.hosts}:{port}/feed/{n}.xml"\n'
                 for n in range(opts.feeds)
             )
             config = work / "bench.toml"
             config.write_text(
                 f'[database]\nurl = "sqlite:///{work}/bench.db"\n'
                 f'[watchlists]\ndir = "{work}/watchlists"\n'
-                "[polling]\nallow_private_addresses = true\nper_host = 100\nconcurrency = 100\n"
+                "[polling]\nallow_private_addresses = true\n"
+                + ("per_host = 100\nconcurrency = 100\n" if opts.hosts == 1 else "")
                 + feeds
             )
             firsts.append(run_monitor(config))

@@ -7,25 +7,30 @@ Every :class:`~monitor.errors.MonitorError` becomes one line on stderr and exit 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar
 
 import click
 
 from monitor import __version__
-from monitor.config import Settings, load_settings, parse_duration
 from monitor.errors import MonitorError, WatchlistError
-from monitor.store import Store, open_store
+from monitor.wording import plural
+
+if TYPE_CHECKING:
+    from monitor.config import Settings
+    from monitor.store import Store
+
+# Starting a command imports click and this module only: every command imports what it
+# needs (the config loader, the store, the pipeline) in its body, so `monitor --version`
+# and `monitor --help` answer at once (tests/test_cli_start.py keeps it so).
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,11 +45,15 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from monitor.config import load_settings
+
             self._settings = load_settings(self.config)
         return self._settings
 
     def store(self) -> Store:
         """The database, migrated to the current schema."""
+        from monitor.store import open_store
+
         return open_store(self.settings.database_url, upgrade=True)
 
 
@@ -84,7 +93,57 @@ class _Formatter(logging.Formatter):
         return super().format(record)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: The headings of `monitor --help`, in order, and the commands under each. A new command
+#: joins its heading with one line here; one left out is listed under "Other".
+COMMAND_SECTIONS: dict[str, str] = {
+    "poll": "Daily use",
+    "hits": "Daily use",
+    "status": "Daily use",
+    "feeds": "Feeds",
+    "watchlists": "Watchlists",
+    "match": "Watchlists",
+    "digest": "Mail",
+    "outbox": "Mail",
+    "run": "Operations",
+    "db": "Operations",
+}
+SECTION_ORDER = ("Daily use", "Feeds", "Watchlists", "Mail", "Operations", "Other")
+
+
+class MonitorGroup(click.Group):
+    """The top-level group: help grouped by job, and a closed stdout ends quietly."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        listed = [
+            (name, cmd)
+            for name in self.list_commands(ctx)
+            if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden
+        ]
+        if not listed:
+            return
+        order = list(COMMAND_SECTIONS)
+        listed.sort(key=lambda nc: (order.index(nc[0]) if nc[0] in order else len(order), nc[0]))
+        limit = formatter.width - 6 - max(len(name) for name, _ in listed)
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for name, cmd in listed:
+            section = COMMAND_SECTIONS.get(name, "Other")
+            sections.setdefault(section, []).append((name, cmd.get_short_help_str(limit)))
+        for section in sorted(sections, key=_section_rank):
+            with formatter.section(section):
+                formatter.write_dl(sections[section])
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            _quiet_exit_on_closed_pipe()
+
+
+def _section_rank(section: str) -> int:
+    return SECTION_ORDER.index(section) if section in SECTION_ORDER else len(SECTION_ORDER) - 1
+
+
+@click.group(cls=MonitorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "-c",
@@ -112,12 +171,18 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except WatchlistError as exc:
-        for problem in exc.problems:
+        # Each problem once: a single one is the error line itself; several are listed
+        # (file:line: message), then counted.
+        problems = exc.problems or [exc.message]
+        for problem in problems if len(problems) > 1 else ():
             click.echo(problem, err=True)
-        click.echo(f"monitor: error: {exc.one_line()}", err=True)
+        what = problems[0] if len(problems) == 1 else plural(len(problems), "watchlist problem")
+        click.echo(f"monitor: error: {what} (hint: {exc.hint})", err=True)
         sys.exit(1)
     except MonitorError as exc:
         if verbose:
+            import traceback
+
             traceback.print_exc()
         click.echo(f"monitor: error: {exc.one_line()}", err=True)
         sys.exit(1)
@@ -125,11 +190,22 @@ def main() -> None:
         sys.exit(130)
 
 
+def _quiet_exit_on_closed_pipe() -> NoReturn:
+    """The reader of stdout went away (``monitor hits | head``): stop quietly, status 0,
+    as ``git log | head`` does. Output still buffered would fail again at exit, so stdout
+    is pointed at /dev/null first."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
+
+
 def _since(value: str | None) -> datetime | None:
     """``7d`` (that long ago) or an ISO date/time (UTC unless it says otherwise)."""
     if not value:
         return None
     try:
+        from monitor.config import parse_duration
+
         return datetime.now(UTC) - timedelta(seconds=parse_duration(value))
     except ValueError:
         pass
@@ -148,6 +224,11 @@ def _iso(when: datetime | None) -> str | None:
 
 def _short_time(when: datetime | None) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if when else "-"
+
+
+def _utc_time(when: datetime | None) -> str:
+    """``2026-11-01 08:00 UTC`` (``-`` for never)."""
+    return f"{_short_time(when)} UTC" if when else "-"
 
 
 @contextmanager
@@ -187,6 +268,8 @@ def poll(ctx: Context, once: bool, everything: bool) -> None:
     Exits 0 even when some feeds failed: they are listed, and recorded on the feed
     (`monitor feeds list`).
     """
+    import asyncio
+
     from monitor import pipeline
     from monitor.watchlists import WatchlistRegistry
 
@@ -205,16 +288,22 @@ def poll(ctx: Context, once: bool, everything: bool) -> None:
                 registry.matcher,
                 everything=everything,
                 progress=progress,
+                log_results=False,  # printed below, once
             )
         )
     click.echo(summary.line())
     if summary.held_elsewhere:
         click.echo(
-            f"skipped {summary.held_elsewhere} due feeds: another running instance is "
+            f"skipped {plural(summary.held_elsewhere, 'due feed')}: another running instance is "
             "polling them (`monitor status`)"
         )
+    if summary.not_due:
+        ahead = ""
+        if summary.next_due_at is not None:
+            ahead = f"next in {_age((summary.next_due_at - datetime.now(UTC)).total_seconds())}; "
+        click.echo(f"{plural(summary.not_due, 'feed')} not due ({ahead}--all polls them now)")
     for watchlist, n in sorted(summary.hits_by_watchlist.items()):
-        click.echo(f"  {watchlist}: {n} new hits")
+        click.echo(f"  {watchlist}: {plural(n, 'new hit')}")
     for url, reason in summary.failures:
         click.echo(f"failed: {url}: {reason}")
     for url, warning in summary.warnings:
@@ -300,7 +389,7 @@ def match_command(ctx: Context, directory: Path | None) -> None:
             record = json.loads(line)
             if not isinstance(record, dict):
                 raise ValueError("not a JSON object")
-            fields = {name: str(record.get(name) or "") for name in ("title", "summary", "content")}
+            fields = _text_fields(record)
         except ValueError as exc:
             click.echo(f"stdin:{number}: {exc}", err=True)
             bad += 1
@@ -313,7 +402,26 @@ def match_command(ctx: Context, directory: Path | None) -> None:
         }
         click.echo(json.dumps(out, ensure_ascii=False))
     if bad:
-        raise MonitorError(f"{bad} input lines could not be read", hint="one JSON object a line")
+        raise MonitorError(
+            f"{plural(bad, 'input line')} could not be read", hint="one JSON object a line"
+        )
+
+
+_JSON_TYPES = {bool: "true/false", int: "a number", float: "a number", list: "a list",
+               dict: "an object"}  # fmt: skip
+
+
+def _text_fields(record: dict[str, Any]) -> dict[str, str]:
+    """``title``, ``summary`` and ``content`` of one input line: strings, or null/missing.
+
+    Anything else is a ValueError naming the field: matching ``5`` as text would hide a
+    mistake in the input."""
+    for name in ("title", "summary", "content", "link"):
+        value = record.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"field {name!r} is {_JSON_TYPES.get(type(value), 'not text')}, "
+                             "expected a string")  # fmt: skip
+    return {name: record.get(name) or "" for name in ("title", "summary", "content")}
 
 
 # --------------------------------------------------------------------------- watchlists
@@ -339,7 +447,10 @@ def watchlists_check(ctx: Context, directory: Path | None) -> None:
         sys.exit(1)
     loaded = load_watchlists(directory)
     entries = sum(len(w.entries) for w in loaded)
-    click.echo(f"{directory}: {len(loaded)} watchlists, {entries} entries, no problems")
+    click.echo(
+        f"{directory}: {plural(len(loaded), 'watchlist')}, {plural(entries, 'entry', 'entries')}, "
+        "no problems"
+    )
 
 
 @watchlists.command("test")
@@ -404,15 +515,21 @@ def feeds() -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines, one feed a line")
 @pass_ctx
 def feeds_list(ctx: Context, as_json: bool) -> None:
-    """Each feed with its health: state, failures, last poll, next poll, last error."""
+    """Each feed with its health: state, failures, last poll (UTC), last error, and an
+    interval raised to `polling.min_interval`."""
     from monitor import pipeline
+    from monitor.config import format_duration
     from monitor.store import feeds as feed_store
 
+    settings = ctx.settings
     store = ctx.store()
-    pipeline.sync_config(ctx.settings, store)
+    pipeline.sync_config(settings, store)
     rows = feed_store.list_feeds(store)
+    floor = float(settings["polling.min_interval"])
     for f in rows:
         state = _feed_state(f)
+        asked = float(settings["polling.interval"] if f.interval_s is None else f.interval_s)
+        raised = floor if asked < floor else None
         if as_json:
             click.echo(json.dumps({
                 "id": f.id, "url": f.url, "title": f.title, "source": f.source, "state": state,
@@ -420,18 +537,24 @@ def feeds_list(ctx: Context, as_json: bool) -> None:
                 "last_polled": _iso(f.last_polled_at), "next_due": _iso(f.next_due_at),
                 "last_error": f.last_error, "last_error_at": _iso(f.last_error_at),
                 "warnings": f.warnings, "retired_reason": f.retired_reason,
+                "interval_s": asked, "interval_raised_to_s": raised,
             }, ensure_ascii=False))  # fmt: skip
             continue
-        line = f"{f.id:>4}  {state:<12} {_short_time(f.last_polled_at):<16}  {f.url}"
+        line = f"{f.id:>4}  {state:<12} {_utc_time(f.last_polled_at):<20}  {f.url}"
         if f.title:
             line += f"  ({f.title})"
         click.echo(line)
         if f.retired_reason:
             click.echo(f"      retired: {f.retired_reason}")
         elif f.last_error and f.consecutive_failures:
-            click.echo(f"      last error ({_short_time(f.last_error_at)}): {f.last_error}")
+            click.echo(f"      last error ({_utc_time(f.last_error_at)}): {f.last_error}")
         if f.warnings:
             click.echo(f"      warning: {f.warnings.splitlines()[0]}")
+        if raised is not None and f.retired_at is None:
+            click.echo(
+                f"      interval {format_duration(asked)} is below polling.min_interval: "
+                f"polled every {format_duration(raised)}"
+            )
     if not rows and not as_json:
         click.echo("no feeds: add [[feeds]] to the config or `monitor feeds import FILE.opml`")
 
@@ -450,7 +573,10 @@ def _feed_state(f: Any) -> str:
 @click.argument("opml_file", type=click.Path(dir_okay=False, path_type=Path))
 @pass_ctx
 def feeds_import(ctx: Context, opml_file: Path) -> None:
-    """Add the feeds of an OPML file (URLs pass the same address checks as polling)."""
+    """Add the feeds of an OPML file (URLs pass the same address checks as polling).
+
+    Exits 1 when nothing could be added and some URLs were refused.
+    """
     from monitor import pipeline
 
     store = ctx.store()
@@ -458,9 +584,15 @@ def feeds_import(ctx: Context, opml_file: Path) -> None:
     for _url, reason in summary.refused:
         click.echo(f"refused: {reason}", err=True)
     click.echo(
-        f"{summary.added} feeds added, {summary.known} already known, "
+        f"{plural(summary.added, 'feed')} added, {summary.known} already known, "
         f"{len(summary.refused)} refused"
     )
+    if summary.refused and not summary.added:
+        raise MonitorError(
+            f"no feed added from {opml_file}: every new URL was refused",
+            hint="see the reasons above; loopback and private addresses need "
+            "[polling] allow_private_addresses = true",
+        )
 
 
 @feeds.command("export")
@@ -487,6 +619,8 @@ def db() -> None:
 @pass_ctx
 def db_upgrade(ctx: Context) -> None:
     """Apply pending schema migrations (the daemon does this at start too)."""
+    from monitor.store import open_store
+
     store = open_store(ctx.settings.database_url)
     before = store.current_revision()
     store.upgrade()
@@ -584,13 +718,13 @@ def status(ctx: Context, as_json: bool) -> None:
                 f"daemon: {inst.id}, up {_age((now - inst.started_at).total_seconds())}, "
                 f"heartbeat {_age((now - inst.heartbeat_at).total_seconds())} ago"
                 + ("" if report.alive(inst) else " (not responding)")
-                + f"; holds {held.feeds} feeds, {held.outbox} mails"
+                + f"; holds {plural(held.feeds, 'feed')}, {plural(held.outbox, 'mail')}"
             )
     else:
         click.echo("daemon: not running")
     for h, c in sorted(orphans.items()):
         click.echo(
-            f"claims left by {h} (stopped): {c.feeds} feeds, {c.outbox} mails; "
+            f"claims left by {h} (stopped): {plural(c.feeds, 'feed')}, {plural(c.outbox, 'mail')}; "
             "taken over when their lease runs out"
         )
     if last is None:
@@ -598,9 +732,10 @@ def status(ctx: Context, as_json: bool) -> None:
     else:
         click.echo(
             f"last poll cycle: {_short_time(last['finished_at'])} UTC "
-            f"({_age((now - last['finished_at']).total_seconds())} ago): {last['feeds']} feeds, "
-            f"{last['fetched']} fetched, {last['not_modified']} not modified, {last['failed']} "
-            f"failed; {last['new_items']} new items, {last['new_hits']} new hits"
+            f"({_age((now - last['finished_at']).total_seconds())} ago): "
+            f"{plural(last['feeds'], 'feed')}, {last['fetched']} fetched, "
+            f"{last['not_modified']} not modified, {last['failed']} failed; "
+            f"{plural(last['new_items'], 'new item')}, {plural(last['new_hits'], 'new hit')}"
         )
     failing = [f for f in report.failing if f.retired_at is None]
     click.echo(f"feeds: {report.active_feeds} active, {len(failing)} failing")
@@ -640,6 +775,8 @@ def digest(click_ctx: click.Context, send_now: bool, email: str | None) -> None:
         raise click.UsageError(
             "use `monitor digest --send-now [--subscriber EMAIL]` or `monitor digest preview EMAIL`"
         )
+    import asyncio
+
     from monitor import pipeline
 
     ctx = click_ctx.find_object(Context)
@@ -722,7 +859,8 @@ def outbox(click_ctx: click.Context, show_all: bool, as_json: bool) -> None:
         else:
             when = "will not be retried"
         click.echo(
-            f"{e.id:>5} {e.status:<6} {e.subscriber}  {e.hits} hits, {e.attempts} attempts, "
+            f"{e.id:>5} {e.status:<6} {e.subscriber}  {plural(e.hits, 'hit')}, "
+            f"{plural(e.attempts, 'attempt')}, "
             f"{when}: {e.subject}"
         )
         if e.last_error:

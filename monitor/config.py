@@ -16,6 +16,7 @@ key and what was expected. Relative paths are relative to the working directory.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from monitor.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_NAME = "monitor.toml"
 ENV_PREFIX = "MONITOR_"
@@ -52,6 +55,15 @@ def parse_duration(value: object) -> float:
     if seconds < 0:
         raise ValueError("a duration that is not negative")
     return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """900.0 -> ``"15m"``: the largest unit that divides it (``"90s"``, ``"1.5s"``)."""
+    for unit in ("w", "d", "h", "m", "s"):
+        size = _DURATION_UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def parse_size(value: object) -> int:
@@ -298,6 +310,17 @@ class Settings:
     def watchlists_dir(self) -> Path:
         return Path(self.values["watchlists.dir"])
 
+    def raised_intervals(self) -> list[tuple[str, float, float]]:
+        """``(what, asked, used)`` for each interval below ``polling.min_interval``: the
+        ``[polling] interval`` and every feed's own; they are polled every min_interval."""
+        floor = float(self.values["polling.min_interval"])
+        out: list[tuple[str, float, float]] = []
+        if self.values["polling.interval"] < floor:
+            out.append(("[polling] interval", float(self.values["polling.interval"]), floor))
+        out += [(f.url, f.interval, floor) for f in self.feeds
+                if f.interval is not None and f.interval < floor]  # fmt: skip
+        return out
+
     def smtp_password(self) -> str | None:
         """The SMTP password, read from its file when one is configured (never logged)."""
         return _read_password(self)
@@ -372,7 +395,13 @@ def settings_from_mapping(
         raise ConfigError(f"{where}: polling.min_interval is longer than polling.max_interval")
     feeds = tuple(_feeds(data.get("feeds", []), where))
     subscribers = tuple(_subscribers(data.get("subscribers", []), where))
-    return Settings(values=values, feeds=feeds, subscribers=subscribers, source=where)
+    settings = Settings(values=values, feeds=feeds, subscribers=subscribers, source=where)
+    for what, asked, used in settings.raised_intervals():
+        log.warning(
+            "%s: interval %s is below polling.min_interval: polled every %s",
+            what, format_duration(asked), format_duration(used),
+        )  # fmt: skip
+    return settings
 
 
 def _convert(

@@ -47,7 +47,7 @@ class ConfigError(MonitorError):
 class WatchlistError(MonitorError):
     """A watchlist problem. ``problems`` holds every ``file:line: message`` found."""
 
-    hint = "run `monitor watchlists check` to list every problem"
+    hint = "fix the file; `monitor watchlists check` lists every problem"
 
     def __init__(
         self, message: str, *, problems: list[str] | None = None, hint: str | None = None

@@ -565,7 +565,9 @@ def _parse_json(body: bytes, *, url: str, max_items: int | None = None) -> Parse
         else:
             skipped += 1
     if skipped:
-        warnings.append(f"{skipped} items are not JSON objects; {len(items)} items read")
+        are = "item is not a JSON object" if skipped == 1 else "items are not JSON objects"
+        read = "item" if len(items) == 1 else "items"
+        warnings.append(f"{skipped} {are}; {len(items)} {read} read")
     return ParsedFeed(
         items=items,
         warnings=warnings,

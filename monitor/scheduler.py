@@ -87,9 +87,9 @@ def run_daemon(config: str | None, settings: Settings) -> int:
     """``monitor run``: take the lock, migrate, load, and serve until SIGTERM. Exit status."""
     lock = store_lock.acquire(settings.database_url)
     try:
+        registry = WatchlistRegistry(settings.watchlists_dir)  # a bad file stops us here
         store = open_store(settings.database_url, upgrade=True)
         try:
-            registry = WatchlistRegistry(settings.watchlists_dir)
             daemon = Daemon(config, settings, store, registry)
             asyncio.run(daemon.main())
         finally:

@@ -134,7 +134,7 @@ def test_feeds_import_export_and_db_upgrade(tmp_path: Path) -> None:
     )
     imported = run("--config", str(cfg), "feeds", "import", str(opml), cwd=tmp_path)
     assert (
-        imported.returncode == 0 and "1 feeds added, 0 already known, 1 refused" in imported.stdout
+        imported.returncode == 0 and "1 feed added, 0 already known, 1 refused" in imported.stdout
     )
     exported = run("--config", str(cfg), "feeds", "export", cwd=tmp_path)
     assert 'xmlUrl="http://127.0.0.1:8/x.xml"' in exported.stdout and exported.stdout.startswith(

@@ -268,15 +268,17 @@ def test_immediate_alert_sd_notify_metrics_status_and_sigterm(tmp_path: Path) ->
                 )  # fmt: skip
                 assert status.returncode == 0, status.stderr
                 assert f"daemon: running (pid {d.proc.pid})" in status.stdout
+                assert (tmp_path / "m.db.lock").read_text() == f"{d.proc.pid}\n"
                 assert "hits today (UTC): 1 (zoo 1)" in status.stdout
                 assert "outbox: 0 queued" in status.stdout
 
                 code, took = d.stop()
                 assert code == 0, d.log()
                 assert took < 10, took
+                assert not (tmp_path / "m.db.lock").exists()  # a clean exit leaves no pid behind
                 assert notify.seen("STOPPING=1")
                 log = d.log()
-                assert "poll: 1 feeds" in log  # one line per poll cycle
+                assert "poll: 1 feed:" in log  # one line per poll cycle
                 assert "password" not in log.lower()
     finally:
         notify.close()

@@ -255,7 +255,7 @@ def test_poll_once_says_which_due_feeds_a_live_instance_holds(tmp_path: Path) ->
     assert out.returncode == 0, out.stderr
     assert "1 feeds: 0 fetched, 0 not modified, 1 failed" in out.stdout
     assert (
-        "skipped 1 due feeds: another running instance is polling them (`monitor status`)"
+        "skipped 1 due feed: another running instance is polling them (`monitor status`)"
         in out.stdout
     )
 

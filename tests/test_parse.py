@@ -210,7 +210,7 @@ def test_json_items_that_are_not_objects_are_counted() -> None:
     )
     result = parse(body, {}, url="https://e.example/")
     assert [i.title for i in result.items] == ["ok"]
-    assert result.warnings == ["1 items are not JSON objects; 1 items read"]
+    assert result.warnings == ["1 item is not a JSON object; 1 item read"]
 
 
 def test_json_with_bom_and_invalid_utf8() -> None:

@@ -37,6 +37,7 @@ from monitor.store import instances as instance_store
 from monitor.store import outbox as outbox_store
 from monitor.store.db import utcnow
 from monitor.store.feeds import StoredHit
+from monitor.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class DigestRunSummary:
     delivered_to: str = ""
 
     def line(self) -> str:
-        parts = [f"{self.queued} digests queued", f"{self.sent} sent"]
+        parts = [f"{plural(self.queued, 'digest')} queued", f"{self.sent} sent"]
         if self.retrying:
             parts.append(f"{len(self.retrying)} still queued (will retry)")
         if self.failed:

@@ -12,7 +12,6 @@ from urllib.parse import urlsplit
 from monitor.config import Settings
 from monitor.errors import AddressRefused, FeedError
 from monitor.opml import OpmlFeed, read_opml
-from monitor.pipeline.poll import fetch_options
 from monitor.store import Store
 from monitor.store import feeds as feed_store
 from monitor.store import outbox as outbox_store
@@ -52,6 +51,8 @@ def check_feed_url(url: str, settings: Settings) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FeedError(f"{url}: not an http:// or https:// URL")
+    from monitor.pipeline.poll import fetch_options  # aiohttp: only when a URL is checked
+
     options = fetch_options(settings)
     try:
         infos = socket.getaddrinfo(parts.hostname, parts.port or 80, type=socket.SOCK_STREAM)

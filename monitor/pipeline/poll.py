@@ -11,14 +11,9 @@ each feed once.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
-import signal
 import socket
-import sys
-import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,19 +27,19 @@ from monitor import schedule_policy
 from monitor.config import Settings
 from monitor.errors import DatabaseUnusable
 from monitor.fetch import FetchOptions, fetch, make_session
-from monitor.match import Matcher, compile_watchlists
+from monitor.match import Matcher
 from monitor.models import FetchResult, Item, Match, Outcome, ParsedFeed
-from monitor.parse import parse
+from monitor.pipeline import parsing
+from monitor.pipeline.parsing import ItemMatches
 from monitor.store import Store
 from monitor.store import feeds as feed_store
 from monitor.store import instances as instance_store
 from monitor.store.db import utcnow
 from monitor.watchlists import Watchlist
+from monitor.wording import plural
 
 log = logging.getLogger(__name__)
 
-#: Matches of a parsed feed's items, by item identity.
-ItemMatches = dict[str, list[Match]]
 
 
 # --------------------------------------------------------------------------- settings
@@ -71,71 +66,6 @@ def instance_name() -> str:
 
 
 # --------------------------------------------------------------------------- parse + match
-
-
-_worker_matcher: Matcher | None = None
-
-#: How often a parse worker checks that the process that started it is still there.
-PARENT_CHECK_EVERY = 1.0
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-def _init_worker(watchlists: Sequence[Watchlist], parent: int | None = None) -> None:
-    global _worker_matcher
-    if parent is not None:
-        _die_with_parent(parent)
-    _worker_matcher = compile_watchlists(watchlists)
-
-
-def _die_with_parent(parent: int) -> None:
-    """End this worker when ``parent`` ends, however it ends (``kill -9`` included).
-
-    On Linux the kernel sends SIGKILL when the parent dies (``PR_SET_PDEATHSIG``); on
-    every system a thread also checks the parent pid, which changes when the worker is
-    orphaned (and covers a parent that died before the signal was asked for).
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            log.debug("prctl(PR_SET_PDEATHSIG) unavailable; relying on the parent check")
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_CHECK_EVERY)
-        os._exit(1)
-
-    if os.getppid() != parent:
-        os._exit(1)
-    threading.Thread(target=watch, name="monitor-parent-check", daemon=True).start()
-
-
-def parse_and_match(
-    body: bytes,
-    headers: dict[str, str],
-    url: str,
-    matcher: Matcher | None = None,
-    max_items: int | None = None,
-) -> tuple[ParsedFeed, ItemMatches]:
-    """Parse a body and match every item: the CPU-bound part of a poll, run in a worker.
-
-    Bad input is data: even a parser crash becomes a warning on the feed, never an
-    exception that stops the run.
-    """
-    matcher = matcher or _worker_matcher
-    assert matcher is not None, "parse_and_match needs a matcher (or a worker initialised)"
-    try:
-        parsed = parse(body, headers, url=url, max_items=max_items)
-    except Exception as exc:  # a feed must never stop the run
-        log.exception("parser failed on %s", url)
-        return ParsedFeed(items=[], warnings=[f"parser failed: {exc!r}"]), {}
-    found: ItemMatches = {}
-    for item in parsed.items:
-        matches = matcher.match(item)
-        if matches:
-            found[item.identity] = matches
-    return parsed, found
 
 
 class ParsePool:
@@ -165,7 +95,7 @@ class ParsePool:
                 self._executor = ProcessPoolExecutor(
                     self.workers,
                     mp_context=get_context("spawn"),
-                    initializer=_init_worker,
+                    initializer=parsing.init_worker,
                     initargs=(self._watchlists, os.getpid()),
                 )
         return self._executor
@@ -177,7 +107,7 @@ class ParsePool:
         matcher = self._matcher if self.workers == 1 else None
         return await loop.run_in_executor(
             self._ensure(),
-            parse_and_match,
+            parsing.parse_and_match,
             result.body,
             dict(result.headers),
             # The feed's own URL, not where redirects ended: feed-scoped item identities
@@ -254,6 +184,8 @@ class PollSummary:
     held_elsewhere: int = 0
     #: Claims freed at the start: left by instances on this host whose process is gone.
     freed_claims: int = 0
+    not_due: int = 0  # active feeds left alone because their next poll is ahead
+    next_due_at: datetime | None = None  # the earliest of those
     failures: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     hits_by_watchlist: dict[str, int] = field(default_factory=dict)
@@ -272,8 +204,9 @@ class PollSummary:
 
     def line(self) -> str:
         return (
-            f"{self.feeds} feeds: {self.fetched} fetched, {self.not_modified} not modified, "
-            f"{self.failed} failed; {self.new_items} new items, {self.new_hits} new hits"
+            f"{plural(self.feeds, 'feed')}: {self.fetched} fetched, {self.not_modified} not "
+            f"modified, {self.failed} failed; {plural(self.new_items, 'new item')}, "
+            f"{plural(self.new_hits, 'new hit')}"
         )
 
 
@@ -396,6 +329,7 @@ async def poll_due(
     progress: Callable[[int, int], None] | None = None,
     pool: ParsePool | None = None,
     instance: str | None = None,
+    log_results: bool = True,
 ) -> PollSummary:
     """Poll every due feed (every feed with ``everything``), match and store.
 
@@ -404,7 +338,8 @@ async def poll_due(
     feed once; a feed's claim ends when its poll is stored. While the run goes on its
     claims are renewed every third of the lease, so only an instance that died (or
     stalled for a whole lease) loses its feeds to another. Feeds that fail are counted
-    and listed in the summary; the run goes on.
+    and listed in the summary; the run goes on. ``log_results`` logs the summary and each
+    failure (the daemon's report); a caller that prints the summary turns it off.
     """
     loop = asyncio.get_running_loop()
     writer = ThreadPoolExecutor(1, thread_name_prefix="monitor-store")
@@ -500,7 +435,7 @@ async def poll_due(
                             running, return_when=asyncio.FIRST_COMPLETED
                         )
                         for task in finished:
-                            _tally(summary, *task.result())
+                            _tally(summary, *task.result(), log_failure=log_results)
                             if progress is not None:
                                 progress(summary.feeds, max(expected, summary.feeds))
                 finally:
@@ -514,7 +449,12 @@ async def poll_due(
                 pool.close()
             await in_writer(lambda: feed_store.release_claims(store, instance))
         await in_writer(lambda: feed_store.finish_poll_run(store, run_id, summary.counts()))
-        log.info("poll: %s", summary.line())
+        if not everything:
+            summary.not_due, summary.next_due_at = await in_writer(
+                lambda: feed_store.not_due_feeds(store, utcnow())
+            )
+        if log_results:
+            log.info("poll: %s", summary.line())
         return summary
     finally:
         writer.shutdown(wait=True)
@@ -529,6 +469,8 @@ def _tally(
     result: FetchResult,
     parsed: ParsedFeed | None,
     saved: feed_store.PollSaved,
+    *,
+    log_failure: bool = True,
 ) -> None:
     summary.feeds += 1
     if result.outcome is Outcome.OK:
@@ -541,7 +483,8 @@ def _tally(
         summary.failures.append((feed.url, reason))
         kind = result.error_kind or ("gone" if result.outcome is Outcome.GONE else "other")
         summary.failure_kinds[kind] = summary.failure_kinds.get(kind, 0) + 1
-        log.warning("feed failed: %s: %s", feed.url, reason)
+        if log_failure:
+            log.warning("feed failed: %s: %s", feed.url, reason)
     if result.status is not None:
         summary.latencies.append(result.elapsed)
     if parsed is not None and parsed.warnings:

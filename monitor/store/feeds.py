@@ -227,6 +227,16 @@ def count_held_feeds(
         return int(conn.execute(query).scalar_one())
 
 
+def not_due_feeds(store: Store, now: datetime) -> tuple[int, datetime | None]:
+    """Active feeds whose next poll is still ahead, and the earliest of those polls."""
+    query = select(func.count(), func.min(feeds.c.next_due_at)).where(
+        feeds.c.retired_at.is_(None), feeds.c.next_due_at > now
+    )
+    with store.read() as conn:
+        n, first = conn.execute(query).one()
+    return int(n), first
+
+
 def claim_due_feeds(
     store: Store,
     *,

@@ -2,8 +2,9 @@
 
 The kernel drops the lock when the process ends, however it ends (``kill -9`` included),
 so a stale lock file never blocks a restart. The file holds the holder's pid for the
-message a second ``monitor run`` prints. PostgreSQL takes no lock here: instances share
-its feeds through leased claims instead.
+message a second ``monitor run`` prints; a clean exit removes it (still holding the lock,
+so a process that opened the old file in between sees it is gone and takes a new one).
+PostgreSQL takes no lock here: instances share its feeds through leased claims instead.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ class RunLock:
 
     def release(self) -> None:
         if self._fd is not None:
+            try:
+                if _same_file(self._fd, self.path):
+                    self.path.unlink()
+            except OSError:
+                pass  # left behind: harmless, the next start takes it over
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
@@ -54,18 +60,22 @@ def acquire(database_url: str) -> RunLock | None:
     path = lock_path(database_url)
     if path is None:
         return None
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise StoreError(f"cannot open the lock file {path}: {exc.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = _read_pid(fd)
-        os.close(fd)
-        who = f" (pid {holder})" if holder else ""
-        database = path.with_name(path.name.removesuffix(".lock"))
-        raise AlreadyRunning(f"another monitor run is using {database}{who}") from None
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot open the lock file {path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            who = f" (pid {holder})" if holder else ""
+            database = path.with_name(path.name.removesuffix(".lock"))
+            raise AlreadyRunning(f"another monitor run is using {database}{who}") from None
+        if _same_file(fd, path):
+            break
+        os.close(fd)  # its holder removed the file as we opened it: lock the new one
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return RunLock(path, fd)
@@ -89,6 +99,16 @@ def holder(database_url: str) -> int | None:
         return None
     finally:
         os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd``."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return False
+    here = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (here.st_dev, here.st_ino)
 
 
 def _read_pid(fd: int) -> int | None:

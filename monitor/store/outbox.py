@@ -104,7 +104,8 @@ def sync_subscribers(
         ).scalars()
         added_list = list(added)
         if added_list:
-            log.info("new subscribers: %s", ", ".join(added_list))
+            s = "" if len(added_list) == 1 else "s"
+            log.info("new subscriber%s: %s", s, ", ".join(added_list))
 
 
 def subscriber_state(store: Store, email: str) -> SubscriberState | None:

@@ -1,0 +1,101 @@
+"""Parse and match one fetched body: the CPU-bound part of a poll, run in worker processes.
+
+Kept apart from :mod:`.poll` so that a worker imports the parser and the matcher only, not
+the HTTP client, the database layer or the config loader (each worker is a fresh
+interpreter: what it imports is paid once per worker per run). The parser itself is
+imported on first use, so the polling process, which hands bodies to the workers, never
+loads it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from monitor.models import Match, ParsedFeed
+
+if TYPE_CHECKING:
+    from monitor.match import Matcher
+    from monitor.watchlists import Watchlist
+
+log = logging.getLogger(__name__)
+
+#: Matches of a parsed feed's items, by item identity.
+ItemMatches = dict[str, list[Match]]
+
+_worker_matcher: Matcher | None = None
+
+#: How often a parse worker checks that the process that started it is still there.
+PARENT_CHECK_EVERY = 1.0
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def init_worker(watchlists: Sequence[Watchlist], parent: int | None = None) -> None:
+    """A worker's initializer: end with ``parent``, compile the watchlists once for all
+    its feeds."""
+    from monitor.match import compile_watchlists
+
+    global _worker_matcher
+    if parent is not None:
+        _die_with_parent(parent)
+    _worker_matcher = compile_watchlists(watchlists)
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this worker when ``parent`` ends, however it ends (``kill -9`` included).
+
+    On Linux the kernel sends SIGKILL when the parent dies (``PR_SET_PDEATHSIG``); on
+    every system a thread also checks the parent pid, which changes when the worker is
+    orphaned (and covers a parent that died before the signal was asked for).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            log.debug("prctl(PR_SET_PDEATHSIG) unavailable; relying on the parent check")
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_EVERY)
+        os._exit(1)
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, name="monitor-parent-check", daemon=True).start()
+
+
+def parse_and_match(
+    body: bytes,
+    headers: dict[str, str],
+    url: str,
+    matcher: Matcher | None = None,
+    max_items: int | None = None,
+) -> tuple[ParsedFeed, ItemMatches]:
+    """Parse a body and match every item.
+
+    Bad input is data: even a parser crash becomes a warning on the feed, never an
+    exception that stops the run.
+    """
+    from monitor.parse import parse
+
+    matcher = matcher or _worker_matcher
+    assert matcher is not None, "parse_and_match needs a matcher (or a worker initialised)"
+    try:
+        parsed = parse(body, headers, url=url, max_items=max_items)
+    except Exception as exc:  # a feed must never stop the run
+        log.exception("parser failed on %s", url)
+        return ParsedFeed(items=[], warnings=[f"parser failed: {exc!r}"]), {}
+    found: ItemMatches = {}
+    for item in parsed.items:
+        matches = matcher.match(item)
+        if matches:
+            found[item.identity] = matches
+    return parsed, found
