@@ -116,7 +116,7 @@ def test_only_the_newest_items_are_kept_and_long_fields_are_cut(tmp_path: Path) 
         cfg = write_config(tmp_path, [server.url("/many.xml")], "max_items = 50")
         out = run("--config", str(cfg), "poll", "--once", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert "1 feeds: 1 fetched, 0 not modified, 0 failed; 50 new items" in out.stdout
+    assert "1 feed: 1 fetched, 0 not modified, 0 failed; 50 new items" in out.stdout
     assert "3000 items; only the 50 newest kept (polling.max_items)" in out.stdout
     assert "1 item had a field over its size cap; cut" in out.stdout
     stored = items(tmp_path)
@@ -253,7 +253,7 @@ def test_poll_once_says_which_due_feeds_a_live_instance_holds(tmp_path: Path) ->
             )  # fmt: skip
         out = run("--config", str(cfg), "poll", "--once", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert "1 feeds: 0 fetched, 0 not modified, 1 failed" in out.stdout
+    assert "1 feed: 0 fetched, 0 not modified, 1 failed" in out.stdout
     assert (
         "skipped 1 due feed: another running instance is polling them (`monitor status`)"
         in out.stdout

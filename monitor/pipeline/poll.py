@@ -365,8 +365,15 @@ async def poll_due(
                 store, started, instance=instance, everything=everything
             )
         )
+        not_due, next_due_at = (
+            (0, None)
+            if everything
+            else await in_writer(lambda: feed_store.not_due_feeds(store, started))
+        )
         run_id = await in_writer(lambda: feed_store.start_poll_run(store, instance=instance))
-        summary = PollSummary(held_elsewhere=held, freed_claims=freed)
+        summary = PollSummary(
+            held_elsewhere=held, freed_claims=freed, not_due=not_due, next_due_at=next_due_at
+        )
         own_pool = pool is None
         pool = pool or ParsePool(settings["polling.parse_workers"], watchlists, matcher)
         options = fetch_options(settings)
@@ -449,10 +456,6 @@ async def poll_due(
                 pool.close()
             await in_writer(lambda: feed_store.release_claims(store, instance))
         await in_writer(lambda: feed_store.finish_poll_run(store, run_id, summary.counts()))
-        if not everything:
-            summary.not_due, summary.next_due_at = await in_writer(
-                lambda: feed_store.not_due_feeds(store, utcnow())
-            )
         if log_results:
             log.info("poll: %s", summary.line())
         return summary
