@@ -16,8 +16,9 @@ Evidence, strongest first (each pair of items is judged on its own):
    to 6 letters, a crude stem), adjusted by the watchlists both items hit (shared ones
    add, ones only one of them hit subtract) and by the time between them; joined when it
    reaches ``event_similarity`` within ``event_window``. Items that share at least two
-   watchlists and hit no others need only ``entity_similarity`` (a Russian and an English
-   report share little more than names).
+   watchlists, where neither hits one the other lacks (one extra on one side is allowed:
+   a longer text names more), need only ``entity_similarity`` divided by one less than
+   the number they share (a Russian and an English report share little more than names).
 
 Precision comes first: merging two events hides one of them from the reader, splitting
 one event only repeats it. So every rule needs time proximity, and a candidate story is
@@ -57,6 +58,11 @@ SHINGLE = 3
 STEM = 6
 #: How much text of an item is looked at (title + summary + the start of the content).
 MAX_CHARS = 2000
+#: Different write-ups must share at least this many words (stems) to be one event, or
+#: this many (names, mostly) when their watchlists agree: two short headlines that share
+#: two words ("Zebra sighting 1", "Zebra sighting 2") are not evidence enough.
+MIN_SHARED_TERMS = 4
+MIN_SHARED_NAMES = 2
 #: Candidates scored exactly per new item, taken from the inverted index.
 CANDIDATES = 30
 
@@ -209,7 +215,7 @@ class StoryIndex:
         exact = hashlib.blake2b(" ".join(tokens).encode(), digest_size=12).digest()
         counts: dict[int, float] = {}
         for i, w in enumerate(tokens):
-            if w in _STOPWORDS or len(w) < 2:
+            if w in _STOPWORDS or (len(w) < 2 and not w.isdigit()):
                 continue
             stem = _stem(w)
             tid = self._term_ids.get(stem)
@@ -276,22 +282,31 @@ class StoryIndex:
             if dt > p.event_window:
                 continue
             ovec, onorm = self._vector(other)
-            cosine = sum(v * ovec.get(t, 0.0) for t, v in vec.items()) / (norm * onorm)
-            shared = doc.entities & other.entities
-            only = doc.entities ^ other.entities
+            common = [t for t in vec if t in ovec]
+            if len(common) < MIN_SHARED_NAMES:
+                continue
+            cosine = sum(vec[t] * ovec[t] for t in common) / (norm * onorm)
+            shared = len(doc.entities & other.entities)
+            mine, theirs = len(doc.entities - other.entities), len(other.entities - doc.entities)
+            # Watchlists on both sides that the other lacks contradict ("Gor meets
+            # Mirziyoyev" / "Gor meets Tokayev"); one side naming more does not.
+            conflict = min(mine, theirs)
+            extra = mine + theirs - 2 * conflict
             score = (
                 cosine
-                + 0.05 * min(len(shared), 2)
-                - 0.1 * min(len(only), 2)
+                + 0.05 * min(shared, 2)
+                - 0.15 * min(conflict, 2)
+                - 0.02 * min(extra, 3)
                 - 0.1 * dt / p.event_window
             )
-            if score >= p.event_similarity:
+            if score >= p.event_similarity and len(common) >= MIN_SHARED_TERMS:
                 if _better(score, other, best):
                     best = StoryDecision(other.story, "same event", score, key)
             elif (
-                len(shared) >= 2
-                and not only
-                and cosine >= p.entity_similarity
+                shared >= 2
+                and not conflict
+                and extra <= 1
+                and cosine >= p.entity_similarity / (shared - 1)
                 and best.reason != "same event"
                 and _better(cosine, other, best)
             ):

@@ -71,6 +71,7 @@ class StoryItem:
     published: datetime | None
     first_seen: datetime
     watchlists: list[str]  # sorted ids of the watchlists that hit it
+    feed_title: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +244,15 @@ def assign(
 # --------------------------------------------------------------------------- reading
 
 
+def story_items(store: Store, story_ids: Sequence[int]) -> dict[int, list[StoryItem]]:
+    """The items of these stories, oldest first, by story id."""
+    out: dict[int, list[StoryItem]] = {}
+    with store.read() as conn:
+        for start in range(0, len(story_ids), 500):
+            out.update(_story_items(conn, story_ids[start : start + 500]))
+    return out
+
+
 def _story_items(conn: Connection, story_ids: Iterable[int]) -> dict[int, list[StoryItem]]:
     ids = sorted(set(story_ids))
     if not ids:
@@ -252,6 +262,7 @@ def _story_items(conn: Connection, story_ids: Iterable[int]) -> dict[int, list[S
             items.c.id,
             items.c.story_id,
             feeds.c.url,
+            feeds.c.title.label("feed_title"),
             items.c.link,
             items.c.title,
             items.c.published_at,
@@ -281,6 +292,7 @@ def _story_items(conn: Connection, story_ids: Iterable[int]) -> dict[int, list[S
                 published=r.published_at,
                 first_seen=r.first_seen_at,
                 watchlists=sorted(by_item.get(r.id, ())),
+                feed_title=r.feed_title,
             )
         )
     return out
