@@ -34,8 +34,10 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import sys
 from array import array
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,11 +64,16 @@ MAX_CHARS = 2000
 #: this many (names, mostly) when their watchlists agree: two short headlines that share
 #: two words ("Zebra sighting 1", "Zebra sighting 2") are not evidence enough.
 MIN_SHARED_TERMS = 4
+#: Watchlists two items must share for names alone to join them (two, such as c5plus1
+#: and gor, are shared by every report of the envoy's tour).
+MIN_SHARED_WATCHLISTS = 3
 MIN_SHARED_NAMES = 2
+#: Recent items per watchlist looked at for a report in the other script.
+CROSS_SCRIPT_CANDIDATES = 200
 #: Candidates scored exactly per new item, taken from the inverted index.
 CANDIDATES = 30
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+_WORD = re.compile(r"\d+|[^\W\d_]+", re.UNICODE)  # "250m" -> "250", "m"
 
 _STOPWORDS = frozenset(
     """a an and are as at be been but by for from has have he her his in into is it its
@@ -108,7 +115,10 @@ class StoryParams:
 class Doc:
     """One item's features, as the window keeps them."""
 
-    __slots__ = ("at", "entities", "exact", "key", "signature", "story", "terms", "weights")
+    __slots__ = (
+        "at", "cyrillic", "entities", "exact", "key", "keys", "names", "signature", "story",
+        "terms", "weights",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -118,8 +128,14 @@ class Doc:
         signature: Any,
         terms: array[int],
         weights: array[float],
+        names: frozenset[str] = frozenset(),
+        cyrillic: bool = False,
+        keys: frozenset[str] = frozenset(),
     ) -> None:
         self.at = at
+        self.names = names  # the names in the title, first four letters
+        self.keys = keys  # name keys of title and text, for matching across scripts
+        self.cyrillic = cyrillic  # written mostly in Cyrillic
         self.entities = entities
         self.exact = exact
         self.signature = signature  # numpy uint32 array, or None for very short texts
@@ -132,6 +148,61 @@ class Doc:
 def words(text: str) -> list[str]:
     """Folded words of ``text`` (case, accents, punctuation and look-alikes folded)."""
     return _WORD.findall(fold_text(text[:MAX_CHARS]))
+
+
+_CAPITALISED = re.compile(r"\b[^\W\d_][\w'-]*", re.UNICODE)
+
+
+def title_names(title: str) -> list[str]:
+    """Words of a title that look like names: capitalised, not stop words, not short
+    acronyms (GDP, US). A headline in Title Case (no longer word in lower case) has none:
+    every word is capitalised."""
+    found = _CAPITALISED.findall(title)
+    if not any(w[0].islower() and len(w) > 3 and w not in _STOPWORDS for w in found):
+        return []
+    return [
+        w
+        for w in found
+        if w[0].isupper() and w.casefold() not in _STOPWORDS and not (w.isupper() and len(w) < 5)
+    ]
+
+
+_SKELETON = [("dzh", "j"), ("zh", "j"), ("kh", "h"), ("ch", "c"), ("sh", "s"), ("ts", "c"),
+             ("w", "v"), ("x", "ks"), ("q", "k")]  # fmt: skip
+
+
+def name_key(word: str) -> str:
+    """A spelling-independent key for a name, equal across Russian and English more often
+    than not: transliterated, a few digraphs merged, vowels dropped after the first letter,
+    four letters kept ("Токаеву", "Tokayev" -> "tkv"; "Жапаров", "Japarov" -> "jprv")."""
+    w = word.casefold().translate(_TRANSLIT)
+    for a, b in _SKELETON:
+        w = w.replace(a, b)
+    head, rest = w[:1], re.sub(r"[aeiouy_'-]", "", w[1:])
+    rest = re.sub(r"(.)\1+", r"\1", rest)
+    return (head + rest)[:4]
+
+
+def _name_keys(text: str) -> frozenset[str]:
+    return frozenset(
+        sys.intern(name_key(w))
+        for w in _CAPITALISED.findall(text[:MAX_CHARS])
+        if w[0].isupper() and len(w) > 2 and w.casefold() not in _STOPWORDS
+    )
+
+
+def _prefixes(index: StoryIndex, doc: Doc) -> set[str]:
+    return {index.stems[t][:4] for t in doc.terms}
+
+
+def _name_conflict(index: StoryIndex, doc: Doc, other: Doc) -> bool:
+    """Each title names someone or something the other item never mentions ("Japarov and
+    Mirziyoyev hold phone call" / "Japarov and Berdimuhamedov hold phone call"), judged by
+    the first four letters (Uzbek, Uzbekistan). Not across scripts: a Russian report
+    spells the names otherwise."""
+    if doc.cyrillic != other.cyrillic or not doc.names or not other.names:
+        return False
+    return bool(doc.names - _prefixes(index, other)) and bool(other.names - _prefixes(index, doc))
 
 
 def _stem(word: str) -> str:
@@ -179,9 +250,11 @@ class StoryIndex:
         self._order: list[int] = []  # item ids as added (oldest first); see _expire
         self._first = 0  # index into _order of the oldest live entry
         self._term_ids: dict[str, int] = {}
+        self.stems: list[str] = []  # term id -> stem
         self._postings: list[array[int]] = []  # term id -> item ids, ascending
         self._df: list[int] = []
         self._exact: dict[bytes, int] = {}  # exact key -> newest item id with it
+        self._by_watchlist: dict[str, deque[int]] = {}  # recent items each watchlist hit
         self._lsh: MinHashLSH = MinHashLSH(
             threshold=self.params.duplicate_similarity, num_perm=NUM_PERM
         )
@@ -221,10 +294,14 @@ class StoryIndex:
             tid = self._term_ids.get(stem)
             if tid is None:
                 tid = self._term_ids[stem] = len(self._postings)
+                self.stems.append(stem)
                 self._postings.append(array("q"))
                 self._df.append(0)
             counts[tid] = counts.get(tid, 0.0) + (2.0 if i < len(title_words) else 1.0)
         ordered = sorted(counts)
+        names = frozenset(w[:4] for n in title_names(title) for w in words(n))
+        letters = "".join(tokens)
+        cyrillic = sum(1 for c in letters if "\u0400" <= c <= "\u04ff") * 2 > len(letters)
         return Doc(
             at=at.timestamp(),
             entities=frozenset(watchlists),
@@ -232,6 +309,10 @@ class StoryIndex:
             signature=_signature(tokens),
             terms=array("q", ordered),
             weights=array("d", (counts[t] for t in ordered)),
+            names=names,
+            cyrillic=cyrillic,
+            # Only items some watchlist hit are matched across scripts: keep keys for those.
+            keys=_name_keys(f"{title}\n{text}") if watchlists else frozenset(),
         )
 
     # ------------------------------------------------------------------ decisions
@@ -270,6 +351,8 @@ class StoryIndex:
                 other = self._docs[key]
                 if other.signature is None or abs(doc.at - other.at) > p.duplicate_window:
                     continue
+                if _name_conflict(self, doc, other):
+                    continue
                 jaccard = float((doc.signature == other.signature).mean())
                 if jaccard >= p.duplicate_similarity and _better(jaccard, other, best):
                     best = StoryDecision(other.story, "near-duplicate", jaccard, key)
@@ -290,6 +373,8 @@ class StoryIndex:
             mine, theirs = len(doc.entities - other.entities), len(other.entities - doc.entities)
             # Watchlists on both sides that the other lacks contradict ("Gor meets
             # Mirziyoyev" / "Gor meets Tokayev"); one side naming more does not.
+            if _name_conflict(self, doc, other):
+                continue
             conflict = min(mine, theirs)
             extra = mine + theirs - 2 * conflict
             score = (
@@ -303,7 +388,7 @@ class StoryIndex:
                 if _better(score, other, best):
                     best = StoryDecision(other.story, "same event", score, key)
             elif (
-                shared >= 2
+                shared >= MIN_SHARED_WATCHLISTS
                 and not conflict
                 and extra <= 1
                 and cosine >= p.entity_similarity / (shared - 1)
@@ -311,6 +396,34 @@ class StoryIndex:
                 and _better(cosine, other, best)
             ):
                 best = StoryDecision(other.story, "same names", cosine, key)
+        if best.story is None and doc.keys:
+            best = self._across_scripts(doc)
+        return best
+
+    def _across_scripts(self, doc: Doc) -> StoryDecision:
+        """A report of the same event in the other script (Russian / English): they share
+        little text, so what counts is watchlists (at least one shared, none contradicting)
+        and names spelled alike once transliterated (``name_key``), close in time."""
+        p = self.params
+        best = StoryDecision(None, "new")
+        seen: set[int] = set()
+        for watchlist in sorted(doc.entities):
+            for key in self._by_watchlist.get(watchlist, ()):
+                other = self._docs.get(key)
+                if other is None or key in seen or other.cyrillic == doc.cyrillic:
+                    continue
+                seen.add(key)
+                if abs(doc.at - other.at) > p.event_window / 3:
+                    continue
+                shared = len(doc.entities & other.entities)
+                if min(len(doc.entities - other.entities), len(other.entities - doc.entities)):
+                    continue
+                names = len(doc.keys & other.keys)
+                if names < (2 if shared >= 2 else 3):
+                    continue
+                score = names / len(doc.keys | other.keys)
+                if _better(score, other, best):
+                    best = StoryDecision(other.story, "same names", score, key)
         return best
 
     def _candidates(self, doc: Doc, vec: dict[int, float]) -> list[int]:
@@ -379,6 +492,11 @@ class StoryIndex:
             self._df[tid] += 1
         if doc.exact is not None:
             self._exact[doc.exact] = item_id
+        for watchlist in sorted(doc.entities):
+            recent = self._by_watchlist.get(watchlist)
+            if recent is None:
+                recent = self._by_watchlist[watchlist] = deque(maxlen=CROSS_SCRIPT_CANDIDATES)
+            recent.append(item_id)
         if doc.signature is not None:
             from datasketch import MinHash
 
