@@ -321,8 +321,24 @@ class StoryIndex:
         return math.log((len(self._docs) + 1) / (self._df[tid] + 1)) + 1.0
 
     def _vector(self, doc: Doc) -> tuple[dict[int, float], float]:
-        vec = {t: w * self._idf(t) for t, w in zip(doc.terms, doc.weights, strict=True)}
+        idf = self._idf
+        vec = {t: w * idf(t) for t, w in zip(doc.terms, doc.weights, strict=True)}
         return vec, math.sqrt(sum(v * v for v in vec.values())) or 1.0
+
+    def _cosine(self, vec: dict[int, float], norm: float, other: Doc) -> tuple[float, int]:
+        """Cosine of ``vec`` with ``other`` under today's IDF, and the terms they share."""
+        logn = math.log(len(self._docs) + 1) + 1.0
+        df, log = self._df, math.log
+        dot = onorm = 0.0
+        common = 0
+        for t, w in zip(other.terms, other.weights, strict=True):
+            ow = w * (logn - log(df[t] + 1))
+            onorm += ow * ow
+            v = vec.get(t)
+            if v is not None:
+                dot += v * ow
+                common += 1
+        return dot / (norm * (math.sqrt(onorm) or 1.0)), common
 
     def decide(self, doc: Doc) -> StoryDecision:
         """The story ``doc`` belongs to, judged against the window (from which items
@@ -338,15 +354,8 @@ class StoryIndex:
                 if abs(doc.at - other.at) <= p.duplicate_window:
                     return StoryDecision(other.story, "copy", 1.0, key)
         if doc.signature is not None and self._docs:
-            from datasketch import MinHash
 
-            probe = MinHash(
-                num_perm=NUM_PERM,
-                hashvalues=doc.signature,
-                permutations=_PERMUTATIONS,
-                scheme=SCHEME,
-            )
-            near = sorted(k for k in self._lsh.query(probe) if k in self._docs)
+            near = sorted(k for k in self._lsh.query(_minhash(doc)) if k in self._docs)
             for key in near:
                 other = self._docs[key]
                 if other.signature is None or abs(doc.at - other.at) > p.duplicate_window:
@@ -364,17 +373,13 @@ class StoryIndex:
             dt = abs(doc.at - other.at)
             if dt > p.event_window:
                 continue
-            ovec, onorm = self._vector(other)
-            common = [t for t in vec if t in ovec]
-            if len(common) < MIN_SHARED_NAMES:
+            cosine, common = self._cosine(vec, norm, other)
+            if common < MIN_SHARED_NAMES:
                 continue
-            cosine = sum(vec[t] * ovec[t] for t in common) / (norm * onorm)
             shared = len(doc.entities & other.entities)
             mine, theirs = len(doc.entities - other.entities), len(other.entities - doc.entities)
             # Watchlists on both sides that the other lacks contradict ("Gor meets
             # Mirziyoyev" / "Gor meets Tokayev"); one side naming more does not.
-            if _name_conflict(self, doc, other):
-                continue
             conflict = min(mine, theirs)
             extra = mine + theirs - 2 * conflict
             score = (
@@ -384,8 +389,8 @@ class StoryIndex:
                 - 0.02 * min(extra, 3)
                 - 0.1 * dt / p.event_window
             )
-            if score >= p.event_similarity and len(common) >= MIN_SHARED_TERMS:
-                if _better(score, other, best):
+            if score >= p.event_similarity and common >= MIN_SHARED_TERMS:
+                if _better(score, other, best) and not _name_conflict(self, doc, other):
                     best = StoryDecision(other.story, "same event", score, key)
             elif (
                 shared >= MIN_SHARED_WATCHLISTS
@@ -394,6 +399,7 @@ class StoryIndex:
                 and cosine >= p.entity_similarity / (shared - 1)
                 and best.reason != "same event"
                 and _better(cosine, other, best)
+                and not _name_conflict(self, doc, other)
             ):
                 best = StoryDecision(other.story, "same names", cosine, key)
         if best.story is None and doc.keys:
@@ -498,18 +504,7 @@ class StoryIndex:
                 recent = self._by_watchlist[watchlist] = deque(maxlen=CROSS_SCRIPT_CANDIDATES)
             recent.append(item_id)
         if doc.signature is not None:
-            from datasketch import MinHash
-
-            self._lsh.insert(
-                item_id,
-                MinHash(
-                    num_perm=NUM_PERM,
-                    hashvalues=doc.signature,
-                    permutations=_PERMUTATIONS,
-                    scheme=SCHEME,
-                ),
-                check_duplication=False,
-            )
+            self._lsh.insert(item_id, _minhash(doc), check_duplication=False)
         if len(self._docs) > self.params.max_items:
             self._drop_oldest()
 
@@ -561,6 +556,23 @@ class StoryIndex:
             del self._exact[doc.exact]
         if doc.signature is not None:
             self._lsh.remove(key)
+
+
+_PROBE: tuple[Doc, Any] | None = None
+
+
+def _minhash(doc: Doc) -> Any:
+    """A datasketch MinHash over the doc's signature (the last one made is reused: a new
+    item is looked up and then inserted)."""
+    from datasketch import MinHash
+
+    global _PROBE
+    if _PROBE is None or _PROBE[0] is not doc:
+        mh = MinHash(
+            num_perm=NUM_PERM, hashvalues=doc.signature, permutations=_PERMUTATIONS, scheme=SCHEME
+        )
+        _PROBE = (doc, mh)
+    return _PROBE[1]
 
 
 def _better(score: float, other: Doc, best: StoryDecision) -> bool:

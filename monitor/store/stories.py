@@ -192,7 +192,6 @@ def assign(
         seq = catch_up(conn, assigner, now)
     else:
         seq = conn.execute(select(func.max(items.c.story_seq))).scalar() or 0
-    joined: dict[int, int] = {}  # story id -> items joining
     placed: dict[int, int] = {}
     item_rows: list[dict[str, Any]] = []
     for item_id, item, watchlists in new:
@@ -207,6 +206,8 @@ def assign(
                 _when(item.published, now),
             )
             story_id = decision.story
+        if story_id is not None and not _grow(conn, story_id, now):
+            story_id = None  # the window named a story the database does not have
         if story_id is None:
             story_id = conn.execute(
                 insert(stories)
@@ -219,8 +220,6 @@ def assign(
                 )
                 .returning(stories.c.id)
             ).scalar_one()
-        else:
-            joined[story_id] = joined.get(story_id, 0) + 1
         if assigner is not None:
             assigner.commit(item_id, story_id, seq)
         placed[item_id] = story_id
@@ -231,14 +230,17 @@ def assign(
         .values(story_id=bindparam("story_id"), story_seq=bindparam("story_seq")),
         item_rows,
     )
-    if joined:
-        conn.execute(
-            update(stories)
-            .where(stories.c.id == bindparam("id_"))
-            .values(item_count=stories.c.item_count + bindparam("n"), last_seen_at=now),
-            [{"id_": sid, "n": n} for sid, n in sorted(joined.items())],
-        )
     return placed
+
+
+def _grow(conn: Connection, story_id: int, now: datetime) -> bool:
+    """One more item in the story; False if there is no such story."""
+    result = conn.execute(
+        update(stories)
+        .where(stories.c.id == story_id)
+        .values(item_count=stories.c.item_count + 1, last_seen_at=now)
+    )
+    return bool(result.rowcount)
 
 
 # --------------------------------------------------------------------------- reading
