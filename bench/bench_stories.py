@@ -194,7 +194,7 @@ FILL = {
 }  # fmt: skip
 
 
-def synthetic(n: int, rng: random.Random, start: datetime, span_s: float) -> list[Item]:
+def synthetic(n: int, rng: random.Random, start: datetime, span_s: float, tag: str = "w") -> list[Item]:
     """News-like items: recombined sentences, with generated surnames for variety."""
     surnames = [f"{rng.choice('BDKLMNRSTV')}{''.join(rng.choice('aeiou') + rng.choice('bdklmnrstvz') for _ in range(3))}ov" for _ in range(3000)]  # fmt: skip
     out: list[Item] = []
@@ -210,7 +210,7 @@ def synthetic(n: int, rng: random.Random, start: datetime, span_s: float) -> lis
         title = fill(rng.choice(SENTENCES))
         summary = ". ".join(fill(rng.choice(SENTENCES)) for _ in range(rng.randint(2, 4))) + "."
         at = start + timedelta(seconds=span_s * i / max(1, n))
-        out.append(Item(f"s{i}", title, link=f"https://n{i % 500}.example/{i}", summary=summary, published=at))
+        out.append(Item(f"{tag}{i}", title, link=f"https://n{i % 500}.example/{tag}/{i}", summary=summary, published=at))
     return out
 
 
@@ -249,7 +249,7 @@ def cost(sizes: Sequence[int], new: int, repeats: int) -> None:
     for size in sizes:
         index, end, fill_s, grown_kb = fill_window(size)
         rng = random.Random(7)
-        fresh = synthetic(new * repeats, rng, end, 3600.0)
+        fresh = synthetic(new * repeats, rng, end, 3600.0, tag="new")
         runs = []
         for r in range(repeats):
             batch = fresh[r * new : (r + 1) * new]
@@ -273,6 +273,8 @@ def cost(sizes: Sequence[int], new: int, repeats: int) -> None:
 def poll_share(size: int, new: int, repeats: int) -> None:
     """CPU of parse + match + store for ``new`` items in feeds of 20, with stories and
     without, on a SQLite file whose window of ``size`` items was stored with stories."""
+    from sqlalchemy import text
+
     from monitor.models import FetchResult, Outcome
     from monitor.pipeline.poll import parse_and_match
     from monitor.store import feeds as fs
@@ -283,7 +285,7 @@ def poll_share(size: int, new: int, repeats: int) -> None:
     start = datetime(2025, 11, 1, tzinfo=UTC)
     fill = synthetic(size, rng, start, 60 * 3600.0)
     end = start + timedelta(hours=60)
-    fresh = synthetic(new * repeats * 2, rng, end, 3600.0)
+    fresh = synthetic(new * repeats * 2, rng, end, 3600.0, tag="new")
     per_feed = 20
 
     def bodies(batch: Sequence[Item]) -> list[bytes]:
@@ -318,6 +320,7 @@ def poll_share(size: int, new: int, repeats: int) -> None:
             return time.process_time() - t
 
         filled = poll(fill, index)
+        assert len(index) == size, "every item of the window is stored and assigned"
         timings: dict[str, list[float]] = {"without stories": [], "with stories": []}
         chunk = 0
         for _ in range(repeats):
@@ -325,6 +328,9 @@ def poll_share(size: int, new: int, repeats: int) -> None:
                 batch = fresh[chunk * new : (chunk + 1) * new]
                 chunk += 1
                 timings[mode].append(poll(batch, index if mode == "with stories" else None))
+        with store.read() as conn:
+            stored = conn.execute(text("SELECT count(*) FROM items")).scalar()
+        assert stored == size + 2 * new * repeats, stored
         store.dispose()
     without = statistics.median(timings["without stories"]) / new
     with_ = statistics.median(timings["with stories"]) / new

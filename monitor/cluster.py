@@ -35,19 +35,17 @@ import hashlib
 import math
 import re
 import sys
+import zlib
 from array import array
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from monitor.fold import fold_text
 from monitor.models import StoryDecision
-
-if TYPE_CHECKING:
-    from datasketch import MinHashLSH
 
 #: MinHash permutations: 64 keeps a signature at 256 bytes and the Jaccard estimate's
 #: standard error at about 0.06, enough for a 0.6 threshold on whole paragraphs.
@@ -238,7 +236,7 @@ class StoryIndex:
     """
 
     def __init__(self, params: StoryParams | None = None) -> None:
-        from datasketch import MinHashLSH
+        from datasketch.lsh import _optimal_param
 
         self.params = params or StoryParams()
         self.watermark: int | None = None
@@ -255,9 +253,12 @@ class StoryIndex:
         self._df: list[int] = []
         self._exact: dict[bytes, int] = {}  # exact key -> newest item id with it
         self._by_watchlist: dict[str, deque[int]] = {}  # recent items each watchlist hit
-        self._lsh: MinHashLSH = MinHashLSH(
-            threshold=self.params.duplicate_similarity, num_perm=NUM_PERM
-        )
+        # LSH banding with datasketch's choice of bands and rows for the threshold; the
+        # buckets are one dict per band holding the newest item (datasketch's
+        # MinHashLSH keeps a set per bucket: about 3 KB an item, 300 MB at 100,000).
+        bands, rows = _optimal_param(self.params.duplicate_similarity, NUM_PERM, 0.5, 0.5)
+        self._bands = [(b * rows, (b + 1) * rows) for b in range(bands)]
+        self._buckets: list[dict[int, int]] = [{} for _ in range(bands)]
 
     def __len__(self) -> int:
         return len(self._docs)
@@ -354,8 +355,7 @@ class StoryIndex:
                 if abs(doc.at - other.at) <= p.duplicate_window:
                     return StoryDecision(other.story, "copy", 1.0, key)
         if doc.signature is not None and self._docs:
-
-            near = sorted(k for k in self._lsh.query(_minhash(doc)) if k in self._docs)
+            near = sorted({k for k in self._band_matches(doc.signature) if k in self._docs})
             for key in near:
                 other = self._docs[key]
                 if other.signature is None or abs(doc.at - other.at) > p.duplicate_window:
@@ -432,6 +432,14 @@ class StoryIndex:
                     best = StoryDecision(other.story, "same names", score, key)
         return best
 
+    def _band_matches(self, signature: Any) -> list[int]:
+        keys = _band_keys(self._bands, signature)
+        return [
+            k
+            for bucket, band in zip(self._buckets, keys, strict=True)
+            if (k := bucket.get(band)) is not None
+        ]
+
     def _candidates(self, doc: Doc, vec: dict[int, float]) -> list[int]:
         """Window items sharing the new item's rarer terms, best partial dot product first."""
         n = len(self._docs)
@@ -504,7 +512,10 @@ class StoryIndex:
                 recent = self._by_watchlist[watchlist] = deque(maxlen=CROSS_SCRIPT_CANDIDATES)
             recent.append(item_id)
         if doc.signature is not None:
-            self._lsh.insert(item_id, _minhash(doc), check_duplication=False)
+            for bucket, band in zip(
+                self._buckets, _band_keys(self._bands, doc.signature), strict=True
+            ):
+                bucket[band] = item_id
         if len(self._docs) > self.params.max_items:
             self._drop_oldest()
 
@@ -555,24 +566,16 @@ class StoryIndex:
         if doc.exact is not None and self._exact.get(doc.exact) == key:
             del self._exact[doc.exact]
         if doc.signature is not None:
-            self._lsh.remove(key)
+            for bucket, band in zip(
+                self._buckets, _band_keys(self._bands, doc.signature), strict=True
+            ):
+                if bucket.get(band) == key:
+                    del bucket[band]
 
 
-_PROBE: tuple[Doc, Any] | None = None
-
-
-def _minhash(doc: Doc) -> Any:
-    """A datasketch MinHash over the doc's signature (the last one made is reused: a new
-    item is looked up and then inserted)."""
-    from datasketch import MinHash
-
-    global _PROBE
-    if _PROBE is None or _PROBE[0] is not doc:
-        mh = MinHash(
-            num_perm=NUM_PERM, hashvalues=doc.signature, permutations=_PERMUTATIONS, scheme=SCHEME
-        )
-        _PROBE = (doc, mh)
-    return _PROBE[1]
+def _band_keys(bands: Sequence[tuple[int, int]], signature: Any) -> list[int]:
+    """One deterministic key per LSH band of a signature."""
+    return [zlib.crc32(signature[lo:hi].tobytes()) for lo, hi in bands]
 
 
 def _better(score: float, other: Doc, best: StoryDecision) -> bool:
