@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
 from httpserver import FeedServer
-from smtpserver import SMTPServer
+from smtpserver import SMTPServer, free_port
 from test_daemon import Feed, daemon, hits, mailed_texts, wait_for, write_config
 
 from monitor import pipeline
@@ -101,9 +102,11 @@ def test_an_immediate_subscriber_gets_one_alert_per_story(tmp_path: Path) -> Non
     title = "Zebra escapes from Almaty zoo and is seen grazing near Big Almaty Lake"
     with FeedServer() as server, SMTPServer() as smtp:
         feeds = [Feed(server, f"/f{n}.xml") for n in range(3)]
-        cfg = write_config(tmp_path, [f.url for f in feeds], smtp_port=smtp.port)
+        metrics_port = free_port()
+        cfg = write_config(tmp_path, [f.url for f in feeds], smtp_port=smtp.port,
+                           extra=f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"')  # fmt: skip
         with daemon(cfg) as d:
-            wait_for("a first poll", lambda: all(server.count(f.path) for f in feeds))
+            wait_for("a first poll", lambda: all(server.count(f.path) for f in feeds), 40)
             for f in feeds:  # the story arrives from three feeds a few seconds apart
                 f.add(title)
                 time.sleep(1.5)
@@ -113,6 +116,10 @@ def test_an_immediate_subscriber_gets_one_alert_per_story(tmp_path: Path) -> Non
             feeds[1].add("Zebra foal born at Shymkent zoo after a rare twin pregnancy")
             wait_for("the next story's alert", lambda: len(smtp.messages) >= 2, 20)
             time.sleep(1.5)
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+                exposed = r.read().decode()
+            assert "monitor_stories_today 2.0" in exposed
+            assert "monitor_story_items_mean_7d 2.0" in exposed  # 3 copies + 1, in 2 stories
             code, _ = d.stop()
             assert code == 0, d.log()
         texts = mailed_texts(smtp)

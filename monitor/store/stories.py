@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
@@ -244,6 +244,34 @@ def _grow(conn: Connection, story_id: int, now: datetime) -> bool:
 
 
 # --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True, slots=True)
+class StoryStats:
+    """For ``monitor status`` and the metrics: how much news there is, in stories."""
+
+    today: int  # stories first seen since 00:00 UTC
+    per_day_7d: float  # stories first seen in the last 7 days, a day
+    items_per_story_7d: float | None  # their mean size (None: no story)
+
+
+def story_stats(store: Store, *, now: datetime) -> StoryStats:
+    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    week = now - timedelta(days=7)
+    with store.read() as conn:
+        today = conn.execute(
+            select(func.count()).select_from(stories).where(stories.c.first_seen_at >= midnight)
+        ).scalar_one()
+        count, total = conn.execute(
+            select(func.count(), func.sum(stories.c.item_count)).where(
+                stories.c.first_seen_at >= week
+            )
+        ).one()
+    return StoryStats(
+        today=int(today),
+        per_day_7d=round(int(count) / 7, 1),
+        items_per_story_7d=round(int(total) / int(count), 2) if count else None,
+    )
 
 
 def story_items(store: Store, story_ids: Sequence[int]) -> dict[int, list[StoryItem]]:
