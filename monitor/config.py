@@ -256,7 +256,7 @@ SETTINGS: tuple[Setting, ...] = (
             "how far apart in time two write-ups of one event may be"),
     Setting("stories", "max_items", _positive_int, 100000,
             "most recent items kept in the in-memory window stories are matched against "
-            "(about 2 KB each)"),
+            "(about 3 KB each)"),
     Setting("metrics", "listen", _listen, None,
             "host:port for a Prometheus /metrics endpoint; empty: off"),
     Setting("log", "level", _choice("debug", "info", "warning", "error"), "info",
