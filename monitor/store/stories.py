@@ -178,6 +178,14 @@ def catch_up(conn: Connection, assigner: StoryAssigner, now: datetime) -> int:
     return int(top)
 
 
+def warm(store: Store, assigner: StoryAssigner, now: datetime) -> int:
+    """Fill an empty window from the store in a read transaction, so that the first
+    write transaction only catches up with what is newer (rebuilding a window of
+    100,000 items takes a minute or two of CPU, which must not hold the write lock)."""
+    with store.read() as conn:
+        return catch_up(conn, assigner, now)
+
+
 def assign(
     conn: Connection,
     assigner: StoryAssigner | None,
