@@ -69,7 +69,7 @@ MIN_SHARED_NAMES = 2
 #: Recent items per watchlist looked at for a report in the other script.
 CROSS_SCRIPT_CANDIDATES = 200
 #: Candidates scored exactly per new item, taken from the inverted index.
-CANDIDATES = 30
+CANDIDATES = 12
 
 _WORD = re.compile(r"\d+|[^\W\d_]+", re.UNICODE)  # "250m" -> "250", "m"
 
@@ -211,6 +211,8 @@ _PERMUTATIONS: Any = None
 
 
 def _signature(tokens: Sequence[str]) -> Any:
+    """MinHash of the word 3-grams. Shingles are hashed with CRC-32 (C speed; datasketch's
+    default SHA-1 costs more than the rest of the signature)."""
     from datasketch import MinHash
 
     global _PERMUTATIONS
@@ -218,7 +220,9 @@ def _signature(tokens: Sequence[str]) -> Any:
         return None
     if _PERMUTATIONS is None:
         _PERMUTATIONS = MinHash(num_perm=NUM_PERM, seed=1).permutations
-    m = MinHash(num_perm=NUM_PERM, seed=1, permutations=_PERMUTATIONS, scheme=SCHEME)
+    m = MinHash(
+        num_perm=NUM_PERM, seed=1, permutations=_PERMUTATIONS, scheme=SCHEME, hashfunc=zlib.crc32
+    )
     m.update_batch(
         sorted({" ".join(tokens[i : i + SHINGLE]).encode() for i in range(len(tokens) - 2)})
     )
@@ -445,7 +449,7 @@ class StoryIndex:
         n = len(self._docs)
         if not n:
             return []
-        max_df = max(50, n // 20)
+        max_df = max(50, n // 100)  # commoner words find no one in particular
         partial: dict[int, float] = {}
         for tid, weight in vec.items():
             if self._df[tid] == 0 or self._df[tid] > max_df:
