@@ -347,6 +347,7 @@ def hits(
                 "first_seen": _iso(hit.first_seen_at),
                 "published": _iso(hit.published_at),
                 "matched_at": _iso(hit.created_at),
+                "story": hit.story_id,
             }
             click.echo(json.dumps(record, ensure_ascii=False))
         else:
@@ -357,6 +358,39 @@ def hits(
             )
     if not as_json and not rows:
         click.echo("no hits", err=True)
+
+
+# --------------------------------------------------------------------------- stories
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines, one story a line")
+@click.option("--since", help="only stories seen since: a duration (7d, 12h) or an ISO date")
+@click.option("--watchlist", metavar="ID", help="only stories with a hit of this watchlist")
+@click.option("--limit", type=click.IntRange(min=1), help="at most this many")
+@pass_ctx
+def stories(
+    ctx: Context, as_json: bool, since: str | None, watchlist: str | None, limit: int | None
+) -> None:
+    """List stories (one event across outlets), the most recently seen first."""
+    from monitor.store import stories as story_store
+
+    rows = story_store.list_stories(
+        ctx.store(), since=_since(since), watchlist=watchlist, limit=limit
+    )
+    for story in rows:
+        if as_json:
+            click.echo(json.dumps(story.to_dict(), ensure_ascii=False))
+            continue
+        outlets = len({i.feed for i in story.items})
+        click.echo(
+            f"{_short_time(story.first_seen)}  #{story.id}  {story.title}  "
+            f"({len(story.items)} items, {outlets} feeds)"
+        )
+        for item in story.items:
+            click.echo(f"    {item.title}  {item.link or ''}")
+    if not as_json and not rows:
+        click.echo("no stories", err=True)
 
 
 # --------------------------------------------------------------------------- match
@@ -707,6 +741,9 @@ def status(ctx: Context, as_json: bool) -> None:
             "outbox_oldest_age_s": None if report.outbox.oldest_queued_at is None
             else round((now - report.outbox.oldest_queued_at).total_seconds()),
             "outbox_failed": report.outbox.failed,
+            "stories_today_utc": report.stories.today if report.stories else None,
+            "stories_per_day_7d": report.stories.per_day_7d if report.stories else None,
+            "items_per_story_7d": report.stories.items_per_story_7d if report.stories else None,
         }, ensure_ascii=False))  # fmt: skip
         return
     if holder:
@@ -745,6 +782,12 @@ def status(ctx: Context, as_json: bool) -> None:
         click.echo(f"  {state:<12} {f.url}: {why or 'unknown'}")
     per = ", ".join(f"{w} {n}" for w, n in sorted(report.hits_today_by_watchlist.items()))
     click.echo(f"hits today (UTC): {report.hits_today}" + (f" ({per})" if per else ""))
+    if report.stories is not None:
+        st = report.stories
+        mean = f", {st.items_per_story_7d} items per story" if st.items_per_story_7d else ""
+        click.echo(
+            f"stories today (UTC): {st.today}; last 7 days: {st.per_day_7d} a day{mean}"
+        )
     box = report.outbox
     line = f"outbox: {box.queued} queued"
     if box.oldest_queued_at is not None:

@@ -113,6 +113,7 @@ class Daemon:
         self.metrics: Any = None
         self.scheduler: AsyncIOScheduler | None = None
         self.pool: pipeline.ParsePool | None = None
+        self.stories = pipeline.story_index(settings)  # the window of recent items
         self._pool_version = registry.version
         self._config_path = locate_config(config, os.environ)
         self._config_stamp = _stamp(self._config_path)
@@ -233,13 +234,18 @@ class Daemon:
         listen = self.settings["metrics.listen"]
         if not listen:
             return
-        from monitor.metrics import Metrics, OutboxProbe
+        from monitor.metrics import Metrics, OutboxProbe, StoriesProbe
+        from monitor.store import stories as story_store
 
         def read() -> tuple[int, datetime | None]:
             state = status_store.outbox_state(self.store)
             return state.queued, state.oldest_queued_at
 
-        self.metrics = Metrics(OutboxProbe(read))
+        def stories() -> tuple[int, float | None]:
+            stats = story_store.story_stats(self.store, now=utcnow())
+            return stats.today, stats.items_per_story_7d
+
+        self.metrics = Metrics(OutboxProbe(read), StoriesProbe(stories))
         self.metrics.serve(listen)
 
     # -- jobs
@@ -311,6 +317,7 @@ class Daemon:
                 self.registry.matcher,
                 pool=self.pool,
                 instance=self.instance,
+                stories=self.stories,
             )
         )
         try:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         next_due,
         poll_due,
         poll_feed,
+        story_index,
     )
 
 #: Each public name and the module that defines it.
@@ -72,6 +73,7 @@ _WHERE = {
     "parse_and_match": "parsing",
     "poll_due": "poll",
     "poll_feed": "poll",
+    "story_index": "poll",
 }
 
 
@@ -103,6 +105,7 @@ __all__ = [
     "preview_digest",
     "retry_failed_mail",
     "send_digests",
+    "story_index",
     "sync_config",
     "undelivered_error",
 ]
