@@ -98,6 +98,7 @@ class _Formatter(logging.Formatter):
 COMMAND_SECTIONS: dict[str, str] = {
     "poll": "Daily use",
     "hits": "Daily use",
+    "stories": "Daily use",
     "status": "Daily use",
     "feeds": "Feeds",
     "watchlists": "Watchlists",
@@ -385,7 +386,7 @@ def stories(
         outlets = len({i.feed for i in story.items})
         click.echo(
             f"{_short_time(story.first_seen)}  #{story.id}  {story.title}  "
-            f"({len(story.items)} items, {outlets} feeds)"
+            f"({plural(len(story.items), 'item')}, {plural(outlets, 'feed')})"
         )
         for item in story.items:
             click.echo(f"    {item.title}  {item.link or ''}")
