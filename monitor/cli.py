@@ -188,12 +188,11 @@ def poll(ctx: Context, once: bool, everything: bool) -> None:
     (`monitor feeds list`).
     """
     from monitor import pipeline
-    from monitor.watchlists import WatchlistRegistry
 
     if not once:
         raise click.UsageError("use `monitor poll --once`, or `monitor run` to poll on schedule")
     settings = ctx.settings
-    registry = WatchlistRegistry(settings.watchlists_dir)
+    registry = pipeline.watchlist_registry(settings.watchlists_dir)
     store = ctx.store()
     pipeline.sync_config(settings, store)
     with _progress(sys.stderr.isatty() and not ctx.verbose, "polling") as progress:

@@ -47,6 +47,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from monitor import pipeline
 from monitor.config import Settings, SubscriberConfig, load_settings, locate_config
 from monitor.errors import MonitorError
+from monitor.match import Matcher
 from monitor.notify import Notifier
 from monitor.schedules import next_digest_time
 from monitor.store import Store, open_store
@@ -85,7 +86,7 @@ def run_daemon(config: str | None, settings: Settings) -> int:
     try:
         store = open_store(settings.database_url, upgrade=True)
         try:
-            registry = WatchlistRegistry(settings.watchlists_dir)
+            registry = pipeline.watchlist_registry(settings.watchlists_dir)
             daemon = Daemon(config, settings, store, registry)
             asyncio.run(daemon.main())
         finally:
@@ -98,7 +99,11 @@ def run_daemon(config: str | None, settings: Settings) -> int:
 
 class Daemon:
     def __init__(
-        self, config: str | None, settings: Settings, store: Store, registry: WatchlistRegistry
+        self,
+        config: str | None,
+        settings: Settings,
+        store: Store,
+        registry: WatchlistRegistry[Matcher],
     ) -> None:
         self.config = config
         self.settings = settings
@@ -445,7 +450,9 @@ class Daemon:
             )
         if Path(settings.watchlists_dir) != Path(self.registry.directory):
             try:
-                self.registry = await asyncio.to_thread(WatchlistRegistry, settings.watchlists_dir)
+                self.registry = await asyncio.to_thread(
+                    pipeline.watchlist_registry, settings.watchlists_dir
+                )
             except MonitorError as exc:
                 log.error("watchlists not reloaded from %s: %s", settings.watchlists_dir, exc)
             else:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import difflib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import Generic, TypeVar, Union
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -23,9 +23,6 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from monitor.errors import WatchlistError
 from monitor.fold import fold_text
 from monitor.models import ITEM_FIELDS
-
-if TYPE_CHECKING:
-    from monitor.match import Matcher
 
 log = logging.getLogger(__name__)
 
@@ -671,25 +668,34 @@ def _snapshot(directory: Path) -> tuple[tuple[str, int, int], ...]:
         return ()
 
 
-class WatchlistRegistry:
-    """The last good watchlists of a directory and their compiled matcher.
+Compiled = TypeVar("Compiled")
+
+
+class WatchlistRegistry(Generic[Compiled]):
+    """The last good watchlists of a directory and their compiled form.
+
+    ``compile`` turns the watchlists into what matching uses (the pipeline passes
+    ``match.compile_watchlists``; this module does not import the matcher).
 
     ``refresh()`` is cheap when nothing changed (one directory listing and a stat per
     file). A bad edit is logged (every problem as file:line, at ERROR) and the last good
     version stays in use.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(
+        self, directory: Path, compile: Callable[[Sequence[Watchlist]], Compiled]
+    ) -> None:
         self.directory = directory
+        self._compile = compile
         self._snapshot = _snapshot(directory)
         self._watchlists = load_watchlists(directory)
-        self._matcher = _compile(self._watchlists)
+        self._matcher = compile(self._watchlists)
         self._version = 1
         self._failed: tuple[tuple[str, int, int], ...] | None = None
         self._problems: list[str] = []
 
     @property
-    def matcher(self) -> Matcher:
+    def matcher(self) -> Compiled:
         return self._matcher
 
     @property
@@ -720,15 +726,10 @@ class WatchlistRegistry:
             log.error("keeping the last good watchlists (version %d)", self._version)
             self._failed, self._problems = snapshot, problems
             return list(problems)
-        self._matcher = _compile(watchlists)
+        self._matcher = self._compile(watchlists)
         self._watchlists = watchlists
         self._snapshot, self._failed, self._problems = snapshot, None, []
         self._version += 1
         log.info("watchlists reloaded from %s (version %d)", self.directory, self._version)
         return []
 
-
-def _compile(watchlists: Sequence[Watchlist]) -> Matcher:
-    from monitor.match import compile_watchlists  # match imports this module's types
-
-    return compile_watchlists(watchlists)

@@ -38,6 +38,7 @@ from monitor.pipeline.poll import (
     parse_and_match,
     poll_due,
     poll_feed,
+    watchlist_registry,
 )
 
 __all__ = [
@@ -61,4 +62,5 @@ __all__ = [
     "send_digests",
     "sync_config",
     "undelivered_error",
+    "watchlist_registry",
 ]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,7 +33,7 @@ from monitor.parse import parse
 from monitor.store import Store
 from monitor.store import feeds as feed_store
 from monitor.store.db import utcnow
-from monitor.watchlists import Watchlist
+from monitor.watchlists import Watchlist, WatchlistRegistry
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,11 @@ def fetch_options(settings: Settings) -> FetchOptions:
     if agent:
         options = FetchOptions(**{**options.__dict__, "user_agent": agent})
     return options
+
+
+def watchlist_registry(directory: Path) -> WatchlistRegistry[Matcher]:
+    """The watchlists of ``directory``, compiled for matching and reloaded on edit."""
+    return WatchlistRegistry(directory, compile_watchlists)
 
 
 def instance_name() -> str:
