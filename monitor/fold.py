@@ -12,8 +12,11 @@ The steps, in order (each one a C-speed pass; Python only touches the places tha
 4. Latin look-alikes: in a token that mixes Cyrillic/Greek letters with Latin letters or
    digits ("С5" typed with a Cyrillic С) and in all-capital tokens of 2-4 look-alike letters
    ("ТІТR"), the look-alikes become Latin. Other Cyrillic words ("Ландау", "Гор") are kept.
-5. Runs of spaces collapse to one; a possessive ``'s`` after a word is dropped ("Gor's").
-6. ``str.casefold`` (skipped with ``casefold=False``; :attr:`Folded.cased` then keeps the
+5. Uzbek Latin letter marks: after o or g and before a letter, every apostrophe
+   (ʻ ‘ ' ` ’ ʼ) becomes "ʻ" (U+02BB, a letter), so "O‘zbekiston", "O'zbekiston" and
+   "Oʻzbekiston" fold alike and stay one word (a possessive "'s" is left alone).
+6. Runs of spaces collapse to one; a possessive ``'s`` after a word is dropped ("Gor's").
+7. ``str.casefold`` (skipped with ``casefold=False``; :attr:`Folded.cased` then keeps the
    folded text before this step, aligned character for character when casefolding did not
    change the length, which is the common case).
 """
@@ -62,6 +65,8 @@ _WORD = re.compile(r"[^\W_]+")
 _SCRIPT_LETTER = re.compile(r"[^\W\d_A-Za-z]")  # a letter outside ASCII
 _NON_ASCII_RUN = re.compile(r"[\x00-\x7f]?[^\x00-\x7f]+")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
+# o' / g' inside an Uzbek Latin word (not an English possessive "'s")
+_UZ_MARK = re.compile(r"(?<=[oOgG])['\u02bb](?=[a-z])(?!s(?![a-z]))|(?<=[OG])['\u02bb](?=[A-Z]{2})")
 
 
 class _SegMap:
@@ -264,6 +269,8 @@ def fold(text: str, *, casefold: bool = True) -> Folded:
                 text = text.replace(ch, repl)
         text = step(_removals(text), text)
         text = _unconfuse(text)
+    if "'" in text or "\u02bb" in text:
+        text = _UZ_MARK.sub("\u02bb", text)  # same length: no offset map needed
     text = step(_squeeze(text), text)
     if not casefold:
         return Folded(text, text, tuple(maps))

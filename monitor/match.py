@@ -6,6 +6,11 @@ once and scans it once; hits that do not sit on word boundaries are dropped, and
 the entries one of whose terms was found are then verified (boolean groups, proximity,
 context, exclusions, case, regexes). Regexes without an ``anchor`` are verified on every
 item, since nothing tells us cheaply when they might match.
+
+A term with ``forms`` is looked for by a prefix of its first word (open at the right);
+each word found so, and the words after it, are then checked against the term's words
+with :mod:`monitor.morph`. A term with ``translit`` is compiled as one term per spelling
+(:mod:`monitor.translit`). Still one scan per field.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Union
 
 import ahocorasick
 
+from monitor import morph, translit
 from monitor.fold import Folded, fold, fold_text
 from monitor.models import ITEM_FIELDS, Item, Match, Span
 from monitor.watchlists import Context, Group, Near, Rule, Term, Watchlist
@@ -24,6 +30,7 @@ from monitor.watchlists import Context, Group, Near, Rule, Term, Watchlist
 _WORD = re.compile(r"[^\W_]+")
 _ASCII_NON_WORD = [c for c in map(chr, range(128)) if not c.isalnum() and c != " "]
 _OTHER_NON_WORD = re.compile(r"[^\w\x00-\x7f]+")
+_NEXT_WORD = re.compile(r"[ -]{1,2}([^\W_]+)")
 
 
 def _scan_form(text: str) -> str:
@@ -49,6 +56,7 @@ class _CTerm:
     exclude: tuple[_CTerm, ...] = ()
     context: _CContext | None = None
     fields: tuple[str, ...] = ITEM_FIELDS
+    words: tuple[morph.WordForms, ...] = ()  # forms: the term's words, checked in order
 
 
 @dataclass(eq=False, slots=True)
@@ -87,6 +95,7 @@ class _CEntry:
     entry_id: str
     rule: _CRule
     fields: tuple[str, ...]
+    languages: tuple[str, ...] = ()
 
 
 @dataclass(eq=False, slots=True)
@@ -137,31 +146,55 @@ class _Compiler:
             self.key_info.append(_Key(text, prefix=prefix, substring=substring))
         return self.keys[ident]
 
-    def term(self, term: Term, fields: tuple[str, ...]) -> _CTerm:
-        folded = fold_text(term.text)
+    def spellings(self, term: Term, fields: tuple[str, ...]) -> list[_CTerm]:
+        """One compiled term per spelling (several with ``translit``)."""
+        if not term.translit:
+            return [self.term(term, term.text, fields)]
+        return [self.term(term, text, fields) for text in translit.variants(term.text)]
+
+    def many(self, terms: Sequence[Term], fields: tuple[str, ...]) -> tuple[_CTerm, ...]:
+        return tuple(c for t in terms for c in self.spellings(t, fields))
+
+    def term(self, term: Term, text: str, fields: tuple[str, ...]) -> _CTerm:
+        folded = fold_text(text)
+        cased = fold_text(text, casefold=False) if term.case_sensitive else None
+        words: tuple[morph.WordForms, ...] = ()
+        if term.forms and not term.prefix:
+            words = tuple(
+                morph.WordForms(w, morph.languages_for(w, term.lang)) for w in _WORD.findall(folded)
+            )
+            if not any(w.languages for w in words):
+                words = ()
+        if words:
+            key = self.key(words[0].prefix, prefix=True)
+            cased = cased[: len(words[0].prefix)] if cased is not None else None
+        else:
+            key = self.key(folded, prefix=term.prefix)
         cterm = _CTerm(
             index=len(self.terms),
-            key=self.key(folded, prefix=term.prefix),
+            key=key,
             shown=term.text + ("*" if term.prefix else ""),
-            cased=fold_text(term.text, casefold=False) if term.case_sensitive else None,
+            cased=cased,
             fields=fields,
+            words=words,
         )
         self.terms.append(cterm)
-        cterm.exclude = tuple(self.term(t, fields) for t in term.exclude)
+        cterm.exclude = self.many(term.exclude, fields)
         if term.context is not None:
             cterm.context = self.context(term.context, fields)
         return cterm
 
     def context(self, context: Context, fields: tuple[str, ...]) -> _CContext:
-        return _CContext(tuple(self.term(t, fields) for t in context.terms), context.window)
+        return _CContext(self.many(context.terms, fields), context.window)
 
     def rule(self, rule: Rule, fields: tuple[str, ...]) -> _CRule:
         if isinstance(rule, Term):
-            return self.term(rule, fields)
+            compiled = self.spellings(rule, fields)
+            return compiled[0] if len(compiled) == 1 else _CGroup("any", tuple(compiled))
         if isinstance(rule, Group):
             return _CGroup(rule.op, tuple(self.rule(child, fields) for child in rule.children))
         if isinstance(rule, Near):
-            ops = tuple(tuple(self.term(t, fields) for t in op) for op in rule.operands)
+            ops = tuple(self.many(op, fields) for op in rule.operands)
             return _CNear(ops, rule.window)
         flags = 0 if rule.case_sensitive else re.IGNORECASE
         anchor = None
@@ -195,10 +228,14 @@ class Matcher:
         self._exclude_if: list[tuple[_CTerm, ...]] = []
         self.watchlist_ids: tuple[str, ...] = tuple(w.id for w in watchlists)
         for wl_index, watchlist in enumerate(watchlists):
-            self._exclude_if.append(tuple(comp.term(t, ITEM_FIELDS) for t in watchlist.exclude_if))
+            self._exclude_if.append(comp.many(watchlist.exclude_if, ITEM_FIELDS))
             for entry in watchlist.entries:
                 rule = comp.rule(entry.rule, entry.fields)
-                self._entries.append(_CEntry(wl_index, watchlist.id, entry.id, rule, entry.fields))
+                self._entries.append(
+                    _CEntry(
+                        wl_index, watchlist.id, entry.id, rule, entry.fields, watchlist.languages
+                    )
+                )
         self._key_info = comp.key_info
         triggers: list[set[int]] = [set() for _ in comp.key_info]
         always: set[int] = set()
@@ -259,10 +296,16 @@ class Matcher:
 
     def match(self, item: Item) -> list[Match]:
         """The matches of one item: at most one per (watchlist, entry), in watchlist order."""
-        return self.match_fields({name: item.field_text(name) for name in ITEM_FIELDS})
+        return self.match_fields(
+            {name: item.field_text(name) for name in ITEM_FIELDS}, lang=item.lang
+        )
 
-    def match_fields(self, fields: Mapping[str, str]) -> list[Match]:
-        """Like :meth:`match`, for a mapping of field name to plain text."""
+    def match_fields(self, fields: Mapping[str, str], lang: str | None = None) -> list[Match]:
+        """Like :meth:`match`, for a mapping of field name to plain text.
+
+        ``lang``: the item's language, if known; a watchlist restricted to ``languages``
+        skips items known to be in another one.
+        """
         scans: dict[str, _FieldScan] = {}
         candidates = set(self._always)
         for name in self._fields:
@@ -281,6 +324,8 @@ class Matcher:
         matches: list[Match] = []
         for index in sorted(candidates):
             entry = self._entries[index]
+            if lang is not None and entry.languages and not language_allowed(lang, entry.languages):
+                continue
             found = _evaluate(entry.rule, entry.fields, state)
             if not found:
                 continue
@@ -299,6 +344,16 @@ def compile_watchlists(watchlists: Sequence[Watchlist]) -> Matcher:
     return Matcher(watchlists)
 
 
+def language_allowed(lang: str, allowed: Sequence[str]) -> bool:
+    """``lang`` ("uz-Latn") is one of ``allowed`` ("uz", "uz-Latn", "ru", ...)."""
+    base, _, script = lang.partition("-")
+    for tag in allowed:
+        tag_base, _, tag_script = tag.partition("-")
+        if tag_base == base and (not script or not tag_script or script == tag_script):
+            return True
+    return False
+
+
 # - verification --------------------------------------------------------------------------
 
 
@@ -308,14 +363,16 @@ def _occurrences(term: _CTerm, name: str, state: _ItemState) -> list[tuple[int, 
     occ = scan.hits.get(term.key) if scan is not None else None
     if occ is None or scan is None:
         return []
-    if term.cased is None and not term.exclude and term.context is None:
+    if term.cased is None and not term.exclude and term.context is None and not term.words:
         return occ  # a plain term: every word-boundary hit counts
     cache_key = (term.index, name)
     cached = state.occ.get(cache_key)
     if cached is not None:
         return cached
     if occ:
-        if term.cased is not None:
+        if term.words:
+            occ = _forms(term.words, scan.folded.text, occ)
+        if term.cased is not None and occ:
             occ = [o for o in occ if _case_ok(scan, o, term.cased)]
         if term.exclude and occ:
             cancel = [x for t in term.exclude for x in _occurrences(t, name, state)]
@@ -324,6 +381,25 @@ def _occurrences(term: _CTerm, name: str, state: _ItemState) -> list[tuple[int, 
             occ = [o for o in occ if _in_context(o, name, term.context, term.fields, state)]
     state.occ[cache_key] = occ
     return occ
+
+
+def _forms(
+    words: tuple[morph.WordForms, ...], text: str, occ: list[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """The occurrences whose words are forms of the term's words, extended over them."""
+    out: list[tuple[int, int]] = []
+    for start, end in occ:
+        if not words[0].accepts(text[start:end]):
+            continue
+        pos = end
+        for wf in words[1:]:
+            m = _NEXT_WORD.match(text, pos)
+            if m is None or not wf.accepts(m.group(1)):
+                break
+            pos = m.end()
+        else:
+            out.append((start, pos))
+    return out
 
 
 def _case_ok(scan: _FieldScan, occ: tuple[int, int], cased: str) -> bool:
