@@ -252,6 +252,7 @@ def hits(
                 "first_seen": _iso(hit.first_seen_at),
                 "published": _iso(hit.published_at),
                 "matched_at": _iso(hit.created_at),
+                "lang": hit.lang,
             }
             click.echo(json.dumps(record, ensure_ascii=False))
         else:
@@ -279,9 +280,10 @@ def match_command(ctx: Context, directory: Path | None) -> None:
     """Match JSON Lines items from stdin; print JSON Lines results (a dry run).
 
     Each input line is an object with `id` and any of `title`, `summary`, `content`
-    (plain text) and `link`. Each output line is
-    {"id": ..., "watchlists": [...], "matches": [...]}.
+    (plain text), `link` and `lang` (detected when absent). Each output line is
+    {"id": ..., "lang": ..., "watchlists": [...], "matches": [...]}.
     """
+    from monitor.lang import detect as detect_language
     from monitor.match import compile_watchlists
     from monitor.watchlists import load_watchlists
 
@@ -299,9 +301,13 @@ def match_command(ctx: Context, directory: Path | None) -> None:
             click.echo(f"stdin:{number}: {exc}", err=True)
             bad += 1
             continue
-        matches = matcher.match_fields(fields)
+        lang = record.get("lang")
+        if not isinstance(lang, str) or not lang:
+            lang = detect_language(fields["title"], fields["summary"], fields["content"])
+        matches = matcher.match_fields(fields, lang=lang)
         out = {
             "id": record.get("id"),
+            "lang": lang,
             "watchlists": sorted({m.watchlist for m in matches}),
             "matches": [m.to_dict() for m in matches],
         }

@@ -16,7 +16,7 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from multiprocessing import get_context
@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from monitor import schedule_policy
 from monitor.config import Settings
 from monitor.fetch import FetchOptions, fetch, make_session
+from monitor.lang import detect as detect_language
 from monitor.match import Matcher, compile_watchlists
 from monitor.models import FetchResult, Item, Match, Outcome, ParsedFeed
 from monitor.parse import parse
@@ -96,11 +97,19 @@ def parse_and_match(
         log.exception("parser failed on %s", url)
         return ParsedFeed(items=[], warnings=[f"parser failed: {exc!r}"]), {}
     found: ItemMatches = {}
-    for item in parsed.items:
+    items = [with_language(item) for item in parsed.items]
+    for item in items:
         matches = matcher.match(item)
         if matches:
             found[item.identity] = matches
-    return parsed, found
+    return replace(parsed, items=items), found
+
+
+def with_language(item: Item) -> Item:
+    """The item with its detected language (``monitor.lang``)."""
+    if item.lang is not None:
+        return item
+    return replace(item, lang=detect_language(item.title, item.summary, item.content))
 
 
 class ParsePool:

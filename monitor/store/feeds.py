@@ -452,6 +452,7 @@ def _insert_items(
             "summary": it.summary,
             "content": it.content,
             "author": it.author,
+            "lang": it.lang,
             "published_at": it.published,
             "first_seen_at": now,
         }
@@ -517,6 +518,7 @@ class StoredHit:
     feed_id: int | None
     feed_url: str | None
     feed_title: str | None
+    lang: str | None = None
 
     @property
     def terms(self) -> list[str]:
@@ -545,6 +547,7 @@ def _hit_query() -> Any:
         items.c.feed_id,
         feeds.c.url.label("feed_url"),
         feeds.c.title.label("feed_title"),
+        items.c.lang,
     ).select_from(
         hits.join(items, hits.c.item_id == items.c.id).outerjoin(
             feeds, items.c.feed_id == feeds.c.id
@@ -594,4 +597,5 @@ def iter_items(store: Store, *, since: datetime | None = None) -> Iterator[Item]
                 content=r.content,
                 published=r.published_at,
                 author=r.author,
+                lang=r.lang,
             )
