@@ -35,6 +35,15 @@ _UZ_WORDS = frozenset(
     "o'z biz ular mamlakat prezident davlat vaziri hamkorlik tashrif uchrashdi muhokama "
     "qilindi etdi kerak yangi orqali yo'lak o'rta markaziy osiyo".split()
 )
+_CYR_WORDS = re.compile(r"[\u0400-\u04ff]+")
+_KK_WORDS = frozenset("мен пен бен және үшін бойынша бұл деп".split())
+_KK_ENDINGS = ("ның", "нің", "дың", "ды", "ты", "ған", "қан", "ып", "лары")
+_UZ_CYR_WORDS = frozenset("ва билан учун бўйича эса ҳам бу деб".split())
+_UZ_CYR_ENDINGS = ("нинг", "моқда", "даги", "ди", "ган", "лари", "ида")
+_UZ_ENDINGS = (
+    "ning", "dagi", "lari", "larni", "larga", "moqda", "ildi", "ishdi", "ashdi", "imiz",
+    "ingiz", "gan", "dir", "yapti", "sida", "ga", "da", "ni", "ib",
+)  # fmt: skip
 _EN_WORDS = frozenset(
     "the and of to in is was for on with that by from as at said has have will are "
     "this it its an be were which".split()
@@ -62,16 +71,25 @@ def detect(*texts: str) -> str | None:
     if cyrillic >= latin:
         if kk > uz:
             return "kk"
-        if uz or kk_uz:
+        if uz:
             return "uz-Cyrl"
+        if kk_uz:  # қ ғ only: by word endings, then by ы (which Uzbek does not write)
+            words = _CYR_WORDS.findall(sample.lower())
+            kk_score = sum(w.endswith(_KK_ENDINGS) or w in _KK_WORDS for w in words)
+            uz_score = sum(w.endswith(_UZ_CYR_ENDINGS) or w in _UZ_CYR_WORDS for w in words)
+            if kk_score != uz_score:
+                return "kk" if kk_score > uz_score else "uz-Cyrl"
+            return "kk" if ("ы" in sample or "Ы" in sample) else "uz-Cyrl"
         return "ru"
     words = [w.lower().replace("\u02bb", "'") for w in _WORDS.findall(sample)]
     for mark in "‘’`ʼ":
         words = [w.replace(mark, "'") for w in words]
-    uz_score = sum(w in _UZ_WORDS for w in words) + 2 * len(_UZ_MARK.findall(sample))
+    uz_score = sum(w in _UZ_WORDS or w.endswith(_UZ_ENDINGS) for w in words) + 2 * len(
+        _UZ_MARK.findall(sample)
+    )
     en_score = sum(w in _EN_WORDS for w in words)
     if uz_score > en_score and uz_score >= 2:
         return "uz-Latn"
-    if en_score >= 2 or (en_score >= 1 and len(words) <= 6):
+    if en_score >= 2 or (en_score == 1 and uz_score == 0 and sample.isascii()):
         return "en"
     return None

@@ -160,8 +160,10 @@ class _Compiler:
         cased = fold_text(text, casefold=False) if term.case_sensitive else None
         words: tuple[morph.WordForms, ...] = ()
         if term.forms and not term.prefix:
+            written = _WORD.findall(fold_text(text, casefold=False))
             words = tuple(
-                morph.WordForms(w, morph.languages_for(w, term.lang)) for w in _WORD.findall(folded)
+                morph.WordForms(w, morph.languages_for(w, term.lang), proper=c[:1].isupper())
+                for w, c in zip(_WORD.findall(folded), written, strict=False)
             )
             if not any(w.languages for w in words):
                 words = ()

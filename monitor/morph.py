@@ -6,7 +6,9 @@ when an item is matched, both on folded text (``monitor.fold``):
 
 - ``ru``: two words are forms of one another when their pymorphy3 normal forms (over
   every parse) share one, the term's own word counting as a normal form
-  ("Токаева" -> {"токаева", "токаев"} meets "Токаев" -> {"токай", "токаев"}). The
+  ("Токаева" -> {"токаева", "токаев"} meets "Токаев" -> {"токаев"}). A capitalised term
+  word is a name: only its name parses count ("Токаев" is not the plural genitive of
+  the wine "токай", so "Токай" is not one of its forms). The
   dictionaries come from the ``pymorphy3-dicts-ru`` package; nothing is downloaded.
 - ``kk`` and ``uz``: the word is the term's word followed by case, possessive and plural
   suffixes from the language's list (:data:`SUFFIXES`), up to three of them
@@ -57,6 +59,10 @@ SUFFIXES: dict[str, frozenset[str]] = {
     "kk": frozenset(_KK.split()),
     "uz": frozenset(_UZ_LATN.split()) | frozenset(_UZ_CYRL.split()),
 }
+
+
+#: pymorphy3 tags of proper names (first names, surnames, patronymics, places, bodies)
+_PROPER = frozenset({"Name", "Surn", "Patr", "Geox", "Orgn", "Trad"})
 
 
 def _is_cyrillic(word: str) -> bool:
@@ -122,14 +128,17 @@ class WordForms:
 
     __slots__ = ("_cache", "languages", "lemmas", "prefix", "word")
 
-    def __init__(self, word: str, languages: Iterable[str]) -> None:
+    def __init__(self, word: str, languages: Iterable[str], *, proper: bool = False) -> None:
         self.word = word
         self.languages = tuple(languages)
         self.lemmas: frozenset[str] = frozenset()
         prefix = word
         if "ru" in self.languages and _is_cyrillic(word):
             parses = _analyzer().parse(word)
-            self.lemmas = frozenset(p.normal_form for p in parses) | {word}
+            lemmas = [p for p in parses if not proper or _PROPER & set(p.tag.grammemes)]
+            # a capitalised term word is a name: only its name parses count, else it is
+            # its own normal form ("Токаев", "Средний")
+            self.lemmas = frozenset(p.normal_form for p in lemmas) | {word}
             forms = [f.word for p in parses for f in p.lexeme]
             prefix = _common_prefix(word, forms) or word[:1]
         self.prefix = prefix
