@@ -57,6 +57,7 @@ class _CTerm:
     context: _CContext | None = None
     fields: tuple[str, ...] = ITEM_FIELDS
     words: tuple[morph.WordForms, ...] = ()  # forms: the term's words, checked in order
+    anchor: int = 0  # forms: the word the automaton looks for
 
 
 @dataclass(eq=False, slots=True)
@@ -138,6 +139,15 @@ class _Compiler:
         self.keys: dict[tuple[str, bool, bool], int] = {}
         self.key_info: list[_Key] = []
         self.terms: list[_CTerm] = []
+        self.wordforms: dict[tuple[str, tuple[str, ...], bool], morph.WordForms] = {}
+
+    def word_forms(self, word: str, languages: tuple[str, ...], proper: bool) -> morph.WordForms:
+        """One shared checker (and cache) per distinct term word."""
+        ident = (word, languages, proper)
+        found = self.wordforms.get(ident)
+        if found is None:
+            found = self.wordforms[ident] = morph.WordForms(word, languages, proper=proper)
+        return found
 
     def key(self, text: str, *, prefix: bool = False, substring: bool = False) -> int:
         ident = (text, prefix, substring)
@@ -162,14 +172,17 @@ class _Compiler:
         if term.forms and not term.prefix:
             written = _WORD.findall(fold_text(text, casefold=False))
             words = tuple(
-                morph.WordForms(w, morph.languages_for(w, term.lang), proper=c[:1].isupper())
+                self.word_forms(w, morph.languages_for(w, term.lang), c[:1].isupper())
                 for w, c in zip(_WORD.findall(folded), written, strict=False)
             )
             if not any(w.languages for w in words):
                 words = ()
+        anchor = 0
         if words:
-            key = self.key(words[0].prefix, prefix=True)
-            cased = cased[: len(words[0].prefix)] if cased is not None else None
+            # the automaton looks for the longest word's prefix; the others are checked
+            anchor = max(range(len(words)), key=lambda i: len(words[i].prefix))
+            key = self.key(words[anchor].prefix, prefix=True)
+            cased = cased[:1] if cased is not None else None  # the capital letter
         else:
             key = self.key(folded, prefix=term.prefix)
         cterm = _CTerm(
@@ -179,6 +192,7 @@ class _Compiler:
             cased=cased,
             fields=fields,
             words=words,
+            anchor=anchor,
         )
         self.terms.append(cterm)
         cterm.exclude = self.many(term.exclude, fields)
@@ -205,10 +219,11 @@ class _Compiler:
         return _CRegex(re.compile(rule.pattern, flags), rule.pattern, anchor, rule.case_sensitive)
 
 
-def _trigger_keys(rule: _CRule) -> Iterator[int | None]:
-    """Keys of the positive terms (None: an unanchored regex, so always verify)."""
+def _trigger_keys(rule: _CRule) -> Iterator[int | _CTerm | None]:
+    """Keys of the positive terms (None: an unanchored regex, so always verify; a term
+    with word forms: its key, once the word found there is one of its forms)."""
     if isinstance(rule, _CTerm):
-        yield rule.key
+        yield rule if rule.words else rule.key
     elif isinstance(rule, _CGroup):
         if rule.op != "not":
             for child in rule.children:
@@ -216,7 +231,7 @@ def _trigger_keys(rule: _CRule) -> Iterator[int | None]:
     elif isinstance(rule, _CNear):
         for op in rule.operands:
             for term in op:
-                yield term.key
+                yield term if term.words else term.key
     else:
         yield rule.anchor
 
@@ -240,11 +255,21 @@ class Matcher:
                 )
         self._key_info = comp.key_info
         triggers: list[set[int]] = [set() for _ in comp.key_info]
+        forms_triggers: dict[int, dict[tuple[tuple[morph.WordForms, ...], int], set[int]]] = {}
         always: set[int] = set()
         for index, compiled in enumerate(self._entries):
             for key in _trigger_keys(compiled.rule):
-                (always if key is None else triggers[key]).add(index)
+                if isinstance(key, _CTerm):
+                    by_words = forms_triggers.setdefault(key.key, {})
+                    by_words.setdefault((key.words, key.anchor), set()).add(index)
+                else:
+                    (always if key is None else triggers[key]).add(index)
         self._triggers = [tuple(sorted(t)) for t in triggers]
+        # key -> [(words and anchor of the forms terms found there, their entries)]
+        self._forms_triggers = {
+            key: [(words, tuple(sorted(entries))) for words, entries in by_words.items()]
+            for key, by_words in forms_triggers.items()
+        }
         self._always = frozenset(always)
         used = {f for e in self._entries for f in e.fields}
         self._fields = tuple(f for f in ITEM_FIELDS if f in used)
@@ -317,8 +342,13 @@ class Matcher:
             folded = fold(text)
             hits = self._scan(folded.text)
             scans[name] = _FieldScan(text, folded, hits)
-            for key in hits:
+            forms = self._forms_triggers
+            for key, occ in hits.items():
                 candidates.update(self._triggers[key])
+                if key in forms:  # entries with a term whose words are there, in forms
+                    for (words, anchor), entries in forms[key]:
+                        if _forms(words, anchor, folded.text, occ):
+                            candidates.update(entries)
         if not candidates:
             return []
         state = _ItemState(scans)
@@ -373,7 +403,7 @@ def _occurrences(term: _CTerm, name: str, state: _ItemState) -> list[tuple[int, 
         return cached
     if occ:
         if term.words:
-            occ = _forms(term.words, scan.folded.text, occ)
+            occ = _forms(term.words, term.anchor, scan.folded.text, occ)
         if term.cased is not None and occ:
             occ = [o for o in occ if _case_ok(scan, o, term.cased)]
         if term.exclude and occ:
@@ -386,21 +416,34 @@ def _occurrences(term: _CTerm, name: str, state: _ItemState) -> list[tuple[int, 
 
 
 def _forms(
-    words: tuple[morph.WordForms, ...], text: str, occ: list[tuple[int, int]]
+    words: tuple[morph.WordForms, ...], anchor: int, text: str, occ: list[tuple[int, int]]
 ) -> list[tuple[int, int]]:
-    """The occurrences whose words are forms of the term's words, extended over them."""
+    """The occurrences (of the anchor word) whose words are forms of the term's words,
+    extended over the words before and after it."""
     out: list[tuple[int, int]] = []
     for start, end in occ:
-        if not words[0].accepts(text[start:end]):
+        if not words[anchor].accepts(text[start:end]):
             continue
         pos = end
-        for wf in words[1:]:
+        for wf in words[anchor + 1 :]:
             m = _NEXT_WORD.match(text, pos)
             if m is None or not wf.accepts(m.group(1)):
                 break
             pos = m.end()
         else:
-            out.append((start, pos))
+            first = start
+            for wf in reversed(words[:anchor]):
+                stop = first  # back over one or two spaces or hyphens, then a word
+                while stop > 0 and first - stop < 2 and text[stop - 1] in " -":
+                    stop -= 1
+                begin = stop
+                while begin > 0 and text[begin - 1].isalnum():
+                    begin -= 1
+                if stop == first or begin == stop or not wf.accepts(text[begin:stop]):
+                    break
+                first = begin
+            else:
+                out.append((first, pos))
     return out
 
 

@@ -16,8 +16,11 @@ when an item is matched, both on folded text (``monitor.fold``):
   letters ("Гор", "Gor") takes exactly one suffix of two or more letters and nothing
   else, so it never runs into another word ("Gorizont", "Горный", "Гора").
 
-The Aho-Corasick scan finds a term by :func:`key_prefix`, a prefix every accepted form
-of its first word starts with; only the words found so are checked with :func:`accepts`.
+The Aho-Corasick scan finds a term by :attr:`WordForms.prefix` of its longest word, a
+prefix its accepted forms start with: the word and its normal forms' common prefix, less
+up to two final vowels or й/ь (Сергей: "серг", Астана: "астан", Токаев: "токаев").
+Only the words found so are checked with :meth:`WordForms.accepts`, their results cached.
+(Russian stems that change inside, as "отец"/"отца", are missed; names seldom do.)
 """
 
 from __future__ import annotations
@@ -115,6 +118,9 @@ def _suffixed(base: str, word: str, lang: str) -> bool:
     return _suffix_chain(rest, suffixes, _MAX_SUFFIXES)
 
 
+_ENDING_LETTERS = frozenset("аеёиоуыэюяйь")
+
+
 def _common_prefix(word: str, others: Iterable[str]) -> str:
     size = len(word)
     for other in others:
@@ -139,8 +145,10 @@ class WordForms:
             # a capitalised term word is a name: only its name parses count, else it is
             # its own normal form ("Токаев", "Средний")
             self.lemmas = frozenset(p.normal_form for p in lemmas) | {word}
-            forms = [f.word for p in parses for f in p.lexeme]
-            prefix = _common_prefix(word, forms) or word[:1]
+            prefix = _common_prefix(word, self.lemmas)
+            for _ in range(2):
+                if len(prefix) > 3 and prefix[-1] in _ENDING_LETTERS:
+                    prefix = prefix[:-1]
         self.prefix = prefix
         self._cache: dict[str, bool] = {}
 
@@ -163,8 +171,3 @@ class WordForms:
             elif lang in SUFFIXES and _suffixed(self.word, word, lang):
                 return True
         return False
-
-
-def key_prefix(words: Iterable[WordForms]) -> str:
-    """The text the automaton looks for: the first word's prefix (open at its right)."""
-    return next(iter(words)).prefix
