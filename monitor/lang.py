@@ -10,10 +10,10 @@ on the first :data:`SAMPLE_CHARS` characters of title, summary and content:
   else None (another language, or too little text to tell).
 
 lingua (whose wheel ships its models) was weighed against these rules: it has no Uzbek
-model at all (Uzbek Latin comes out "English"), its wheel is ~96 MB, and restricted to
-English, Russian and Kazakh it is ~10,000 short items/s; these rules get the desk's five
-right on the golden sentences at well over 100,000 items/s with no dependency
-(``bench/bench_lang.py``).
+model at all (Uzbek Latin comes out "English"), its wheel is ~96 MB installed, and
+restricted to English, Russian and Kazakh it runs ~8,000 sentences/s; these rules run
+~30,000/s with no dependency (``bench/bench_languages.py``). They know only the desk's
+five languages: a French or German item is None or, when short, may read as English.
 """
 
 from __future__ import annotations
