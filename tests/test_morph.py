@@ -133,3 +133,23 @@ def test_bad_lang_is_reported(tmp_path: Path) -> None:
     assert "x.yaml:2: lang in the watchlist must be one of en, ru, kk, uz, not 'de'" in problems
     assert "x.yaml:3: languages: 'fr' is not one of" in problems
     assert "x.yaml:6: forms in terms of entry 'g' must be true or false" in problems
+
+
+def test_a_watchlist_keeps_to_its_languages(tmp_path: Path) -> None:
+    (tmp_path / "ru.yaml").write_text(
+        "languages: [ru, kk]\nentries:\n  - id: g\n    terms: [{text: Гор, forms: true}]\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "uz.yaml").write_text(
+        "languages: [uz]\nentries:\n  - id: g\n    terms: [{text: Гор, lang: uz}]\n",
+        encoding="utf-8",
+    )
+    matcher = compile_watchlists(load_watchlists(tmp_path))
+
+    def ids(text: str, lang: str | None) -> list[str]:
+        return [m.watchlist for m in matcher.match_fields({"title": text}, lang=lang)]
+
+    assert ids("Горнинг ташрифи", "uz-Cyrl") == ["uz"]
+    assert ids("Гордың сапары", "kk") == ["ru"]
+    assert ids("Гордың сапары", None) == ["ru"]  # unknown language: every list applies
+    assert ids("Горнинг ташрифи", None) == ["ru", "uz"]  # ru.yaml: forms of all scripts
