@@ -43,6 +43,9 @@ def _scan_form(text: str) -> str:
     return text
 
 
+#: The words of a term with forms, the index of the one the automaton finds, its entries.
+_FormsGroup = tuple[tuple[morph.WordForms, ...], int, tuple[int, ...]]
+
 #: A found occurrence: field, start and end in the ORIGINAL text, the term as written.
 _Hit = tuple[str, int, int, str]
 
@@ -265,11 +268,14 @@ class Matcher:
                 else:
                     (always if key is None else triggers[key]).add(index)
         self._triggers = [tuple(sorted(t)) for t in triggers]
-        # key -> [(words and anchor of the forms terms found there, their entries)]
-        self._forms_triggers = {
-            key: [(words, tuple(sorted(entries))) for words, entries in by_words.items()]
-            for key, by_words in forms_triggers.items()
-        }
+        # key -> [(anchor word, [(the words and anchor of a forms term, its entries)])]
+        self._forms_triggers: dict[int, list[tuple[morph.WordForms, list[_FormsGroup]]]] = {}
+        for key, by_words in forms_triggers.items():
+            by_anchor: dict[morph.WordForms, list[_FormsGroup]] = {}
+            for (words, anchor), entries in by_words.items():
+                group = (words, anchor, tuple(sorted(entries)))
+                by_anchor.setdefault(words[anchor], []).append(group)
+            self._forms_triggers[key] = list(by_anchor.items())
         self._always = frozenset(always)
         used = {f for e in self._entries for f in e.fields}
         self._fields = tuple(f for f in ITEM_FIELDS if f in used)
@@ -346,9 +352,14 @@ class Matcher:
             for key, occ in hits.items():
                 candidates.update(self._triggers[key])
                 if key in forms:  # entries with a term whose words are there, in forms
-                    for (words, anchor), entries in forms[key]:
-                        if _forms(words, anchor, folded.text, occ):
-                            candidates.update(entries)
+                    text = folded.text
+                    for wf, groups in forms[key]:
+                        good = [o for o in occ if wf.accepts(text[o[0] : o[1]])]
+                        if not good:
+                            continue
+                        for words, anchor, entries in groups:
+                            if len(words) == 1 or _forms(words, anchor, text, good):
+                                candidates.update(entries)
         if not candidates:
             return []
         state = _ItemState(scans)
