@@ -65,8 +65,6 @@ _WORD = re.compile(r"[^\W_]+")
 _SCRIPT_LETTER = re.compile(r"[^\W\d_A-Za-z]")  # a letter outside ASCII
 _NON_ASCII_RUN = re.compile(r"[\x00-\x7f]?[^\x00-\x7f]+")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
-# o' / g' inside an Uzbek Latin word (not an English possessive "'s")
-_UZ_MARK = re.compile(r"(?<=[oOgG])['\u02bb](?=[a-z])(?!s(?![a-z]))|(?<=[OG])['\u02bb](?=[A-Z]{2})")
 
 
 class _SegMap:
@@ -223,6 +221,33 @@ def _squeeze(text: str) -> list[tuple[int, int, str]]:
     return changes
 
 
+def _is_mark(text: str, pos: int) -> bool:
+    """Whether the apostrophe at ``pos`` is an Uzbek letter mark: after o or g and before
+    a lower-case letter (but not a lone "s": "Greg's"), or after O/G and before two
+    capitals ("O'ZBEKISTON")."""
+    if pos == 0 or pos + 1 >= len(text) or text[pos - 1] not in "oOgG":
+        return False
+    after = text[pos + 1]
+    if "a" <= after <= "z":
+        return after != "s" or (pos + 2 < len(text) and "a" <= text[pos + 2] <= "z")
+    return (
+        text[pos - 1] in "OG" and "A" <= after <= "Z" and pos + 2 < len(text)
+        and "A" <= text[pos + 2] <= "Z"
+    )  # fmt: skip
+
+
+def _uz_marks(text: str) -> str:
+    """Every Uzbek letter mark ("'" or "ʻ", see :func:`_is_mark`) made "ʻ"; looks only at
+    the apostrophes (a regex with a look-behind would try every character)."""
+    places = [p for mark in ("'", "\u02bb") for p in _finds(text, mark) if _is_mark(text, p)]
+    if not places:
+        return text
+    chars = list(text)
+    for p in places:
+        chars[p] = "\u02bb"
+    return "".join(chars)
+
+
 @dataclass(frozen=True, slots=True)
 class Folded:
     """A folded text and the way back to the original offsets."""
@@ -270,7 +295,7 @@ def fold(text: str, *, casefold: bool = True) -> Folded:
         text = step(_removals(text), text)
         text = _unconfuse(text)
     if "'" in text or "\u02bb" in text:
-        text = _UZ_MARK.sub("\u02bb", text)  # same length: no offset map needed
+        text = _uz_marks(text)  # same length: no offset map needed
     text = step(_squeeze(text), text)
     if not casefold:
         return Folded(text, text, tuple(maps))
