@@ -119,6 +119,10 @@ class _FieldScan:
 class _ItemState:
     scans: dict[str, _FieldScan]
     occ: dict[tuple[int, str], list[tuple[int, int]]] = field(default_factory=dict)
+    # extents of forms terms found while choosing candidates: (words, anchor, field)
+    formed: dict[tuple[tuple[morph.WordForms, ...], int, str], list[tuple[int, int]]] = field(
+        default_factory=dict
+    )
 
 
 class _Key:
@@ -341,6 +345,7 @@ class Matcher:
         """
         scans: dict[str, _FieldScan] = {}
         candidates = set(self._always)
+        formed: dict[tuple[tuple[morph.WordForms, ...], int, str], list[tuple[int, int]]] = {}
         for name in self._fields:
             text = fields.get(name) or ""
             if not text:
@@ -358,11 +363,13 @@ class Matcher:
                         if not good:
                             continue
                         for words, anchor, entries in groups:
-                            if len(words) == 1 or _forms(words, anchor, text, good):
+                            extents = good if len(words) == 1 else _forms(words, anchor, text, good)
+                            formed[words, anchor, name] = extents
+                            if extents:
                                 candidates.update(entries)
         if not candidates:
             return []
-        state = _ItemState(scans)
+        state = _ItemState(scans, formed=formed)
         vetoed: dict[int, bool] = {}
         matches: list[Match] = []
         for index in sorted(candidates):
@@ -414,7 +421,12 @@ def _occurrences(term: _CTerm, name: str, state: _ItemState) -> list[tuple[int, 
         return cached
     if occ:
         if term.words:
-            occ = _forms(term.words, term.anchor, scan.folded.text, occ)
+            known = state.formed.get((term.words, term.anchor, name))
+            occ = (
+                known
+                if known is not None
+                else _forms(term.words, term.anchor, scan.folded.text, occ)
+            )
         if term.cased is not None and occ:
             occ = [o for o in occ if _case_ok(scan, o, term.cased)]
         if term.exclude and occ:
