@@ -272,12 +272,11 @@ def poll(ctx: Context, once: bool, everything: bool) -> None:
     import asyncio
 
     from monitor import pipeline
-    from monitor.watchlists import WatchlistRegistry
 
     if not once:
         raise click.UsageError("use `monitor poll --once`, or `monitor run` to poll on schedule")
     settings = ctx.settings
-    registry = WatchlistRegistry(settings.watchlists_dir)
+    registry = pipeline.watchlist_registry(settings.watchlists_dir)
     store = ctx.store()
     pipeline.sync_config(settings, store)
     with _progress(sys.stderr.isatty() and not ctx.verbose, "polling") as progress:
@@ -349,6 +348,7 @@ def hits(
                 "published": _iso(hit.published_at),
                 "matched_at": _iso(hit.created_at),
                 "story": hit.story_id,
+                "lang": hit.lang,
             }
             click.echo(json.dumps(record, ensure_ascii=False))
         else:
@@ -409,9 +409,10 @@ def match_command(ctx: Context, directory: Path | None) -> None:
     """Match JSON Lines items from stdin; print JSON Lines results (a dry run).
 
     Each input line is an object with `id` and any of `title`, `summary`, `content`
-    (plain text) and `link`. Each output line is
-    {"id": ..., "watchlists": [...], "matches": [...]}.
+    (plain text), `link` and `lang` (detected when absent). Each output line is
+    {"id": ..., "lang": ..., "watchlists": [...], "matches": [...]}.
     """
+    from monitor.lang import detect as detect_language
     from monitor.match import compile_watchlists
     from monitor.watchlists import load_watchlists
 
@@ -429,9 +430,13 @@ def match_command(ctx: Context, directory: Path | None) -> None:
             click.echo(f"stdin:{number}: {exc}", err=True)
             bad += 1
             continue
-        matches = matcher.match_fields(fields)
+        lang = record.get("lang")
+        if not isinstance(lang, str) or not lang:
+            lang = detect_language(fields["title"], fields["summary"], fields["content"])
+        matches = matcher.match_fields(fields, lang=lang)
         out = {
             "id": record.get("id"),
+            "lang": lang,
             "watchlists": sorted({m.watchlist for m in matches}),
             "matches": [m.to_dict() for m in matches],
         }

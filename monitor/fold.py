@@ -12,8 +12,11 @@ The steps, in order (each one a C-speed pass; Python only touches the places tha
 4. Latin look-alikes: in a token that mixes Cyrillic/Greek letters with Latin letters or
    digits ("С5" typed with a Cyrillic С) and in all-capital tokens of 2-4 look-alike letters
    ("ТІТR"), the look-alikes become Latin. Other Cyrillic words ("Ландау", "Гор") are kept.
-5. Runs of spaces collapse to one; a possessive ``'s`` after a word is dropped ("Gor's").
-6. ``str.casefold`` (skipped with ``casefold=False``; :attr:`Folded.cased` then keeps the
+5. Uzbek Latin letter marks: after o or g and before a letter, every apostrophe
+   (ʻ ‘ ' ` ’ ʼ) becomes "ʻ" (U+02BB, a letter), so "O‘zbekiston", "O'zbekiston" and
+   "Oʻzbekiston" fold alike and stay one word (a possessive "'s" is left alone).
+6. Runs of spaces collapse to one; a possessive ``'s`` after a word is dropped ("Gor's").
+7. ``str.casefold`` (skipped with ``casefold=False``; :attr:`Folded.cased` then keeps the
    folded text before this step, aligned character for character when casefolding did not
    change the length, which is the common case).
 """
@@ -218,6 +221,33 @@ def _squeeze(text: str) -> list[tuple[int, int, str]]:
     return changes
 
 
+def _is_mark(text: str, pos: int) -> bool:
+    """Whether the apostrophe at ``pos`` is an Uzbek letter mark: after o or g and before
+    a lower-case letter (but not a lone "s": "Greg's"), or after O/G and before two
+    capitals ("O'ZBEKISTON")."""
+    if pos == 0 or pos + 1 >= len(text) or text[pos - 1] not in "oOgG":
+        return False
+    after = text[pos + 1]
+    if "a" <= after <= "z":
+        return after != "s" or (pos + 2 < len(text) and "a" <= text[pos + 2] <= "z")
+    return (
+        text[pos - 1] in "OG" and "A" <= after <= "Z" and pos + 2 < len(text)
+        and "A" <= text[pos + 2] <= "Z"
+    )  # fmt: skip
+
+
+def _uz_marks(text: str) -> str:
+    """Every Uzbek letter mark ("'" or "ʻ", see :func:`_is_mark`) made "ʻ"; looks only at
+    the apostrophes (a regex with a look-behind would try every character)."""
+    places = [p for mark in ("'", "\u02bb") for p in _finds(text, mark) if _is_mark(text, p)]
+    if not places:
+        return text
+    chars = list(text)
+    for p in places:
+        chars[p] = "\u02bb"
+    return "".join(chars)
+
+
 @dataclass(frozen=True, slots=True)
 class Folded:
     """A folded text and the way back to the original offsets."""
@@ -264,6 +294,8 @@ def fold(text: str, *, casefold: bool = True) -> Folded:
                 text = text.replace(ch, repl)
         text = step(_removals(text), text)
         text = _unconfuse(text)
+    if "'" in text or "\u02bb" in text:
+        text = _uz_marks(text)  # same length: no offset map needed
     text = step(_squeeze(text), text)
     if not casefold:
         return Folded(text, text, tuple(maps))

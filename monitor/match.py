@@ -6,6 +6,11 @@ once and scans it once; hits that do not sit on word boundaries are dropped, and
 the entries one of whose terms was found are then verified (boolean groups, proximity,
 context, exclusions, case, regexes). Regexes without an ``anchor`` are verified on every
 item, since nothing tells us cheaply when they might match.
+
+A term with ``forms`` is looked for by a prefix of its first word (open at the right);
+each word found so, and the words after it, are then checked against the term's words
+with :mod:`monitor.morph`. A term with ``translit`` is compiled as one term per spelling
+(:mod:`monitor.translit`). Still one scan per field.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Union
 
 import ahocorasick
 
+from monitor import morph, translit
 from monitor.fold import Folded, fold, fold_text
 from monitor.models import ITEM_FIELDS, Item, Match, Span
 from monitor.watchlists import Context, Group, Near, Rule, Term, Watchlist
@@ -25,6 +31,7 @@ from monitor.watchlists import Context, Group, Near, Rule, Term, Watchlist
 _WORD = re.compile(r"[^\W_]+")
 _ASCII_NON_WORD = [c for c in map(chr, range(128)) if not c.isalnum() and c != " "]
 _OTHER_NON_WORD = re.compile(r"[^\w\x00-\x7f]+")
+_NEXT_WORD = re.compile(r"[ -]{1,2}([^\W_]+)")
 
 
 def _scan_form(text: str) -> str:
@@ -36,6 +43,9 @@ def _scan_form(text: str) -> str:
         text = _OTHER_NON_WORD.sub(lambda m: " " * len(m.group()), text)
     return text
 
+
+#: The words of a term with forms, the index of the one the automaton finds, its entries.
+_FormsGroup = tuple[tuple[morph.WordForms, ...], int, tuple[int, ...]]
 
 #: A found occurrence: field, start and end in the ORIGINAL text, the term as written.
 _Hit = tuple[str, int, int, str]
@@ -50,6 +60,8 @@ class _CTerm:
     exclude: tuple[_CTerm, ...] = ()
     context: _CContext | None = None
     fields: tuple[str, ...] = ITEM_FIELDS
+    words: tuple[morph.WordForms, ...] = ()  # forms: the term's words, checked in order
+    anchor: int = 0  # forms: the word the automaton looks for
 
 
 @dataclass(eq=False, slots=True)
@@ -88,6 +100,7 @@ class _CEntry:
     entry_id: str
     rule: _CRule
     fields: tuple[str, ...]
+    languages: tuple[str, ...] = ()
 
 
 @dataclass(eq=False, slots=True)
@@ -110,6 +123,10 @@ class _ItemState:
     #: A context's occurrences in a field, for _in_context: (by start, starts, the one
     #: ending last among the first k for each k).
     near: dict[tuple[int, str], _Near] = field(default_factory=dict)
+    # extents of forms terms found while choosing candidates: (words, anchor, field)
+    formed: dict[tuple[tuple[morph.WordForms, ...], int, str], list[tuple[int, int]]] = field(
+        default_factory=dict
+    )
 
 
 _Near = tuple[list[tuple[int, int]], list[int], list[tuple[int, int]]]
@@ -136,6 +153,15 @@ class _Compiler:
         self.keys: dict[tuple[str, bool, bool], int] = {}
         self.key_info: list[_Key] = []
         self.terms: list[_CTerm] = []
+        self.wordforms: dict[tuple[str, tuple[str, ...], bool], morph.WordForms] = {}
+
+    def word_forms(self, word: str, languages: tuple[str, ...], proper: bool) -> morph.WordForms:
+        """One shared checker (and cache) per distinct term word."""
+        ident = (word, languages, proper)
+        found = self.wordforms.get(ident)
+        if found is None:
+            found = self.wordforms[ident] = morph.WordForms(word, languages, proper=proper)
+        return found
 
     def key(self, text: str, *, prefix: bool = False, substring: bool = False) -> int:
         ident = (text, prefix, substring)
@@ -144,31 +170,61 @@ class _Compiler:
             self.key_info.append(_Key(text, prefix=prefix, substring=substring))
         return self.keys[ident]
 
-    def term(self, term: Term, fields: tuple[str, ...]) -> _CTerm:
-        folded = fold_text(term.text)
+    def spellings(self, term: Term, fields: tuple[str, ...]) -> list[_CTerm]:
+        """One compiled term per spelling (several with ``translit``)."""
+        if not term.translit:
+            return [self.term(term, term.text, fields)]
+        return [self.term(term, text, fields) for text in translit.variants(term.text)]
+
+    def many(self, terms: Sequence[Term], fields: tuple[str, ...]) -> tuple[_CTerm, ...]:
+        return tuple(c for t in terms for c in self.spellings(t, fields))
+
+    def term(self, term: Term, text: str, fields: tuple[str, ...]) -> _CTerm:
+        folded = fold_text(text)
+        cased = fold_text(text, casefold=False) if term.case_sensitive else None
+        words: tuple[morph.WordForms, ...] = ()
+        if term.forms and not term.prefix:
+            written = _WORD.findall(fold_text(text, casefold=False))
+            words = tuple(
+                self.word_forms(w, morph.languages_for(w, term.lang), c[:1].isupper())
+                for w, c in zip(_WORD.findall(folded), written, strict=False)
+            )
+            if not any(w.languages for w in words):
+                words = ()
+        anchor = 0
+        if words:
+            # the automaton looks for the longest word's prefix; the others are checked
+            anchor = max(range(len(words)), key=lambda i: len(words[i].prefix))
+            key = self.key(words[anchor].prefix, prefix=True)
+            cased = cased[:1] if cased is not None else None  # the capital letter
+        else:
+            key = self.key(folded, prefix=term.prefix)
         cterm = _CTerm(
             index=len(self.terms),
-            key=self.key(folded, prefix=term.prefix),
+            key=key,
             shown=term.text + ("*" if term.prefix else ""),
-            cased=fold_text(term.text, casefold=False) if term.case_sensitive else None,
+            cased=cased,
             fields=fields,
+            words=words,
+            anchor=anchor,
         )
         self.terms.append(cterm)
-        cterm.exclude = tuple(self.term(t, fields) for t in term.exclude)
+        cterm.exclude = self.many(term.exclude, fields)
         if term.context is not None:
             cterm.context = self.context(term.context, fields)
         return cterm
 
     def context(self, context: Context, fields: tuple[str, ...]) -> _CContext:
-        return _CContext(tuple(self.term(t, fields) for t in context.terms), context.window)
+        return _CContext(self.many(context.terms, fields), context.window)
 
     def rule(self, rule: Rule, fields: tuple[str, ...]) -> _CRule:
         if isinstance(rule, Term):
-            return self.term(rule, fields)
+            compiled = self.spellings(rule, fields)
+            return compiled[0] if len(compiled) == 1 else _CGroup("any", tuple(compiled))
         if isinstance(rule, Group):
             return _CGroup(rule.op, tuple(self.rule(child, fields) for child in rule.children))
         if isinstance(rule, Near):
-            ops = tuple(tuple(self.term(t, fields) for t in op) for op in rule.operands)
+            ops = tuple(self.many(op, fields) for op in rule.operands)
             return _CNear(ops, rule.window)
         flags = 0 if rule.case_sensitive else re.IGNORECASE
         anchor = None
@@ -177,10 +233,11 @@ class _Compiler:
         return _CRegex(re.compile(rule.pattern, flags), rule.pattern, anchor, rule.case_sensitive)
 
 
-def _trigger_keys(rule: _CRule) -> Iterator[int | None]:
-    """Keys of the positive terms (None: an unanchored regex, so always verify)."""
+def _trigger_keys(rule: _CRule) -> Iterator[int | _CTerm | None]:
+    """Keys of the positive terms (None: an unanchored regex, so always verify; a term
+    with word forms: its key, once the word found there is one of its forms)."""
     if isinstance(rule, _CTerm):
-        yield rule.key
+        yield rule if rule.words else rule.key
     elif isinstance(rule, _CGroup):
         if rule.op != "not":
             for child in rule.children:
@@ -188,7 +245,7 @@ def _trigger_keys(rule: _CRule) -> Iterator[int | None]:
     elif isinstance(rule, _CNear):
         for op in rule.operands:
             for term in op:
-                yield term.key
+                yield term if term.words else term.key
     else:
         yield rule.anchor
 
@@ -202,17 +259,34 @@ class Matcher:
         self._exclude_if: list[tuple[_CTerm, ...]] = []
         self.watchlist_ids: tuple[str, ...] = tuple(w.id for w in watchlists)
         for wl_index, watchlist in enumerate(watchlists):
-            self._exclude_if.append(tuple(comp.term(t, ITEM_FIELDS) for t in watchlist.exclude_if))
+            self._exclude_if.append(comp.many(watchlist.exclude_if, ITEM_FIELDS))
             for entry in watchlist.entries:
                 rule = comp.rule(entry.rule, entry.fields)
-                self._entries.append(_CEntry(wl_index, watchlist.id, entry.id, rule, entry.fields))
+                self._entries.append(
+                    _CEntry(
+                        wl_index, watchlist.id, entry.id, rule, entry.fields, watchlist.languages
+                    )
+                )
         self._key_info = comp.key_info
         triggers: list[set[int]] = [set() for _ in comp.key_info]
+        forms_triggers: dict[int, dict[tuple[tuple[morph.WordForms, ...], int], set[int]]] = {}
         always: set[int] = set()
         for index, compiled in enumerate(self._entries):
             for key in _trigger_keys(compiled.rule):
-                (always if key is None else triggers[key]).add(index)
+                if isinstance(key, _CTerm):
+                    by_words = forms_triggers.setdefault(key.key, {})
+                    by_words.setdefault((key.words, key.anchor), set()).add(index)
+                else:
+                    (always if key is None else triggers[key]).add(index)
         self._triggers = [tuple(sorted(t)) for t in triggers]
+        # key -> [(anchor word, [(the words and anchor of a forms term, its entries)])]
+        self._forms_triggers: dict[int, list[tuple[morph.WordForms, list[_FormsGroup]]]] = {}
+        for key, by_words in forms_triggers.items():
+            by_anchor: dict[morph.WordForms, list[_FormsGroup]] = {}
+            for (words, anchor), entries in by_words.items():
+                group = (words, anchor, tuple(sorted(entries)))
+                by_anchor.setdefault(words[anchor], []).append(group)
+            self._forms_triggers[key] = list(by_anchor.items())
         self._always = frozenset(always)
         used = {f for e in self._entries for f in e.fields}
         self._fields = tuple(f for f in ITEM_FIELDS if f in used)
@@ -266,12 +340,19 @@ class Matcher:
 
     def match(self, item: Item) -> list[Match]:
         """The matches of one item: at most one per (watchlist, entry), in watchlist order."""
-        return self.match_fields({name: item.field_text(name) for name in ITEM_FIELDS})
+        return self.match_fields(
+            {name: item.field_text(name) for name in ITEM_FIELDS}, lang=item.lang
+        )
 
-    def match_fields(self, fields: Mapping[str, str]) -> list[Match]:
-        """Like :meth:`match`, for a mapping of field name to plain text."""
+    def match_fields(self, fields: Mapping[str, str], lang: str | None = None) -> list[Match]:
+        """Like :meth:`match`, for a mapping of field name to plain text.
+
+        ``lang``: the item's language, if known; a watchlist restricted to ``languages``
+        skips items known to be in another one.
+        """
         scans: dict[str, _FieldScan] = {}
         candidates = set(self._always)
+        formed: dict[tuple[tuple[morph.WordForms, ...], int, str], list[tuple[int, int]]] = {}
         for name in self._fields:
             text = fields.get(name) or ""
             if not text:
@@ -279,15 +360,29 @@ class Matcher:
             folded = fold(text)
             hits = self._scan(folded.text)
             scans[name] = _FieldScan(text, folded, hits)
-            for key in hits:
+            forms = self._forms_triggers
+            for key, occ in hits.items():
                 candidates.update(self._triggers[key])
+                if key in forms:  # entries with a term whose words are there, in forms
+                    text = folded.text
+                    for wf, groups in forms[key]:
+                        good = [o for o in occ if wf.accepts(text[o[0] : o[1]])]
+                        if not good:
+                            continue
+                        for words, anchor, entries in groups:
+                            extents = good if len(words) == 1 else _forms(words, anchor, text, good)
+                            formed[words, anchor, name] = extents
+                            if extents:
+                                candidates.update(entries)
         if not candidates:
             return []
-        state = _ItemState(scans)
+        state = _ItemState(scans, formed=formed)
         vetoed: dict[int, bool] = {}
         matches: list[Match] = []
         for index in sorted(candidates):
             entry = self._entries[index]
+            if lang is not None and entry.languages and not language_allowed(lang, entry.languages):
+                continue
             found = _evaluate(entry.rule, entry.fields, state)
             if not found:
                 continue
@@ -306,6 +401,16 @@ def compile_watchlists(watchlists: Sequence[Watchlist]) -> Matcher:
     return Matcher(watchlists)
 
 
+def language_allowed(lang: str, allowed: Sequence[str]) -> bool:
+    """``lang`` ("uz-Latn") is one of ``allowed`` ("uz", "uz-Latn", "ru", ...)."""
+    base, _, script = lang.partition("-")
+    for tag in allowed:
+        tag_base, _, tag_script = tag.partition("-")
+        if tag_base == base and (not script or not tag_script or script == tag_script):
+            return True
+    return False
+
+
 # - verification --------------------------------------------------------------------------
 
 
@@ -315,14 +420,21 @@ def _occurrences(term: _CTerm, name: str, state: _ItemState) -> list[tuple[int, 
     occ = scan.hits.get(term.key) if scan is not None else None
     if occ is None or scan is None:
         return []
-    if term.cased is None and not term.exclude and term.context is None:
+    if term.cased is None and not term.exclude and term.context is None and not term.words:
         return occ  # a plain term: every word-boundary hit counts
     cache_key = (term.index, name)
     cached = state.occ.get(cache_key)
     if cached is not None:
         return cached
     if occ:
-        if term.cased is not None:
+        if term.words:
+            known = state.formed.get((term.words, term.anchor, name))
+            occ = (
+                known
+                if known is not None
+                else _forms(term.words, term.anchor, scan.folded.text, occ)
+            )
+        if term.cased is not None and occ:
             occ = [o for o in occ if _case_ok(scan, o, term.cased)]
         if term.exclude and occ:
             cancel = [x for t in term.exclude for x in _occurrences(t, name, state)]
@@ -331,6 +443,38 @@ def _occurrences(term: _CTerm, name: str, state: _ItemState) -> list[tuple[int, 
             occ = [o for o in occ if _in_context(o, name, term.context, term.fields, state)]
     state.occ[cache_key] = occ
     return occ
+
+
+def _forms(
+    words: tuple[morph.WordForms, ...], anchor: int, text: str, occ: list[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """The occurrences (of the anchor word) whose words are forms of the term's words,
+    extended over the words before and after it."""
+    out: list[tuple[int, int]] = []
+    for start, end in occ:
+        if not words[anchor].accepts(text[start:end]):
+            continue
+        pos = end
+        for wf in words[anchor + 1 :]:
+            m = _NEXT_WORD.match(text, pos)
+            if m is None or not wf.accepts(m.group(1)):
+                break
+            pos = m.end()
+        else:
+            first = start
+            for wf in reversed(words[:anchor]):
+                stop = first  # back over one or two spaces or hyphens, then a word
+                while stop > 0 and first - stop < 2 and text[stop - 1] in " -":
+                    stop -= 1
+                begin = stop
+                while begin > 0 and text[begin - 1].isalnum():
+                    begin -= 1
+                if stop == first or begin == stop or not wf.accepts(text[begin:stop]):
+                    break
+                first = begin
+            else:
+                out.append((first, pos))
+    return out
 
 
 def _case_ok(scan: _FieldScan, occ: tuple[int, int], cased: str) -> bool:

@@ -73,6 +73,7 @@ class Item:
     content: str = ""
     published: datetime | None = None  # timezone-aware UTC
     author: str | None = None
+    lang: str | None = None  # detected language: en, ru, kk, uz-Latn, uz-Cyrl (None: unknown)
 
     def field_text(self, name: str) -> str:
         """The plain text of one of :data:`ITEM_FIELDS`."""

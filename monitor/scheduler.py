@@ -47,6 +47,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from monitor import pipeline
 from monitor.config import Settings, SubscriberConfig, load_settings, locate_config
 from monitor.errors import DatabaseUnusable, MonitorError
+from monitor.match import Matcher
 from monitor.notify import Notifier
 from monitor.schedules import next_digest_time
 from monitor.store import Store, open_store
@@ -87,7 +88,7 @@ def run_daemon(config: str | None, settings: Settings) -> int:
     """``monitor run``: take the lock, migrate, load, and serve until SIGTERM. Exit status."""
     lock = store_lock.acquire(settings.database_url)
     try:
-        registry = WatchlistRegistry(settings.watchlists_dir)  # a bad file stops us here
+        registry = pipeline.watchlist_registry(settings.watchlists_dir)  # a bad file stops us here
         store = open_store(settings.database_url, upgrade=True)
         try:
             daemon = Daemon(config, settings, store, registry)
@@ -102,7 +103,11 @@ def run_daemon(config: str | None, settings: Settings) -> int:
 
 class Daemon:
     def __init__(
-        self, config: str | None, settings: Settings, store: Store, registry: WatchlistRegistry
+        self,
+        config: str | None,
+        settings: Settings,
+        store: Store,
+        registry: WatchlistRegistry[Matcher],
     ) -> None:
         self.config = config
         self.settings = settings
@@ -475,7 +480,9 @@ class Daemon:
             )
         if Path(settings.watchlists_dir) != Path(self.registry.directory):
             try:
-                self.registry = await asyncio.to_thread(WatchlistRegistry, settings.watchlists_dir)
+                self.registry = await asyncio.to_thread(
+                    pipeline.watchlist_registry, settings.watchlists_dir
+                )
             except MonitorError as exc:
                 log.error("watchlists not reloaded from %s: %s", settings.watchlists_dir, exc)
             else:

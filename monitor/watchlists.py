@@ -11,10 +11,10 @@ from __future__ import annotations
 import difflib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import Generic, TypeVar, Union
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -23,9 +23,6 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from monitor.errors import WatchlistError
 from monitor.fold import fold_text
 from monitor.models import ITEM_FIELDS
-
-if TYPE_CHECKING:
-    from monitor.match import Matcher
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +55,9 @@ class Term:
     context: Context | None = None
     exclude: tuple[Term, ...] = ()
     line: int = 0
+    forms: bool = False  # inflected forms count too (monitor.morph)
+    lang: str | None = None  # whose forms: ru, kk, uz, en (None: by the term's script)
+    translit: bool = False  # Cyrillic <-> Latin spellings count too (monitor.translit)
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,7 @@ class Watchlist:
     path: Path
     exclude_if: tuple[Term, ...] = ()
     line: int = 1  # where the id is set (1 when it comes from the file name)
+    languages: tuple[str, ...] = ()  # only items in these languages (empty: any)
 
 
 # -- parsing ----------------------------------------------------------------------------
@@ -122,6 +123,10 @@ _WATCHLIST_KEYS = (
     "priority",
     "fields",
     "exclude_if",
+    "forms",
+    "lang",
+    "translit",
+    "languages",
     "entries",
 )
 _ENTRY_KEYS = (
@@ -138,7 +143,20 @@ _ENTRY_KEYS = (
     "context",
     "exclude",
 )
-_TERM_KEYS = ("text", "case_sensitive", "aliases", "context", "exclude")
+_TERM_KEYS = (
+    "text",
+    "case_sensitive",
+    "aliases",
+    "forms",
+    "lang",
+    "translit",
+    "context",
+    "exclude",
+)
+_FORM_KEYS = ("forms", "lang", "translit")
+#: Language tags a watchlist may name in ``lang`` / ``languages`` (uz: either script).
+LANGUAGE_TAGS = ("en", "ru", "kk", "uz", "uz-Latn", "uz-Cyrl")
+_LANG_CHOICES = ("en", "ru", "kk", "uz")
 _GROUP_KEYS = ("all", "any", "not", "near", "regex")
 _CONDITION_KEYS = ("terms", "all", "any", "not", "near", "regex")
 
@@ -150,6 +168,8 @@ class _Parser:
         self.path = path
         self.problems: list[str] = []
         self._constructor = SafeConstructor()
+        # the watchlist's defaults for its terms: forms, lang, translit
+        self.defaults: dict[str, object] = {}
 
     # - plumbing -
 
@@ -243,7 +263,7 @@ class _Parser:
         if not isinstance(node, MappingNode):
             text = self.term_text(node, where)
             return [t] if text is not None and (t := self.make_term(node, text, where)) else []
-        keys = _TERM_KEYS if extras else ("text", "case_sensitive", "aliases")
+        keys = _TERM_KEYS if extras else ("text", "case_sensitive", "aliases", *_FORM_KEYS)
         fields = self.mapping(node, f"a term in {where}", keys)
         if fields is None:
             return []
@@ -256,6 +276,7 @@ class _Parser:
         case = "case_sensitive" in fields and self.boolean(
             fields["case_sensitive"], f"case_sensitive in {where}"
         )
+        form_options = self.form_options(fields, where)
         context = self.context(fields["context"], where) if "context" in fields else None
         exclude: tuple[Term, ...] = ()
         if "exclude" in fields:
@@ -269,7 +290,15 @@ class _Parser:
         for text_node, value in texts:
             made = self.make_term(text_node, value, where)
             if made is not None:
-                out.append(replace(made, case_sensitive=case, context=context, exclude=exclude))
+                out.append(
+                    replace(
+                        made,
+                        case_sensitive=case,
+                        context=context,
+                        exclude=exclude,
+                        **form_options,  # type: ignore[arg-type]
+                    )
+                )
         return out
 
     def make_term(self, node: Node, text: str, where: str) -> Term | None:
@@ -282,7 +311,28 @@ class _Parser:
             if len(fold_text(text)) < MIN_PREFIX_CHARS:
                 self.err(node, f"{where}: a prefix term needs {MIN_PREFIX_CHARS}+ characters")
                 return None
-        return Term(text, prefix=prefix, line=node.start_mark.line + 1)
+        return replace(
+            Term(text, prefix=prefix, line=node.start_mark.line + 1),
+            **self.defaults,  # type: ignore[arg-type]
+        )
+
+    def form_options(self, fields: dict[str, Node], where: str) -> dict[str, object]:
+        """``forms``, ``lang`` and ``translit`` of a term or watchlist, as given."""
+        out: dict[str, object] = {}
+        for key in ("forms", "translit"):
+            if key in fields:
+                out[key] = self.boolean(fields[key], f"{key} in {where}")
+        if "lang" in fields:
+            value = self.string(fields["lang"], f"lang in {where}")
+            if value is not None and value not in _LANG_CHOICES:
+                self.err(
+                    fields["lang"],
+                    f"lang in {where} must be one of {', '.join(_LANG_CHOICES)}, not '{value}'",
+                )
+            elif value is not None:
+                out["lang"] = value
+                out.setdefault("forms", self.defaults.get("forms", value != "en"))
+        return out
 
     def context(self, node: Node, where: str) -> Context | None:
         if isinstance(node, SequenceNode):
@@ -510,6 +560,17 @@ class _Parser:
                 )
             elif value is not None:
                 priority = value
+        self.defaults = self.form_options(fields, "the watchlist")
+        languages: list[str] = []
+        for node in self.items(fields["languages"]) if "languages" in fields else []:
+            value = self.string(node, "a language in languages")
+            if value is not None and value not in LANGUAGE_TAGS:
+                self.err(
+                    node,
+                    f"languages: '{value}' is not one of {', '.join(LANGUAGE_TAGS)}",
+                )
+            elif value is not None:
+                languages.append(value)
         defaults = ITEM_FIELDS
         if "fields" in fields:
             defaults = self.fields(fields["fields"], "the watchlist") or ITEM_FIELDS
@@ -544,6 +605,7 @@ class _Parser:
             self.path,
             exclude_if,
             id_line,
+            tuple(languages),
         )
 
 
@@ -671,25 +733,32 @@ def _snapshot(directory: Path) -> tuple[tuple[str, int, int], ...]:
         return ()
 
 
-class WatchlistRegistry:
-    """The last good watchlists of a directory and their compiled matcher.
+Compiled = TypeVar("Compiled")
+
+
+class WatchlistRegistry(Generic[Compiled]):
+    """The last good watchlists of a directory and their compiled form.
+
+    ``compile`` turns the watchlists into what matching uses (the pipeline passes
+    ``match.compile_watchlists``; this module does not import the matcher).
 
     ``refresh()`` is cheap when nothing changed (one directory listing and a stat per
     file). A bad edit is logged (every problem as file:line, at ERROR) and the last good
     version stays in use.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, compile: Callable[[Sequence[Watchlist]], Compiled]) -> None:
         self.directory = directory
+        self._compile = compile
         self._snapshot = _snapshot(directory)
         self._watchlists = load_watchlists(directory)
-        self._matcher = _compile(self._watchlists)
+        self._matcher = compile(self._watchlists)
         self._version = 1
         self._failed: tuple[tuple[str, int, int], ...] | None = None
         self._problems: list[str] = []
 
     @property
-    def matcher(self) -> Matcher:
+    def matcher(self) -> Compiled:
         return self._matcher
 
     @property
@@ -720,15 +789,9 @@ class WatchlistRegistry:
             log.error("keeping the last good watchlists (version %d)", self._version)
             self._failed, self._problems = snapshot, problems
             return list(problems)
-        self._matcher = _compile(watchlists)
+        self._matcher = self._compile(watchlists)
         self._watchlists = watchlists
         self._snapshot, self._failed, self._problems = snapshot, None, []
         self._version += 1
         log.info("watchlists reloaded from %s (version %d)", self.directory, self._version)
         return []
-
-
-def _compile(watchlists: Sequence[Watchlist]) -> Matcher:
-    from monitor.match import compile_watchlists  # match imports this module's types
-
-    return compile_watchlists(watchlists)

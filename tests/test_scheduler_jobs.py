@@ -10,6 +10,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import update
 
 from monitor.config import settings_from_mapping
+from monitor.match import compile_watchlists
 from monitor.scheduler import Daemon
 from monitor.schedules import next_digest_time
 from monitor.store import open_store
@@ -45,7 +46,9 @@ async def test_jobs_poll_tick_digest_schedules_and_catch_up(tmp_path: Path) -> N
                 .where(subscribers.c.email == "missed@example.org")
                 .values(last_digest_at=two_days_ago)
             )
-        daemon = Daemon(None, settings, store, WatchlistRegistry(settings.watchlists_dir))
+        daemon = Daemon(
+            None, settings, store, WatchlistRegistry(settings.watchlists_dir, compile_watchlists)
+        )
         daemon.scheduler = AsyncIOScheduler(timezone=UTC)
         daemon.scheduler.start(paused=True)
         try:

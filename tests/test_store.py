@@ -343,3 +343,24 @@ def test_schema_head_constant_is_alembics_head() -> None:
     assert ScriptDirectory.from_config(cfg).get_current_head() == SCHEMA_HEAD, (
         "a migration was added: set monitor.store.db.SCHEMA_HEAD to its revision"
     )
+
+
+def test_item_language_migration_fills_existing_rows(store_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import insert
+
+    from monitor.store.db import _alembic_config
+
+    store = open_store(store_url)
+    try:
+        with store.engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "0002")
+            titles = ["Тоқаев Ландаумен кездесті", "Gor met Tokayev in Astana", "2025"]
+            for n, title in enumerate(titles):
+                conn.execute(insert(items).values(identity=f"i{n}", title=title, first_seen_at=NOW))
+        store.upgrade()
+        with store.read() as conn:
+            langs = conn.execute(select(items.c.lang).order_by(items.c.identity)).scalars().all()
+        assert langs == ["kk", "en", None]
+    finally:
+        store.dispose()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from monitor.errors import WatchlistError
+from monitor.match import compile_watchlists
 from monitor.models import Item
 from monitor.watchlists import (
     Group,
@@ -261,7 +262,7 @@ def touch_later(path: Path) -> None:
 
 def test_registry_picks_up_an_edit(tmp_path: Path) -> None:
     path = write(tmp_path, "w.yaml", "entries:\n  - {id: a, terms: [Gor]}\n")
-    registry = WatchlistRegistry(tmp_path)
+    registry = WatchlistRegistry(tmp_path, compile_watchlists)
     assert registry.version == 1
     assert registry.refresh() == []
     assert registry.version == 1  # nothing changed: nothing reloaded
@@ -279,7 +280,7 @@ def test_registry_picks_up_an_edit(tmp_path: Path) -> None:
 
 def test_registry_keeps_last_good_version(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = write(tmp_path, "w.yaml", "entries:\n  - {id: a, terms: [Gor]}\n")
-    registry = WatchlistRegistry(tmp_path)
+    registry = WatchlistRegistry(tmp_path, compile_watchlists)
     good = registry.matcher
     write(tmp_path, "w.yaml", "entries:\n  - {id: a, terms: [Gor], excludes: [x]}\n")
     touch_later(path)
@@ -303,5 +304,5 @@ def test_registry_keeps_last_good_version(tmp_path: Path, caplog: pytest.LogCapt
 def test_registry_refuses_a_bad_start(tmp_path: Path) -> None:
     write(tmp_path, "w.yaml", "entries: nope\n")
     with pytest.raises(WatchlistError) as info:
-        WatchlistRegistry(tmp_path)
+        WatchlistRegistry(tmp_path, compile_watchlists)
     assert info.value.problems[0].startswith(f"{tmp_path / 'w.yaml'}:1: ")

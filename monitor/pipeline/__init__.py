@@ -36,7 +36,7 @@ if TYPE_CHECKING:
         import_opml,
         sync_config,
     )
-    from monitor.pipeline.parsing import parse_and_match
+    from monitor.pipeline.parsing import parse_and_match, watchlist_registry
     from monitor.pipeline.poll import (
         GroupWriter,
         ParsePool,
@@ -74,6 +74,7 @@ _WHERE = {
     "poll_due": "poll",
     "poll_feed": "poll",
     "story_index": "poll",
+    "watchlist_registry": "parsing",
 }
 
 
@@ -108,4 +109,5 @@ __all__ = [
     "story_index",
     "sync_config",
     "undelivered_error",
+    "watchlist_registry",
 ]

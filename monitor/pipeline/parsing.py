@@ -17,13 +17,15 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from monitor.models import Match, ParsedFeed
+from monitor.models import Item, Match, ParsedFeed
 
 if TYPE_CHECKING:
     from monitor.match import Matcher
-    from monitor.watchlists import Watchlist
+    from monitor.watchlists import Watchlist, WatchlistRegistry
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +96,26 @@ def parse_and_match(
         log.exception("parser failed on %s", url)
         return ParsedFeed(items=[], warnings=[f"parser failed: {exc!r}"]), {}
     found: ItemMatches = {}
-    for item in parsed.items:
+    items = [with_language(item) for item in parsed.items]
+    for item in items:
         matches = matcher.match(item)
         if matches:
             found[item.identity] = matches
-    return parsed, found
+    return replace(parsed, items=items), found
+
+
+def with_language(item: Item) -> Item:
+    """The item with its detected language (``monitor.lang``)."""
+    from monitor.lang import detect as detect_language
+
+    if item.lang is not None:
+        return item
+    return replace(item, lang=detect_language(item.title, item.summary, item.content))
+
+
+def watchlist_registry(directory: Path) -> WatchlistRegistry[Matcher]:
+    """The watchlists of ``directory``, compiled for matching and reloaded on edit."""
+    from monitor.match import compile_watchlists
+    from monitor.watchlists import WatchlistRegistry
+
+    return WatchlistRegistry(directory, compile_watchlists)

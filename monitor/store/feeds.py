@@ -503,6 +503,7 @@ def _insert_items(
             "summary": it.summary,
             "content": it.content,
             "author": it.author,
+            "lang": it.lang,
             "published_at": it.published,
             "first_seen_at": now,
         }
@@ -569,6 +570,7 @@ class StoredHit:
     feed_url: str | None
     feed_title: str | None
     story_id: int | None = None  # None only for a hit built outside the store
+    lang: str | None = None
 
     @property
     def terms(self) -> list[str]:
@@ -598,6 +600,7 @@ def _hit_query() -> Any:
         feeds.c.url.label("feed_url"),
         feeds.c.title.label("feed_title"),
         items.c.story_id,
+        items.c.lang,
     ).select_from(
         hits.join(items, hits.c.item_id == items.c.id).outerjoin(
             feeds, items.c.feed_id == feeds.c.id
@@ -647,4 +650,5 @@ def iter_items(store: Store, *, since: datetime | None = None) -> Iterator[Item]
                 content=r.content,
                 published=r.published_at,
                 author=r.author,
+                lang=r.lang,
             )

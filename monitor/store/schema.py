@@ -105,6 +105,7 @@ items = Table(
     Column("summary", Text, nullable=False, default=""),
     Column("content", Text, nullable=False, default=""),
     Column("author", Text),
+    Column("lang", String(16)),  # detected language (monitor.lang): en, ru, kk, uz-Latn, ...
     Column("published_at", UTCDateTime),
     Column("first_seen_at", UTCDateTime, nullable=False, index=True),
     # The story (one event across outlets) the item was assigned to when it was stored,

@@ -1,0 +1,95 @@
+"""Which language an item is in: en, ru, kk, uz-Latn, uz-Cyrl, or None. Pure, no I/O.
+
+Only the languages the desk reads are told apart, by their letters and function words,
+on the first :data:`SAMPLE_CHARS` characters of title, summary and content:
+
+- Cyrillic text: Kazakh has letters Russian and Uzbek lack (ә ө ү ұ і ң һ); Uzbek
+  Cyrillic has ў and ҳ, and қ ғ without the Kazakh ones; else Russian.
+- Latin text: Uzbek by its letter marks (oʻ gʻ, any apostrophe) and function words
+  ("va", "bilan", "uchun", ...); English by its function words ("the", "and", ...);
+  else None (another language, or too little text to tell).
+
+lingua (whose wheel ships its models) was weighed against these rules: it has no Uzbek
+model at all (Uzbek Latin comes out "English"), its wheel is ~96 MB installed, and
+restricted to English, Russian and Kazakh it runs ~8,000 sentences/s; these rules run
+~30,000/s with no dependency (``bench/bench_languages.py``). They know only the desk's
+five languages: a French or German item is None or, when short, may read as English.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: How much of an item is read to tell its language.
+SAMPLE_CHARS = 600
+#: The tags :func:`detect` returns.
+TAGS = ("en", "ru", "kk", "uz-Latn", "uz-Cyrl")
+
+_KK_ONLY = frozenset("әөүұіңһӘӨҮҰІҢҺ")
+_UZ_ONLY = frozenset("ўҳЎҲ")
+_KK_UZ = frozenset("қғҚҒ")
+_WORDS = re.compile(r"[a-zA-Z\u02bb'‘’`ʼ]+")
+_UZ_MARK = re.compile(r"[oOgG][\u02bb'‘’`ʼ][a-z]")
+_UZ_WORDS = frozenset(
+    "va bilan uchun bu esa ham yil bo'yicha bo'ladi qilish qildi dedi ekan emas bor yo'q "
+    "o'z biz ular mamlakat prezident davlat vaziri hamkorlik tashrif uchrashdi muhokama "
+    "qilindi etdi kerak yangi orqali yo'lak o'rta markaziy osiyo".split()
+)
+_CYR_WORDS = re.compile(r"[\u0400-\u04ff]+")
+_KK_WORDS = frozenset("мен пен бен және үшін бойынша бұл деп".split())
+_KK_ENDINGS = ("ның", "нің", "дың", "ды", "ты", "ған", "қан", "ып", "лары")
+_UZ_CYR_WORDS = frozenset("ва билан учун бўйича эса ҳам бу деб".split())
+_UZ_CYR_ENDINGS = ("нинг", "моқда", "даги", "ди", "ган", "лари", "ида")
+_UZ_ENDINGS = (
+    "ning", "dagi", "lari", "larni", "larga", "moqda", "ildi", "ishdi", "ashdi", "imiz",
+    "ingiz", "gan", "dir", "yapti", "sida", "ga", "da", "ni", "ib",
+)  # fmt: skip
+_EN_WORDS = frozenset(
+    "the and of to in is was for on with that by from as at said has have will are "
+    "this it its an be were which".split()
+)
+
+
+def detect(*texts: str) -> str | None:
+    """The language of an item's texts (title, summary, content), or None if unsure."""
+    sample = " ".join(t for t in texts if t)[:SAMPLE_CHARS]
+    cyrillic = latin = 0
+    kk = uz = kk_uz = 0
+    for ch in sample:
+        if "\u0400" <= ch <= "\u04ff":
+            cyrillic += 1
+            if ch in _KK_ONLY:
+                kk += 1
+            elif ch in _UZ_ONLY:
+                uz += 1
+            elif ch in _KK_UZ:
+                kk_uz += 1
+        elif ch.isascii() and ch.isalpha():
+            latin += 1
+    if cyrillic == 0 and latin == 0:
+        return None
+    if cyrillic >= latin:
+        if kk > uz:
+            return "kk"
+        if uz:
+            return "uz-Cyrl"
+        if kk_uz:  # қ ғ only: by word endings, then by ы (which Uzbek does not write)
+            words = _CYR_WORDS.findall(sample.lower())
+            kk_score = sum(w.endswith(_KK_ENDINGS) or w in _KK_WORDS for w in words)
+            uz_score = sum(w.endswith(_UZ_CYR_ENDINGS) or w in _UZ_CYR_WORDS for w in words)
+            if kk_score != uz_score:
+                return "kk" if kk_score > uz_score else "uz-Cyrl"
+            return "kk" if ("ы" in sample or "Ы" in sample) else "uz-Cyrl"
+        return "ru"
+    words = [w.lower().replace("\u02bb", "'") for w in _WORDS.findall(sample)]
+    for mark in "‘’`ʼ":
+        words = [w.replace(mark, "'") for w in words]
+    uz_score = sum(w in _UZ_WORDS or w.endswith(_UZ_ENDINGS) for w in words) + 2 * len(
+        _UZ_MARK.findall(sample)
+    )
+    en_score = sum(w in _EN_WORDS for w in words)
+    if uz_score > en_score and uz_score >= 2:
+        return "uz-Latn"
+    if en_score >= 2 or (en_score == 1 and uz_score == 0 and sample.isascii()):
+        return "en"
+    return None
