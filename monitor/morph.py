@@ -87,6 +87,8 @@ def _analyzer() -> MorphAnalyzer:
     import pymorphy3
 
     # the Russian dictionaries ship in the pymorphy3-dicts-ru wheel
+    # Its "Loading dictionaries from ..." is no news to a user of a command.
+    logging.getLogger("pymorphy3").setLevel(logging.WARNING)
     return pymorphy3.MorphAnalyzer(lang="ru")
 
 
