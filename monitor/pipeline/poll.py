@@ -20,21 +20,25 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from multiprocessing import get_context
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from monitor import schedule_policy
+from monitor.article import needs_article
 from monitor.config import Settings
 from monitor.fetch import FetchOptions, fetch, make_session
 from monitor.match import Matcher, compile_watchlists
 from monitor.models import FetchResult, Item, Match, Outcome, ParsedFeed
 from monitor.parse import parse
+from monitor.pipeline.articles import ArticleRunner
 from monitor.store import Store
+from monitor.store import articles as article_store
 from monitor.store import feeds as feed_store
 from monitor.store.db import utcnow
 from monitor.watchlists import Watchlist
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Matches of a parsed feed's items, by item identity.
 ItemMatches = dict[str, list[Match]]
@@ -72,6 +76,12 @@ _worker_matcher: Matcher | None = None
 def _init_worker(watchlists: Sequence[Watchlist]) -> None:
     global _worker_matcher
     _worker_matcher = compile_watchlists(watchlists)
+
+
+def worker_matcher() -> Matcher:
+    """The matcher of this parse worker process (set when the worker started)."""
+    assert _worker_matcher is not None, "not in a parse worker"
+    return _worker_matcher
 
 
 def parse_and_match(
@@ -143,6 +153,14 @@ class ParsePool:
             matcher,
         )
 
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args, matcher)`` in a worker; ``matcher`` is None in worker processes,
+        which use their own (:func:`worker_matcher`)."""
+        loop = asyncio.get_running_loop()
+        matcher = self._matcher if self.workers == 1 else None
+        call: Callable[..., T] = partial(fn, *args, matcher)
+        return await loop.run_in_executor(self._ensure(), call)
+
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
@@ -211,6 +229,8 @@ class PollSummary:
     hits_by_watchlist: dict[str, int] = field(default_factory=dict)
     failure_kinds: dict[str, int] = field(default_factory=dict)  # error_kind -> count
     latencies: list[float] = field(default_factory=list)  # seconds per fetch that answered
+    articles_read: int = 0  # article pages whose text now stands for their item
+    articles_failed: int = 0  # article pages not used (the feed text kept; reason stored)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -223,10 +243,13 @@ class PollSummary:
         }
 
     def line(self) -> str:
-        return (
+        line = (
             f"{self.feeds} feeds: {self.fetched} fetched, {self.not_modified} not modified, "
             f"{self.failed} failed; {self.new_items} new items, {self.new_hits} new hits"
         )
+        if self.articles_read or self.articles_failed:
+            line += f"; {self.articles_read} articles read, {self.articles_failed} not"
+        return line
 
 
 @dataclass
@@ -239,6 +262,7 @@ class PollContext:
     session: Any  # aiohttp.ClientSession
     pool: ParsePool
     writer: GroupWriter
+    articles: ArticleRunner | None = None
 
 
 class GroupWriter:
@@ -332,9 +356,20 @@ async def poll_feed(
     def reschedule(new_items: int) -> datetime:
         return next_due(ctx.settings, feed, result, parsed, now, new_items=new_items)[0]
 
+    mode = feed.fulltext or ctx.settings["fulltext.mode"]
+    short_text = int(ctx.settings["fulltext.short_text"])
+
+    def wants_article(item: Item) -> bool:
+        return needs_article(item, mode, short_text)
+
     saved = await ctx.writer.save(
-        feed_store.PollWrite(feed, result, parsed, due, hint, lookup, now, reschedule)
-    )
+        feed_store.PollWrite(
+            feed, result, parsed, due, hint, lookup, now, reschedule,
+            wants_article if ctx.articles is not None and mode != "never" else None,
+        )
+    )  # fmt: skip
+    if ctx.articles is not None and saved.articles:
+        ctx.articles.submit(feed.id, saved.articles)
     return result, parsed, saved
 
 
@@ -382,7 +417,11 @@ async def poll_due(
         try:
             async with make_session(options) as session:
                 group = GroupWriter(store, writer)
-                ctx = PollContext(settings, store, options, session, pool, group)
+                articles = ArticleRunner(settings, store, session, options, pool, writer)
+                ctx = PollContext(settings, store, options, session, pool, group, articles)
+                # Articles a stopped or killed run left unread are read first.
+                for left in await in_writer(lambda: article_store.pending_articles(store)):
+                    articles.submit(left.feed_id, [(left.item_id, left.item)])
                 # A fetch's deadline includes waiting for a connection, so feeds of one
                 # host queue here, before their clock starts, not inside the connector.
                 hosts: dict[str, asyncio.Semaphore] = {}
@@ -441,12 +480,19 @@ async def poll_due(
                             _tally(summary, *task.result())
                             if progress is not None:
                                 progress(summary.feeds, max(expected, summary.feeds))
+                    read = await articles.close()
+                    summary.articles_read, summary.articles_failed = read.read, read.failed
+                    summary.new_hits += read.new_hits
+                    for watchlist, n in read.hits_by_watchlist.items():
+                        by = summary.hits_by_watchlist
+                        by[watchlist] = by.get(watchlist, 0) + n
                 finally:
                     renewing.cancel()
                     for task in running:
                         task.cancel()
                     await asyncio.gather(renewing, *running, return_exceptions=True)
                     await group.close()
+                    await articles.abort()
         finally:
             if own_pool:
                 pool.close()

@@ -48,6 +48,10 @@ class FeedRecord:
     site_url: str | None = None
     quiet_polls: int = 0  # successful polls in a row without new items
     last_new_items_at: datetime | None = None
+    fulltext: str | None = None  # auto | always | never; None: [fulltext] mode
+    article_failures: int = 0  # article pages that could not be read
+    article_last_error: str | None = None
+    article_last_error_at: datetime | None = None
 
     @property
     def healthy(self) -> bool:
@@ -81,6 +85,7 @@ class FeedSpec:
     title: str | None = None
     interval_s: int | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    fulltext: str | None = None  # auto | always | never; None: [fulltext] mode
 
 
 def sync_config_feeds(store: Store, specs: Sequence[FeedSpec]) -> None:
@@ -109,6 +114,7 @@ def sync_config_feeds(store: Store, specs: Sequence[FeedSpec]) -> None:
                     feeds.c.title,
                     feeds.c.interval_s,
                     feeds.c.headers,
+                    feeds.c.fulltext,
                 ).order_by(feeds.c.id)
             )
         }
@@ -120,6 +126,7 @@ def sync_config_feeds(store: Store, specs: Sequence[FeedSpec]) -> None:
                 "interval_s": spec.interval_s,
                 "headers": dict(spec.headers),
                 "source": "config",
+                "fulltext": spec.fulltext,
             }
             row = existing.get(url)
             if row is None:
@@ -279,6 +286,8 @@ class PollSaved:
     new_items: int
     new_hits: int
     hits_by_watchlist: Mapping[str, int]
+    #: New items stored with their article page still to read: (item id, item).
+    articles: Sequence[tuple[int, Item]] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +302,8 @@ class PollWrite:
     match: Callable[[Item], Sequence[Match]]
     now: datetime
     reschedule: Callable[[int], datetime] | None = None
+    #: Whether a new item's article page is to be read (it is stored as pending).
+    wants_article: Callable[[Item], bool] | None = None
 
 
 def save_poll(
@@ -354,7 +365,9 @@ def _save(
 ) -> PollSaved:
     feed, result, parsed, now = w.feed, w.result, w.parsed, w.now
     state = _feed_state(feed, result, parsed, next_due_at=w.next_due_at, hint_s=w.hint_s, now=now)
-    new = _insert_items(conn, store, feed.id, parsed.items if parsed else [], now)
+    new = _insert_items(
+        conn, store, feed.id, parsed.items if parsed else [], now, w.wants_article
+    )
     if result.outcome in (Outcome.OK, Outcome.NOT_MODIFIED):
         if new:
             state |= {"quiet_polls": 0, "last_new_items_at": now}
@@ -381,7 +394,9 @@ def _save(
     if hit_rows:
         conn.execute(insert(hits), hit_rows)
     states.append((feed.id, state))
-    return PollSaved(len(new), len(hit_rows), by_watchlist)
+    wants = w.wants_article
+    articles = [(i, it) for i, it in new if wants is not None and wants(it)]
+    return PollSaved(len(new), len(hit_rows), by_watchlist, articles)
 
 
 def _feed_state(
@@ -427,7 +442,12 @@ def _feed_state(
 
 
 def _insert_items(
-    conn: Connection, store: Store, feed_id: int, batch: Iterable[Item], now: datetime
+    conn: Connection,
+    store: Store,
+    feed_id: int,
+    batch: Iterable[Item],
+    now: datetime,
+    wants_article: Callable[[Item], bool] | None = None,
 ) -> list[tuple[int, Item]]:
     by_identity: dict[str, Item] = {}
     for item in batch:
@@ -454,6 +474,8 @@ def _insert_items(
             "author": it.author,
             "published_at": it.published,
             "first_seen_at": now,
+            "text_source": "feed",
+            "article": "pending" if wants_article is not None and wants_article(it) else None,
         }
         for it in fresh
     ]
