@@ -28,6 +28,7 @@ from monitor.models import Item
 from monitor.store import Store
 from monitor.store import articles as article_store
 from monitor.store import feeds as fs
+from monitor.store.status import status_report
 from monitor.watchlists import load_watchlists
 
 REPO = Path(__file__).resolve().parents[1]
@@ -190,6 +191,8 @@ def test_a_name_deep_in_the_article_is_a_hit_and_no_page_is_read_twice(store: St
 
         feed = fs.list_feeds(store)[0]
         assert feed.article_failures == 5 and feed.article_last_error
+        [failing] = status_report(store).article_failures
+        assert (failing.url, failing.count) == (feed.url, 5)
         # The digest's snippet comes from where the name is: deep in the article.
         message = pipeline.preview_digest(settings, store, "analyst@example.org")
         assert message is not None
@@ -313,3 +316,26 @@ def test_kill_between_item_and_article_then_the_next_poll_completes_it(tmp_path:
         third = _cli(cfg, "poll", "--once", "--all")
         third.communicate(timeout=60)
         assert server.count("/a/deep") == 2
+
+
+async def test_robots_txt_is_read_once_per_host_and_a_server_error_means_no_reading() -> None:
+    from monitor.article import ArticleFetcher, article_options
+    from monitor.fetch import FetchOptions, make_session
+
+    with FeedServer() as server:
+        server.serve("/robots.txt", "oops", status=503)
+        server.serve("/a/1", article_page("One", DEEP_PARAGRAPHS), headers={"Content-Type": "text/html"})
+        options = article_options(FetchOptions(allow_private_addresses=True), max_page=1 << 20, timeout=5)
+        async with make_session(options) as session:
+            fetcher = ArticleFetcher(session, options, pace=0)
+            pages = await asyncio.gather(*(fetcher.fetch(server.url("/a/1")) for _ in range(3)))
+        assert all(p.error and p.error.startswith("robots.txt unavailable (HTTP 503") for p in pages)
+        assert server.count("/robots.txt") == 1 and server.count("/a/1") == 0
+        assert server.requests("/robots.txt")[0].headers["User-Agent"].startswith("monitor/")
+
+        server.serve("/robots.txt", "not found", status=404)
+        async with make_session(options) as session:
+            fetcher = ArticleFetcher(session, options, pace=0)
+            page = await fetcher.fetch(server.url("/a/1"))
+        assert page.ok and page.result is not None and b"Christopher Landau" in page.result.body
+        assert "text/html" in server.requests("/a/1")[0].headers["Accept"]
