@@ -4,11 +4,11 @@ Three parts, used by ``pipeline/articles.py``:
 
 - :func:`needs_article`: whether a new item's page is worth reading (the feed's mode; in
   ``auto``, when the feed's text is short or looks cut off);
-- :class:`ArticleFetcher`: fetches pages with :func:`monitor.fetch.fetch` and every rule it
-  enforces (http/https only, address checks on every hop, one deadline, body caps), on the
-  run's shared session, plus robots.txt (read once per host with protego) and a per-host
-  pace (the least time between the starts of two requests to one host) on top of the
-  per-host concurrency limit;
+- :class:`ArticleFetcher`: fetches pages with the fetch stage's ``fetch`` (handed in by the
+  pipeline, so this stage imports no other) and every rule it enforces (http/https only,
+  address checks on every hop, one deadline, body caps), on the run's shared session, plus
+  robots.txt (read once per host with protego) and a per-host pace (the least time between
+  the starts of two requests to one host) on top of the per-host concurrency limit;
 - :func:`extract`: the main text of a page with trafilatura (CPU-bound: run it in a worker,
   never on the event loop). Pages that are not articles (a PDF, a paywall or consent stub,
   an empty page) give a reason instead of text, and the item keeps its feed text.
@@ -20,15 +20,19 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from monitor.fetch import FetchOptions, fetch
 from monitor.models import Feed, FetchResult, Item, Outcome
 
 if TYPE_CHECKING:
-    import aiohttp
     from protego import Protego
+
+    from monitor.fetch import FetchOptions
+
+#: The fetch stage's ``fetch(feed, session, options)``.
+Fetch = Callable[[Feed, Any, "FetchOptions"], Awaitable[FetchResult]]
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +108,15 @@ class ArticleFetcher:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        fetch: Fetch,
+        session: Any,  # aiohttp.ClientSession
         options: FetchOptions,
         *,
         pace: float = 1.0,
         robots: bool = True,
         robots_agent: str = "monitor",
     ) -> None:
+        self._fetch = fetch
         self._session = session
         self._options = options
         self._pace = pace
@@ -147,7 +153,7 @@ class ArticleFetcher:
             if start > now:
                 await asyncio.sleep(start - now)
             self.requests += 1
-            return await fetch(Feed(url=url), self._session, options or self._options)
+            return await self._fetch(Feed(url=url), self._session, options or self._options)
 
     async def _read_robots(self, origin: str, host: _Host) -> Protego | str | None:
         """The host's robots.txt rules; None: everything allowed; a string: why nothing is."""

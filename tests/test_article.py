@@ -320,14 +320,14 @@ def test_kill_between_item_and_article_then_the_next_poll_completes_it(tmp_path:
 
 async def test_robots_txt_is_read_once_per_host_and_a_server_error_means_no_reading() -> None:
     from monitor.article import ArticleFetcher, article_options
-    from monitor.fetch import FetchOptions, make_session
+    from monitor.fetch import FetchOptions, fetch, make_session
 
     with FeedServer() as server:
         server.serve("/robots.txt", "oops", status=503)
         server.serve("/a/1", article_page("One", DEEP_PARAGRAPHS), headers={"Content-Type": "text/html"})
         options = article_options(FetchOptions(allow_private_addresses=True), max_page=1 << 20, timeout=5)
         async with make_session(options) as session:
-            fetcher = ArticleFetcher(session, options, pace=0)
+            fetcher = ArticleFetcher(fetch, session, options, pace=0)
             pages = await asyncio.gather(*(fetcher.fetch(server.url("/a/1")) for _ in range(3)))
         assert all(p.error and p.error.startswith("robots.txt unavailable (HTTP 503") for p in pages)
         assert server.count("/robots.txt") == 1 and server.count("/a/1") == 0
@@ -335,7 +335,7 @@ async def test_robots_txt_is_read_once_per_host_and_a_server_error_means_no_read
 
         server.serve("/robots.txt", "not found", status=404)
         async with make_session(options) as session:
-            fetcher = ArticleFetcher(session, options, pace=0)
+            fetcher = ArticleFetcher(fetch, session, options, pace=0)
             page = await fetcher.fetch(server.url("/a/1"))
         assert page.ok and page.result is not None and b"Christopher Landau" in page.result.body
         assert "text/html" in server.requests("/a/1")[0].headers["Accept"]

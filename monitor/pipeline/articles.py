@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from monitor.article import ArticleFetcher, Extracted, Page, article_options, extract
 from monitor.config import Settings
-from monitor.fetch import FetchOptions
+from monitor.fetch import FetchOptions, fetch
 from monitor.models import Item, Match
 from monitor.store import Store
 from monitor.store import articles as article_store
@@ -97,6 +97,7 @@ class ArticleRunner:
         self._max_text = int(settings["fulltext.max_text"])
         self._per_host = max(1, options.max_per_host)
         self.fetcher = ArticleFetcher(
+            fetch,
             session,
             article_options(
                 options,
