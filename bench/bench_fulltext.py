@@ -209,8 +209,9 @@ def extraction_cpu(pages: int, repeats: int = 5) -> tuple[float, float, float]:
         lambda b: trafilatura.extract(b),
     )
     times: list[list[float]] = [[], [], []]
-    for _ in range(repeats):  # interleaved, so that a busy moment hurts all three alike
-        for i, fn in enumerate(fns):
+    for r in range(repeats):  # interleaved and rotated: a busy moment hurts all alike
+        for i in [(r + k) % len(fns) for k in range(len(fns))]:
+            fn = fns[i]
             start = time.process_time()
             for b in bodies:
                 fn(b)
