@@ -339,3 +339,22 @@ async def test_robots_txt_is_read_once_per_host_and_a_server_error_means_no_read
             page = await fetcher.fetch(server.url("/a/1"))
         assert page.ok and page.result is not None and b"Christopher Landau" in page.result.body
         assert "text/html" in server.requests("/a/1")[0].headers["Accept"]
+
+
+async def test_a_redirect_to_a_private_address_is_refused_whatever_the_host_name() -> None:
+    import ipaddress
+
+    from monitor.article import ArticleFetcher, article_options
+    from monitor.fetch import FetchOptions, fetch, make_session
+
+    loopback = ipaddress.ip_address("127.0.0.1")
+    with FeedServer() as server:
+        server.serve("/a/1", b"", status=302, headers={"Location": "http://10.1.2.3/internal"})
+        options = article_options(
+            FetchOptions(address_allowed=lambda ip: ip == loopback), max_page=1 << 20, timeout=5
+        )
+        async with make_session(options) as session:
+            page = await ArticleFetcher(fetch, session, options, pace=0, robots=False).fetch(
+                server.url("/a/1")
+            )
+        assert not page.ok and "10.1.2.3" in (page.error or "") and "not polled" in (page.error or "")
