@@ -211,6 +211,9 @@ SETTINGS: tuple[Setting, ...] = (
             "total deadline of one article fetch, redirects and body included"),
     Setting("fulltext", "pace", parse_duration, 1.0,
             "least time between the starts of two article requests to one host"),
+    Setting("fulltext", "budget", parse_duration, 300.0,
+            "longest a poll waits for article pages once its feeds are done; pages not read "
+            "by then stay pending and the next poll reads them"),
     Setting("fulltext", "robots", _bool, True,
             "obey the robots.txt of article hosts (read once per host and poll run)"),
     Setting("smtp", "host", _optional_str, None,

@@ -358,3 +358,26 @@ async def test_a_redirect_to_a_private_address_is_refused_whatever_the_host_name
                 server.url("/a/1")
             )
         assert not page.ok and "10.1.2.3" in (page.error or "") and "not polled" in (page.error or "")
+
+
+def test_pages_beyond_the_budget_are_left_pending_and_read_by_the_next_poll(tmp_path: Path) -> None:
+    from monitor.store import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'm.db'}", upgrade=True)
+    try:
+        with FeedServer() as server:
+            paths = [f"/a/{n}" for n in range(4)]
+            for p in paths:
+                server.serve(p, article_page(p, DEEP_PARAGRAPHS), headers={"Content-Type": "text/html"})
+            server.serve("/feed.xml", rss([(p, f"Item {p}", TEASER) for p in paths], server.url("")))
+            settings = make_settings([{"url": server.url("/feed.xml")}], pace="0.4s", robots=False, budget="0.6s")
+            first = poll(settings, store)
+            assert first.articles_left > 0 and first.articles_read + first.articles_left == 4
+            assert "left for the next poll" in first.line()
+            second = poll(settings, store)
+            assert second.new_items == 0 and second.articles_read == 4 - first.articles_read
+            assert {r["text_source"] for r in article_store.list_items(store)} == {"article"}
+            # at most the one request in flight when the budget ran out is made twice
+            assert sum(server.count(p) for p in paths) <= 5
+    finally:
+        store.dispose()

@@ -66,6 +66,7 @@ class ArticleSummary:
 
     read: int = 0  # pages whose text now stands for the item
     failed: int = 0  # pages not used (the reason is on the item and its feed)
+    left: int = 0  # items still pending when the run's budget ran out (read next run)
     new_hits: int = 0
     hits_by_watchlist: dict[str, int] = field(default_factory=dict)
 
@@ -131,15 +132,24 @@ class ArticleRunner:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    async def close(self) -> ArticleSummary:
-        """Wait until every queued article is read and stored."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks))
+    async def close(self, budget: float | None = None) -> ArticleSummary:
+        """Wait until every queued article is read and stored, or ``budget`` seconds: what
+        is not read by then stays pending for the next run."""
+        if self._tasks:
+            _, late = await asyncio.wait(set(self._tasks), timeout=budget)
+            if late:
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
         while self._flushing is not None or self._pending:
             if self._flushing is None:
                 self._flushing = asyncio.create_task(self._flush())
             await asyncio.shield(self._flushing)
-        return self.summary
+        s = self.summary
+        s.left = max(0, len(self._seen) - s.read - s.failed)
+        if s.left:
+            log.info("%d article pages left for the next poll (fulltext.budget)", s.left)
+        return s
 
     async def abort(self) -> None:
         """Stop reading (the items stay pending for the next run); keep what is stored."""

@@ -231,6 +231,7 @@ class PollSummary:
     latencies: list[float] = field(default_factory=list)  # seconds per fetch that answered
     articles_read: int = 0  # article pages whose text now stands for their item
     articles_failed: int = 0  # article pages not used (the feed text kept; reason stored)
+    articles_left: int = 0  # article pages left pending for the next poll (budget spent)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -247,8 +248,10 @@ class PollSummary:
             f"{self.feeds} feeds: {self.fetched} fetched, {self.not_modified} not modified, "
             f"{self.failed} failed; {self.new_items} new items, {self.new_hits} new hits"
         )
-        if self.articles_read or self.articles_failed:
+        if self.articles_read or self.articles_failed or self.articles_left:
             line += f"; {self.articles_read} articles read, {self.articles_failed} not"
+            if self.articles_left:
+                line += f", {self.articles_left} left for the next poll"
         return line
 
 
@@ -480,8 +483,9 @@ async def poll_due(
                             _tally(summary, *task.result())
                             if progress is not None:
                                 progress(summary.feeds, max(expected, summary.feeds))
-                    read = await articles.close()
+                    read = await articles.close(float(settings["fulltext.budget"]))
                     summary.articles_read, summary.articles_failed = read.read, read.failed
+                    summary.articles_left = read.left
                     summary.new_hits += read.new_hits
                     for watchlist, n in read.hits_by_watchlist.items():
                         by = summary.hits_by_watchlist
