@@ -374,10 +374,15 @@ def test_pages_beyond_the_budget_are_left_pending_and_read_by_the_next_poll(tmp_
             first = poll(settings, store)
             assert first.articles_left > 0 and first.articles_read + first.articles_left == 4
             assert "left for the next poll" in first.line()
-            second = poll(settings, store)
-            assert second.new_items == 0 and second.articles_read == 4 - first.articles_read
+            runs, read, cut_short = [first], first.articles_read, 1
+            while runs[-1].articles_left and len(runs) < 10:  # each later poll reads on
+                runs.append(poll(settings, store))
+                assert runs[-1].new_items == 0
+                read += runs[-1].articles_read
+                cut_short += bool(runs[-1].articles_left)
+            assert runs[-1].articles_left == 0 and read == 4
             assert {r["text_source"] for r in article_store.list_items(store)} == {"article"}
-            # at most the one request in flight when the budget ran out is made twice
-            assert sum(server.count(p) for p in paths) <= 5
+            # a page is requested again only when its request was cut short by the budget
+            assert sum(server.count(p) for p in paths) <= 4 + cut_short
     finally:
         store.dispose()
