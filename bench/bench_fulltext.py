@@ -156,7 +156,7 @@ def write_config(work: Path, port: int, feeds: list[str], mode: str) -> Path:
         f'[database]\nurl = "sqlite:///{work}/bench.db"\n'
         f'[watchlists]\ndir = "{work}/watchlists"\n'
         "[polling]\nallow_private_addresses = true\nper_host = 4\nconcurrency = 100\n"
-        f'[fulltext]\nmode = "{mode}"\npace = "0s"\n'
+        f'[fulltext]\nmode = "{mode}"\npace = "0s"\nbudget = "1h"\n'
         + "".join(f'[[feeds]]\nurl = "{u}"\n' for u in feeds)
     )
     return config
