@@ -3,9 +3,10 @@
 Quality. The public article-extraction benchmark's pages cannot be downloaded here (no
 internet), and no PyPI package ships labelled article pages (trafilatura's sdist carries
 a handful of test pages without ground truth). So the labelled set is built here: the
-shared seed articles (/work/shared/seeds, real news text) in four page layouts with
+shared seed articles (/work/shared/seeds, real news text) in six page layouts with
 navigation, cookie banner, share buttons, related links, newsletter box, reader comments
-and footer (tests/articlepages.py): 20 pages whose article paragraphs are the truth. They
+and footer, two of them with a photo caption and a "read also" box inside the text
+(tests/articlepages.py): 30 pages whose article paragraphs are the truth. They
 are served on 127.0.0.1 to a real `monitor poll --once` (fulltext = "always"), and the
 text it stored is scored beside ``trafilatura.extract`` called directly on the same bytes
 (defaults, and our options). Score: 4-token shingle precision/recall/F1 per page, averaged
@@ -44,7 +45,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 import functools  # noqa: E402
 
-from articlepages import article_page  # noqa: E402
+from articlepages import LAYOUTS, article_page  # noqa: E402
 from articlepages import seed_articles as _seed_articles  # noqa: E402
 from bench_poll import run_monitor  # noqa: E402
 
@@ -181,7 +182,7 @@ def quality(port: int, labelled: int) -> None:
         ours.append(prf(truth, stored.get(f"http://127.0.0.1:{port}/label/{k}", "")))
         direct.append(prf(truth, trafilatura.extract(body) or ""))
         direct_ours.append(prf(truth, extract_text(body) or ""))
-    print(f"quality: {labelled} labelled pages (seed articles x 4 layouts), poll: {run['summary']}")
+    print(f"quality: {labelled} labelled pages (seed articles x {LAYOUTS} layouts), poll: {run['summary']}")
     print(f"  pages stored as article text: {len(stored)}/{labelled}")
     for name, rows in (
         ("monitor poll, stored text", ours),
@@ -228,7 +229,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="repeat the cost polls, take medians")
     parser.add_argument("--cpu-pages", type=int, default=200, help="pages for the direct CPU baseline")
     opts = parser.parse_args()
-    labelled = len(seed_articles()) * 4
+    labelled = len(seed_articles()) * LAYOUTS
 
     ctx = multiprocessing.get_context("spawn")
     ports: multiprocessing.Queue = ctx.Queue()  # type: ignore[type-arg]

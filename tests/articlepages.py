@@ -60,11 +60,30 @@ def _paras(paragraphs: list[str]) -> str:
     return "\n".join(f"<p>{html.escape(p)}</p>" for p in paragraphs)
 
 
+READ_ALSO = """<div class="read-also"><strong>Read also:</strong>
+<a href="/a/9">Central bank keeps its key rate unchanged for the third month</a></div>"""
+
+FIGURE = """<figure class="photo"><img src="/img/1.jpg" alt="">
+<figcaption>Delegations at the talks. Photo: press service</figcaption></figure>"""
+
+#: How many layouts :func:`article_page` knows.
+LAYOUTS = 6
+
+
+def _interrupted(paragraphs: list[str]) -> str:
+    """The body as many sites print it: a photo after the lead, a "read also" box in the
+    middle of the text (neither is article text)."""
+    half = max(1, len(paragraphs) // 2)
+    return _paras(paragraphs[:1]) + FIGURE + _paras(paragraphs[1:half]) + READ_ALSO + _paras(
+        paragraphs[half:]
+    )
+
+
 def article_page(title: str, paragraphs: list[str], variant: int = 0) -> str:
-    """A whole news page around the article; ``variant`` picks one of four layouts."""
+    """A whole news page around the article; ``variant`` picks one of the layouts."""
     t = html.escape(title)
     byline = '<p class="byline">By <a href="/authors/staff">Staff correspondent</a> · 30 October 2025</p>'
-    layout = variant % 4
+    layout = variant % LAYOUTS
     if layout == 0:
         body = f"""{COOKIE}{NAV}<main><nav class="breadcrumb"><a href="/">Home</a> › <a href="/politics">Politics</a></nav>
 <article class="post"><h1>{t}</h1>{byline}{SHARE}<div class="article-body">{_paras(paragraphs)}</div>{SHARE}</article>
@@ -78,10 +97,17 @@ def article_page(title: str, paragraphs: list[str], variant: int = 0) -> str:
         body = f"""{COOKIE}{NAV}<table width="100%"><tr><td class="left" width="20%">{RELATED}</td>
 <td class="main"><h2>{t}</h2><div class="date">30.10.2025 14:05</div><div class="text">{_paras(paragraphs)}</div>
 {SHARE}</td><td class="right">{NEWSLETTER}</td></tr></table>{COMMENTS}{FOOTER}"""
-    else:
+    elif layout == 3:
         body = f"""{NAV}<div class="container"><div class="row"><div class="col-8"><h1>{t}</h1>{byline}
 <section class="story-body" itemprop="articleBody">{_paras(paragraphs)}</section>{SHARE}{COMMENTS}</div>
 <div class="col-4">{RELATED}{NEWSLETTER}</div></div></div>{FOOTER}{COOKIE}"""
+    elif layout == 4:
+        body = f"""{COOKIE}{NAV}<main id="main"><article><header><h1>{t}</h1>{byline}</header>
+<div class="article__text">{_interrupted(paragraphs)}</div>{SHARE}</article>{RELATED}{COMMENTS}</main>{FOOTER}"""
+    else:
+        body = f"""{NAV}<div class="page"><div class="news-item"><div class="news-title">{t}</div>
+<div class="news-date">30 October 2025</div><div class="news-text">{_interrupted(paragraphs)}</div></div>
+<div class="more-news">{RELATED}</div>{NEWSLETTER}</div>{FOOTER}{COOKIE}"""
     return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{t} | The Steppe Herald</title>
 <meta name="viewport" content="width=device-width"><script>window.dataLayer=[];function gtag(){{}}</script>
 <style>.cookie-consent{{position:fixed}}</style></head><body>{body}

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from aiohttp import web
-from articlepages import article_page, paywall_page
+from articlepages import LAYOUTS, article_page, paywall_page
 from httpserver import FeedServer
 
 from monitor import pipeline
@@ -109,14 +109,15 @@ def test_which_items_need_their_article() -> None:
 
 
 def test_extraction_keeps_the_article_and_drops_the_page_around_it() -> None:
-    for variant in range(4):
+    for variant in range(LAYOUTS):
         page = article_page("Envoys meet in Astana", DEEP_PARAGRAPHS, variant).encode()
         got = extract(page, {"content-type": "text/html; charset=utf-8"}, "https://news.test/a")
         assert got.error is None and got.text is not None, variant
         for paragraph in DEEP_PARAGRAPHS:
             assert paragraph in got.text, (variant, paragraph[:40])
         for boilerplate in ("cookies", "Related stories", "Finally some attention",
-                            "All rights reserved", "morning briefing", "Share on"):  # fmt: skip
+                            "All rights reserved", "morning briefing", "Share on",
+                            "Read also", "Photo: press service"):  # fmt: skip
             assert boilerplate not in got.text, (variant, boilerplate)
     capped = extract(page, {}, "https://news.test/a", max_text=300)
     assert capped.text is not None and len(capped.text) <= 300
