@@ -7,8 +7,9 @@ Three parts, used by ``pipeline/articles.py``:
 - :class:`ArticleFetcher`: fetches pages with the fetch stage's ``fetch`` (handed in by the
   pipeline, so this stage imports no other) and every rule it enforces (http/https only,
   address checks on every hop, one deadline, body caps), on the run's shared session, plus
-  robots.txt (read once per host with protego) and a per-host pace (the least time between
-  the starts of two requests to one host) on top of the per-host concurrency limit;
+  robots.txt (read once per host with protego; its Crawl-delay honoured up to a minute)
+  and a per-host pace (the least time between the starts of two requests to one host) on
+  top of the per-host concurrency limit;
 - :func:`extract`: the main text of a page with trafilatura (CPU-bound: run it in a worker,
   never on the event loop). Pages that are not articles (a PDF, a paywall or consent stub,
   an empty page) give a reason instead of text, and the item keeps its feed text.
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 HTML_ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
 ROBOTS_MAX_BYTES = 512 * 1024  # robots.txt files larger than this are cut (Google: 500 KiB)
+MAX_CRAWL_DELAY = 60.0  # a robots.txt Crawl-delay is honoured up to this many seconds
 
 #: Endings that say a feed's text is a teaser cut from a longer article.
 _TRUNCATED = re.compile(
@@ -97,8 +99,9 @@ def article_options(
 class _Host:
     """One host's pace and concurrency, and its robots.txt once read."""
 
-    def __init__(self, per_host: int) -> None:
+    def __init__(self, per_host: int, pace: float) -> None:
         self.gate = asyncio.Semaphore(max(1, per_host))
+        self.pace = pace
         self.next_start = 0.0
         self.robots: asyncio.Task[Protego | str | None] | None = None
 
@@ -130,7 +133,9 @@ class ArticleFetcher:
         origin = _origin(url)
         if origin is None:
             return Page(url, error=f"not an http(s) URL: {url[:200]}")
-        host = self._hosts.setdefault(origin, _Host(self._options.max_per_host))
+        host = self._hosts.get(origin)
+        if host is None:
+            host = self._hosts[origin] = _Host(self._options.max_per_host, self._pace)
         if self._robots:
             if host.robots is None:
                 host.robots = asyncio.create_task(self._read_robots(origin, host))
@@ -149,7 +154,7 @@ class ArticleFetcher:
         async with host.gate:
             now = time.monotonic()
             start = max(now, host.next_start)
-            host.next_start = start + self._pace
+            host.next_start = start + host.pace
             if start > now:
                 await asyncio.sleep(start - now)
             self.requests += 1
@@ -166,10 +171,14 @@ class ArticleFetcher:
         result = await self._get(f"{origin}/robots.txt", host, options)
         if result.outcome is Outcome.OK:
             try:
-                return Protego.parse(result.body.decode("utf-8", "replace"))
+                rules = Protego.parse(result.body.decode("utf-8", "replace"))
+                delay = rules.crawl_delay(self._agent)
             except Exception:  # an unreadable robots.txt is no robots.txt
                 log.warning("robots.txt of %s is unreadable; treated as absent", origin)
                 return None
+            if delay:  # the site's own pace, when slower than ours
+                host.pace = max(host.pace, min(float(delay), MAX_CRAWL_DELAY))
+            return rules
         if result.status is not None and 400 <= result.status < 500:
             return None  # no robots.txt: everything is allowed
         # A server error or no answer: assume the site wants no crawling for now (RFC 9309).

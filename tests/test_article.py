@@ -341,6 +341,14 @@ async def test_robots_txt_is_read_once_per_host_and_a_server_error_means_no_read
         assert page.ok and page.result is not None and b"Christopher Landau" in page.result.body
         assert "text/html" in server.requests("/a/1")[0].headers["Accept"]
 
+        server.serve("/robots.txt", "User-agent: *\nCrawl-delay: 0.3\n")
+        async with make_session(options) as session:
+            fetcher = ArticleFetcher(fetch, session, options, pace=0)
+            started = time.monotonic()
+            pages = await asyncio.gather(*(fetcher.fetch(server.url("/a/1")) for _ in range(3)))
+        assert all(p.ok for p in pages)
+        assert time.monotonic() - started >= 0.6  # three pages 0.3 s apart
+
 
 async def test_a_redirect_to_a_private_address_is_refused_whatever_the_host_name() -> None:
     import ipaddress
