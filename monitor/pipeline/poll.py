@@ -395,6 +395,11 @@ async def poll_due(
     claims are renewed every third of the lease, so only an instance that died (or
     stalled for a whole lease) loses its feeds to another. Feeds that fail are counted
     and listed in the summary; the run goes on.
+
+    New items whose article page is to be read (``[fulltext]``, a feed's ``fulltext``) are
+    stored as pending with their feed-text hits, then read in the same run by
+    :class:`~monitor.pipeline.articles.ArticleRunner`, which also takes the items earlier
+    runs left pending; the run waits for them up to ``fulltext.budget``.
     """
     loop = asyncio.get_running_loop()
     writer = ThreadPoolExecutor(1, thread_name_prefix="monitor-store")
