@@ -99,6 +99,7 @@ COMMAND_SECTIONS: dict[str, str] = {
     "poll": "Daily use",
     "hits": "Daily use",
     "stories": "Daily use",
+    "items": "Daily use",
     "status": "Daily use",
     "feeds": "Feeds",
     "watchlists": "Watchlists",
@@ -392,6 +393,36 @@ def stories(
             click.echo(f"    {item.title}  {item.link or ''}")
     if not as_json and not rows:
         click.echo("no stories", err=True)
+# --------------------------------------------------------------------------- items
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines, one item a line")
+@click.option("--since", help="only items first seen since: a duration (7d, 12h) or an ISO date")
+@click.option("--feed", "feed_url", metavar="URL", help="only this feed's items")
+@click.option("--limit", type=click.IntRange(min=1), help="only the newest N")
+@pass_ctx
+def items(
+    ctx: Context, as_json: bool, since: str | None, feed_url: str | None, limit: int | None
+) -> None:
+    """List stored items, oldest first, with the text matching saw and where it came
+    from (the feed, or the article page behind it)."""
+    from monitor.store import articles as article_store
+
+    rows = article_store.list_items(
+        ctx.store(), since=_since(since), feed_url=feed_url, limit=limit
+    )
+    for record in rows:
+        if as_json:
+            click.echo(json.dumps(record, ensure_ascii=False))
+            continue
+        first_seen = record["first_seen"] or "-"
+        line = f"{first_seen[:16].replace('T', ' ')}  {record['text_source']:<7} {record['title']}"
+        click.echo(f"{line}  {record['link'] or ''}")
+        if record["article_error"]:
+            click.echo(f"      article not used: {record['article_error']}")
+    if not as_json and not rows:
+        click.echo("no items", err=True)
 
 
 # --------------------------------------------------------------------------- match
@@ -578,6 +609,10 @@ def feeds_list(ctx: Context, as_json: bool) -> None:
                 "last_error": f.last_error, "last_error_at": _iso(f.last_error_at),
                 "warnings": f.warnings, "retired_reason": f.retired_reason,
                 "interval_s": asked, "interval_raised_to_s": raised,
+                "fulltext": f.fulltext or ctx.settings["fulltext.mode"],
+                "article_failures": f.article_failures,
+                "article_last_error": f.article_last_error,
+                "article_last_error_at": _iso(f.article_last_error_at),
             }, ensure_ascii=False))  # fmt: skip
             continue
         line = f"{f.id:>4}  {state:<12} {_utc_time(f.last_polled_at):<20}  {f.url}"
@@ -594,6 +629,11 @@ def feeds_list(ctx: Context, as_json: bool) -> None:
             click.echo(
                 f"      interval {format_duration(asked)} is below polling.min_interval: "
                 f"polled every {format_duration(raised)}"
+            )
+        if f.article_failures:
+            click.echo(
+                f"      articles not read: {f.article_failures}, last "
+                f"({_short_time(f.article_last_error_at)}): {f.article_last_error}"
             )
     if not rows and not as_json:
         click.echo("no feeds: add [[feeds]] to the config or `monitor feeds import FILE.opml`")
@@ -741,6 +781,11 @@ def status(ctx: Context, as_json: bool) -> None:
                  "last_error": f.last_error, "retired_reason": f.retired_reason}
                 for f in report.failing
             ],
+            "article_failures": [
+                {"url": a.url, "count": a.count, "last_error": a.last_error,
+                 "last_error_at": _iso(a.last_error_at)}
+                for a in report.article_failures
+            ],
             "hits_today_utc": report.hits_today,
             "hits_today_by_watchlist": report.hits_today_by_watchlist,
             "outbox_queued": report.outbox.queued,
@@ -786,6 +831,11 @@ def status(ctx: Context, as_json: bool) -> None:
         why = f.retired_reason if f.retired_at is not None else f.last_error
         state = "retired" if f.retired_at is not None else f"failing({f.consecutive_failures})"
         click.echo(f"  {state:<12} {f.url}: {why or 'unknown'}")
+    if report.article_failures:
+        total = sum(a.count for a in report.article_failures)
+        click.echo(f"article pages not read: {total} (the feed text was kept)")
+        for a in report.article_failures:
+            click.echo(f"  {a.count:>5} {a.url}: last: {a.last_error or 'unknown'}")
     per = ", ".join(f"{w} {n}" for w, n in sorted(report.hits_today_by_watchlist.items()))
     click.echo(f"hits today (UTC): {report.hits_today}" + (f" ({per})" if per else ""))
     if report.stories is not None:

@@ -222,6 +222,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("polling", "lease", parse_duration, 300.0,
             "how long a feed claimed for polling stays reserved to its instance (renewed "
             "while it works); an instance that died loses its feeds to the others after this"),
+    Setting("fulltext", "mode", _choice("auto", "always", "never"), "auto",
+            "when to read the article page behind a new item: auto (when the feed's text is "
+            "short or looks truncated), always, or never; a feed's own fulltext key wins"),
+    Setting("fulltext", "short_text", _int, 600,
+            "auto mode: a feed text shorter than this many characters fetches the article"),
+    Setting("fulltext", "min_text", _int, 250,
+            "an extracted page text shorter than this many characters is not an article "
+            "(paywall stub, consent wall, index page): the feed text is kept"),
+    Setting("fulltext", "max_text", parse_size, 100 * 1000,
+            "stored article text is cut to this many characters (matching sees the same)"),
+    Setting("fulltext", "max_page", parse_size, 5 * 1024**2,
+            "largest article page accepted, as sent and after decoding"),
+    Setting("fulltext", "timeout", parse_duration, 20.0,
+            "total deadline of one article fetch, redirects and body included"),
+    Setting("fulltext", "pace", parse_duration, 1.0,
+            "least time between the starts of two article requests to one host"),
+    Setting("fulltext", "budget", parse_duration, 300.0,
+            "longest a poll waits for article pages once its feeds are done; pages not read "
+            "by then stay pending and the next poll reads them"),
+    Setting("fulltext", "robots", _bool, True,
+            "obey the robots.txt of article hosts (read once per host and poll run)"),
     Setting("smtp", "host", _optional_str, None,
             "mail server; without it digests are written as .eml files to [delivery] dir"),
     Setting("smtp", "port", _positive_int, 587, "mail server port"),
@@ -284,6 +305,8 @@ FEED_KEYS: dict[str, str] = {
     "title": "a display name; default: the feed's own title",
     "interval": "this feed's polling interval, overriding [polling] interval",
     "headers": "extra request headers, as a table of name = value",
+    "fulltext": '"auto", "always" or "never": read the article page behind new items '
+    "(default: [fulltext] mode)",
 }
 #: Keys of a ``[[subscribers]]`` table.
 SUBSCRIBER_KEYS: dict[str, str] = {
@@ -308,6 +331,11 @@ class FeedConfig:
     title: str | None = None
     interval: float | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    fulltext: str | None = None  # None: [fulltext] mode
+
+
+#: Values of ``[fulltext] mode`` and of a feed's ``fulltext`` key.
+FULLTEXT_MODES = ("auto", "always", "never")
 
 
 @dataclass(frozen=True, slots=True)
@@ -495,6 +523,9 @@ def _feeds(raw: object, where: str) -> list[FeedConfig]:
                 if interval is None
                 else _convert(parse_duration, interval, f"{label}.interval"),
                 headers=dict(headers),
+                fulltext=_convert(_choice(*FULLTEXT_MODES), table["fulltext"], f"{label}.fulltext")
+                if "fulltext" in table
+                else None,
             )
         )
     return out

@@ -214,6 +214,7 @@ class FetchOptions:
     max_decoded_bytes: int = 32 * MiB  # bytes after gzip/deflate decompression
     max_redirects: int = 5
     user_agent: str = USER_AGENT
+    accept: str = ACCEPT  # the Accept header (feeds by default; article pages ask for HTML)
     max_connections: int = 100  # open connections, all hosts together
     max_per_host: int = 2  # open connections to one host (0: no limit)
     allow_private_addresses: bool = False
@@ -379,7 +380,7 @@ def _check_target(url: URL, options: FetchOptions) -> None:
 def _request_headers(feed: Feed, url: URL, options: FetchOptions) -> CIMultiDict[str]:
     headers: CIMultiDict[str] = CIMultiDict()
     headers["User-Agent"] = options.user_agent
-    headers["Accept"] = ACCEPT
+    headers["Accept"] = options.accept
     if _same_site(URL(feed.url), url):
         for name, value in feed.headers.items():
             if _header_ok(name, value):

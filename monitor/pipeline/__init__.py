@@ -6,6 +6,8 @@ functions; nothing else wires fetch, parse, match, store, digest and deliver tog
 - :mod:`.poll`: ``poll_due`` (claim due feeds, fetch, parse + match in worker processes,
   store with group commit) and ``poll_feed``;
 - :mod:`.parsing`: ``parse_and_match``, what a worker process runs (and all it imports);
+- :mod:`.articles`: ``ArticleRunner`` (the article pages behind new headline-only items,
+  read after the items are stored: fetch, extract and match in the workers, store);
 - :mod:`.feeds`: ``sync_config`` (the config's feeds and subscribers into the database),
   OPML import and export with the fetcher's address rule;
 - :mod:`.digests`: ``send_digests`` (queue due digests in the outbox, deliver, mark) and

@@ -32,6 +32,7 @@ def sync_config(settings: Settings, store: Store, *, now: datetime | None = None
                 title=f.title,
                 interval_s=None if f.interval is None else round(f.interval),
                 headers=f.headers,
+                fulltext=f.fulltext,
             )
             for f in settings.feeds
         ],

@@ -50,6 +50,12 @@ def init_worker(watchlists: Sequence[Watchlist], parent: int | None = None) -> N
     _worker_matcher = compile_watchlists(watchlists)
 
 
+def worker_matcher() -> Matcher:
+    """The matcher of this parse worker process (set when the worker started)."""
+    assert _worker_matcher is not None, "not in a parse worker"
+    return _worker_matcher
+
+
 def _die_with_parent(parent: int) -> None:
     """End this worker when ``parent`` ends, however it ends (``kill -9`` included).
 

@@ -20,18 +20,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from multiprocessing import get_context
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from monitor import schedule_policy
+from monitor.article import needs_article
 from monitor.config import Settings
 from monitor.errors import DatabaseUnusable
 from monitor.fetch import FetchOptions, fetch, make_session
 from monitor.match import Matcher
 from monitor.models import FetchResult, Item, Match, Outcome, ParsedFeed
 from monitor.pipeline import parsing
+from monitor.pipeline.articles import ArticleRunner
 from monitor.pipeline.parsing import ItemMatches
 from monitor.store import Store
+from monitor.store import articles as article_store
 from monitor.store import feeds as feed_store
 from monitor.store import instances as instance_store
 from monitor.store import stories as story_store
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
     from monitor.cluster import StoryIndex
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 
@@ -139,6 +143,14 @@ class ParsePool:
             max_items,
         )
 
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args, matcher)`` in a worker; ``matcher`` is None in worker processes,
+        which use their own (:func:`worker_matcher`)."""
+        loop = asyncio.get_running_loop()
+        matcher = self._matcher if self.workers == 1 else None
+        call: Callable[..., T] = partial(fn, *args, matcher)
+        return await loop.run_in_executor(self._ensure(), call)
+
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
@@ -213,6 +225,9 @@ class PollSummary:
     hits_by_watchlist: dict[str, int] = field(default_factory=dict)
     failure_kinds: dict[str, int] = field(default_factory=dict)  # error_kind -> count
     latencies: list[float] = field(default_factory=list)  # seconds per fetch that answered
+    articles_read: int = 0  # article pages whose text now stands for their item
+    articles_failed: int = 0  # article pages not used (the feed text kept; reason stored)
+    articles_left: int = 0  # article pages left pending for the next poll (budget spent)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -225,11 +240,16 @@ class PollSummary:
         }
 
     def line(self) -> str:
-        return (
+        line = (
             f"{plural(self.feeds, 'feed')}: {self.fetched} fetched, {self.not_modified} not "
             f"modified, {self.failed} failed; {plural(self.new_items, 'new item')}, "
             f"{plural(self.new_hits, 'new hit')}"
         )
+        if self.articles_read or self.articles_failed or self.articles_left:
+            line += f"; {self.articles_read} articles read, {self.articles_failed} not"
+            if self.articles_left:
+                line += f", {self.articles_left} left for the next poll"
+        return line
 
 
 @dataclass
@@ -243,6 +263,7 @@ class PollContext:
     pool: ParsePool
     writer: GroupWriter
     stories: StoryAssigner | None = None
+    articles: ArticleRunner | None = None
 
 
 class GroupWriter:
@@ -336,9 +357,20 @@ async def poll_feed(
     def reschedule(new_items: int) -> datetime:
         return next_due(ctx.settings, feed, result, parsed, now, new_items=new_items)[0]
 
+    mode = feed.fulltext or ctx.settings["fulltext.mode"]
+    short_text = int(ctx.settings["fulltext.short_text"])
+
+    def wants_article(item: Item) -> bool:
+        return needs_article(item, mode, short_text)
+
     saved = await ctx.writer.save(
-        feed_store.PollWrite(feed, result, parsed, due, hint, lookup, now, reschedule, ctx.stories)
-    )
+        feed_store.PollWrite(
+            feed, result, parsed, due, hint, lookup, now, reschedule, ctx.stories,
+            wants_article if ctx.articles is not None and mode != "never" else None,
+        )
+    )  # fmt: skip
+    if ctx.articles is not None and saved.articles:
+        ctx.articles.submit(feed.id, saved.articles)
     return result, parsed, saved
 
 
@@ -367,6 +399,11 @@ async def poll_due(
 
     New items get their stories from ``stories`` (a daemon keeps one window for its
     life, see :func:`story_index`); without it, a window is made for this run.
+
+    New items whose article page is to be read (``[fulltext]``, a feed's ``fulltext``) are
+    stored as pending with their feed-text hits, then read in the same run by
+    :class:`~monitor.pipeline.articles.ArticleRunner`, which also takes the items earlier
+    runs left pending; the run waits for them up to ``fulltext.budget``.
     """
     loop = asyncio.get_running_loop()
     writer = ThreadPoolExecutor(1, thread_name_prefix="monitor-store")
@@ -414,15 +451,13 @@ async def poll_due(
         try:
             async with make_session(options) as session:
                 group = GroupWriter(store, writer)
+                articles = ArticleRunner(settings, store, session, options, pool, writer)
                 ctx = PollContext(
-                    settings,
-                    store,
-                    options,
-                    session,
-                    pool,
-                    group,
-                    stories,
+                    settings, store, options, session, pool, group, stories, articles
                 )
+                # Articles a stopped or killed run left unread are read first.
+                for left in await in_writer(lambda: article_store.pending_articles(store)):
+                    articles.submit(left.feed_id, [(left.item_id, left.item)])
                 # A fetch's deadline includes waiting for a connection, so feeds of one
                 # host queue here, before their clock starts, not inside the connector.
                 hosts: dict[str, asyncio.Semaphore] = {}
@@ -483,12 +518,20 @@ async def poll_due(
                             _tally(summary, *task.result(), log_failure=log_results)
                             if progress is not None:
                                 progress(summary.feeds, max(expected, summary.feeds))
+                    read = await articles.close(float(settings["fulltext.budget"]))
+                    summary.articles_read, summary.articles_failed = read.read, read.failed
+                    summary.articles_left = read.left
+                    summary.new_hits += read.new_hits
+                    for watchlist, n in read.hits_by_watchlist.items():
+                        by = summary.hits_by_watchlist
+                        by[watchlist] = by.get(watchlist, 0) + n
                 finally:
                     renewing.cancel()
                     for task in running:
                         task.cancel()
                     await asyncio.gather(renewing, *running, return_exceptions=True)
                     await group.close()
+                    await articles.abort()
         finally:
             if own_pool:
                 pool.close()

@@ -49,6 +49,10 @@ class FeedRecord:
     site_url: str | None = None
     quiet_polls: int = 0  # successful polls in a row without new items
     last_new_items_at: datetime | None = None
+    fulltext: str | None = None  # auto | always | never; None: [fulltext] mode
+    article_failures: int = 0  # article pages that could not be read
+    article_last_error: str | None = None
+    article_last_error_at: datetime | None = None
 
     @property
     def healthy(self) -> bool:
@@ -82,6 +86,7 @@ class FeedSpec:
     title: str | None = None
     interval_s: int | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    fulltext: str | None = None  # auto | always | never; None: [fulltext] mode
 
 
 def sync_config_feeds(store: Store, specs: Sequence[FeedSpec]) -> None:
@@ -110,6 +115,7 @@ def sync_config_feeds(store: Store, specs: Sequence[FeedSpec]) -> None:
                     feeds.c.title,
                     feeds.c.interval_s,
                     feeds.c.headers,
+                    feeds.c.fulltext,
                 ).order_by(feeds.c.id)
             )
         }
@@ -121,6 +127,7 @@ def sync_config_feeds(store: Store, specs: Sequence[FeedSpec]) -> None:
                 "interval_s": spec.interval_s,
                 "headers": dict(spec.headers),
                 "source": "config",
+                "fulltext": spec.fulltext,
             }
             row = existing.get(url)
             if row is None:
@@ -310,6 +317,8 @@ class PollSaved:
     new_items: int
     new_hits: int
     hits_by_watchlist: Mapping[str, int]
+    #: New items stored with their article page still to read: (item id, item).
+    articles: Sequence[tuple[int, Item]] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +335,8 @@ class PollWrite:
     reschedule: Callable[[int], datetime] | None = None
     #: Decides the new items' stories (``cluster.StoryIndex``); None: a story each.
     stories: story_store.StoryAssigner | None = None
+    #: Whether a new item's article page is to be read (it is stored as pending).
+    wants_article: Callable[[Item], bool] | None = None
 
 
 def save_poll(
@@ -402,7 +413,9 @@ def _save(
 ) -> PollSaved:
     feed, result, parsed, now = w.feed, w.result, w.parsed, w.now
     state = _feed_state(feed, result, parsed, next_due_at=w.next_due_at, hint_s=w.hint_s, now=now)
-    new = _insert_items(conn, store, feed.id, parsed.items if parsed else [], now)
+    new = _insert_items(
+        conn, store, feed.id, parsed.items if parsed else [], now, w.wants_article
+    )
     if result.outcome in (Outcome.OK, Outcome.NOT_MODIFIED):
         if new:
             state |= {"quiet_polls": 0, "last_new_items_at": now}
@@ -432,7 +445,9 @@ def _save(
         conn.execute(insert(hits), hit_rows)
     story_store.assign(conn, w.stories, for_stories, now)
     states.append((feed.id, state))
-    return PollSaved(len(new), len(hit_rows), by_watchlist)
+    wants = w.wants_article
+    articles = [(i, it) for i, it in new if wants is not None and wants(it)]
+    return PollSaved(len(new), len(hit_rows), by_watchlist, articles)
 
 
 def _feed_state(
@@ -478,7 +493,12 @@ def _feed_state(
 
 
 def _insert_items(
-    conn: Connection, store: Store, feed_id: int, batch: Iterable[Item], now: datetime
+    conn: Connection,
+    store: Store,
+    feed_id: int,
+    batch: Iterable[Item],
+    now: datetime,
+    wants_article: Callable[[Item], bool] | None = None,
 ) -> list[tuple[int, Item]]:
     by_identity: dict[str, Item] = {}
     for item in batch:
@@ -506,6 +526,8 @@ def _insert_items(
             "lang": it.lang,
             "published_at": it.published,
             "first_seen_at": now,
+            "text_source": "feed",
+            "article": "pending" if wants_article is not None and wants_article(it) else None,
         }
         for it in fresh
     ]

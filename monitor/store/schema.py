@@ -91,6 +91,12 @@ feeds = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("claimed_by", String(128)),
     Column("claim_expires_at", UTCDateTime),
+    # Article pages behind the feed's items: the feed's own mode (None: [fulltext] mode),
+    # and the article fetches that failed (how many, the last reason and when).
+    Column("fulltext", String(8)),
+    Column("article_failures", Integer, nullable=False, default=0, server_default="0"),
+    Column("article_last_error", Text),
+    Column("article_last_error_at", UTCDateTime),
 )
 
 items = Table(
@@ -108,6 +114,13 @@ items = Table(
     Column("lang", String(16)),  # detected language (monitor.lang): en, ru, kk, uz-Latn, ...
     Column("published_at", UTCDateTime),
     Column("first_seen_at", UTCDateTime, nullable=False, index=True),
+    # Where ``content`` came from: "feed", or "article" once the page's text replaced it.
+    Column("text_source", String(8), nullable=False, default="feed", server_default="feed"),
+    # The article page: None (not wanted), "pending" (to fetch; survives a restart),
+    # "done" (its text is ``content``) or "failed" (``article_error`` says why). An item
+    # leaves "pending" once and is never fetched again.
+    Column("article", String(8), index=True),
+    Column("article_error", Text),
     # The story (one event across outlets) the item was assigned to when it was stored,
     # and the order of that assignment: several instances sharing a database catch up
     # with each other's assignments by it (see store/stories.py).

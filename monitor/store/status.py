@@ -7,7 +7,7 @@ waiting in the outbox and the age of the oldest, and the instances that run.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from typing import Any
 
@@ -29,6 +29,16 @@ class OutboxState:
 
 
 @dataclass(frozen=True, slots=True)
+class ArticleFailures:
+    """A feed some of whose article pages could not be read (the feed text was kept)."""
+
+    url: str
+    count: int
+    last_error: str | None
+    last_error_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class StatusReport:
     now: datetime
     last_run: Mapping[str, Any] | None
@@ -41,6 +51,8 @@ class StatusReport:
     #: Live claims per holder (``host:pid``); a holder absent from ``instances`` is gone.
     holdings: dict[str, instance_store.Holdings]
     stories: story_store.StoryStats | None = None
+    #: Active feeds with article pages not read, most first.
+    article_failures: list[ArticleFailures] = field(default_factory=list)
 
     def alive(self, instance: instance_store.Instance) -> bool:
         """Whether the instance's heartbeat is recent."""
@@ -79,6 +91,19 @@ def status_report(store: Store, *, now: datetime | None = None) -> StatusReport:
                 .group_by(hits.c.watchlist)
             )
         }
+        article_failures = [
+            ArticleFailures(**dict(r._mapping))
+            for r in conn.execute(
+                select(
+                    feeds.c.url,
+                    feeds.c.article_failures.label("count"),
+                    feeds.c.article_last_error.label("last_error"),
+                    feeds.c.article_last_error_at.label("last_error_at"),
+                )
+                .where(feeds.c.retired_at.is_(None), feeds.c.article_failures > 0)
+                .order_by(feeds.c.article_failures.desc(), feeds.c.url)
+            )
+        ]
     return StatusReport(
         now=now,
         last_run=feed_store.last_poll_run(store),
@@ -90,4 +115,5 @@ def status_report(store: Store, *, now: datetime | None = None) -> StatusReport:
         instances=instance_store.list_instances(store),
         holdings=instance_store.holdings(store, now=now),
         stories=story_store.story_stats(store, now=now),
+        article_failures=article_failures,
     )
