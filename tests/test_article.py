@@ -167,7 +167,7 @@ def test_a_name_deep_in_the_article_is_a_hit_and_no_page_is_read_twice(store: St
         settings = make_settings([{"url": server.url("/feed.xml")}], workers=2)
         first = poll(settings, store)
         assert (first.new_items, first.articles_read, first.articles_failed) == (7, 1, 5)
-        assert "1 articles read, 5 not" in first.line()
+        assert "1 article read, 5 not" in first.line()
         hits = {(h.title, h.watchlist): h for h in fs.list_hits(store)}
         landau = hits[("C5+1 preparations continue in Astana", "landau")]
         assert ("C5+1 preparations continue in Astana", "c5plus1") in hits  # feed text
@@ -305,7 +305,7 @@ def test_kill_between_item_and_article_then_the_next_poll_completes_it(tmp_path:
         second = _cli(cfg, "poll", "--once")
         out, err = second.communicate(timeout=60)
         assert second.returncode == 0, err
-        assert "1 articles read, 0 not" in out and "landau: 1 new hits" in out
+        assert "1 article read, 0 not" in out and "landau: 1 new hit" in out
         listed = _cli(cfg, "items", "--json")
         lines, err = listed.communicate(timeout=60)
         assert listed.returncode == 0, err

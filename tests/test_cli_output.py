@@ -22,7 +22,10 @@ def test_poll_says_each_thing_once_on_its_channel(tmp_path: Path) -> None:
         again = run("--config", str(cfg), "poll", "--once", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()
-    assert lines[0] == "2 feeds: 1 fetched, 0 not modified, 1 failed; 2 new items, 2 new hits"
+    assert lines[0] == (
+        "2 feeds: 1 fetched, 0 not modified, 1 failed; 2 new items, 2 new hits; "
+        "0 articles read, 2 not"  # the feed's items are headline-only, their pages unreachable
+    )
     assert "  gor: 1 new hit" in lines
     assert sum(line.startswith("failed: http://127.0.0.1:9/down.xml: ") for line in lines) == 1
     # stderr: only the note that the database was created, nothing said on stdout.

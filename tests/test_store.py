@@ -354,7 +354,7 @@ def test_item_language_migration_fills_existing_rows(store_url: str) -> None:
     store = open_store(store_url)
     try:
         with store.engine.begin() as conn:
-            command.upgrade(_alembic_config(conn), "0002")
+            command.upgrade(_alembic_config(conn), "0004")
             titles = ["Тоқаев Ландаумен кездесті", "Gor met Tokayev in Astana", "2025"]
             for n, title in enumerate(titles):
                 conn.execute(insert(items).values(identity=f"i{n}", title=title, first_seen_at=NOW))

@@ -183,7 +183,7 @@ class ArticleRunner:
             log.exception("article %s: could not be read", link)
             extracted, matches = Extracted(None, f"could not be read: {exc!r}"[:300]), []
         if extracted.text is None:
-            log.info("article %s: feed text kept: %s", link, extracted.error)
+            log.debug("article %s: feed text kept: %s", link, extracted.error)
         return article_store.ArticleWrite(
             job.item_id, job.feed_id, extracted.text, extracted.error, matches
         )

@@ -246,7 +246,7 @@ class PollSummary:
             f"{plural(self.new_hits, 'new hit')}"
         )
         if self.articles_read or self.articles_failed or self.articles_left:
-            line += f"; {self.articles_read} articles read, {self.articles_failed} not"
+            line += f"; {plural(self.articles_read, 'article')} read, {self.articles_failed} not"
             if self.articles_left:
                 line += f", {self.articles_left} left for the next poll"
         return line
