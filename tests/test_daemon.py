@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -130,7 +131,8 @@ def write_config(
 
 
 class NotifyListener:
-    """A Unix datagram socket standing in for systemd's $NOTIFY_SOCKET (abstract name)."""
+    """A Unix datagram socket standing in for systemd's $NOTIFY_SOCKET (abstract name),
+    read all the time, as systemd reads it."""
 
     def __init__(self) -> None:
         self.name = f"@monitor-test-{uuid.uuid4().hex}"
@@ -138,18 +140,29 @@ class NotifyListener:
         self.sock.bind(b"\0" + self.name[1:].encode())
         self.sock.settimeout(0.05)
         self.messages: list[str] = []
+        self._closed = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
-    def drain(self) -> list[str]:
-        while True:
+    def _read(self) -> None:
+        while not self._closed.is_set():
             try:
                 self.messages.append(self.sock.recv(4096).decode())
             except (TimeoutError, BlockingIOError):
-                return self.messages
+                continue
+            except OSError:
+                return
+
+    def drain(self) -> list[str]:
+        time.sleep(0.06)  # what was sent before now has been read
+        return list(self.messages)
 
     def seen(self, line: str) -> bool:
         return any(line in m.splitlines() for m in self.drain())
 
     def close(self) -> None:
+        self._closed.set()
+        self._reader.join(5)
         self.sock.close()
 
 
