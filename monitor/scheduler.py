@@ -58,6 +58,7 @@ from monitor.store import outbox as outbox_store
 from monitor.store import status as status_store
 from monitor.store.db import utcnow
 from monitor.watchlists import WatchlistRegistry
+from monitor.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +166,10 @@ class Daemon:
                 watchdog = asyncio.create_task(self._watchdog(self.notifier.watchdog_interval))
             feeds = await asyncio.to_thread(feed_store.feed_count, self.store)
             log.info(
-                "monitor run: %d feeds, %d watchlists, %d subscribers; database %s",
-                feeds,
-                len(self.registry.watchlists),
-                len(self.settings.subscribers),
+                "monitor run: %s, %s, %s; database %s",
+                plural(feeds, "feed"),
+                plural(len(self.registry.watchlists), "watchlist"),
+                plural(len(self.settings.subscribers), "subscriber"),
                 self.store.engine.url.render_as_string(hide_password=True),
             )
             self.notifier.ready(self._status_line())
@@ -473,10 +474,10 @@ class Daemon:
                     self._schedule_poll()
                 await self._schedule_digests()
             log.info(
-                "config reloaded from %s: %d feeds, %d subscribers",
+                "config reloaded from %s: %s, %s",
                 settings.source,
-                len(settings.feeds),
-                len(settings.subscribers),
+                plural(len(settings.feeds), "feed"),
+                plural(len(settings.subscribers), "subscriber"),
             )
         if Path(settings.watchlists_dir) != Path(self.registry.directory):
             try:
@@ -501,7 +502,7 @@ class Daemon:
 
     def _status_line(self) -> str:
         return (
-            f"{len(self.registry.watchlists)} watchlists (v{self.registry.version}); "
+            f"{plural(len(self.registry.watchlists), 'watchlist')} (v{self.registry.version}); "
             f"{self._last_line}"
         )
 

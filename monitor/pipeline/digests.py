@@ -234,8 +234,8 @@ class _DigestBuilder:
             if outbox_id is not None:
                 summary.queued += 1
                 log.info(
-                    "queued digest %d for %s: %s (%d hits)",
-                    outbox_id, sub.email, rendered.subject, len(rendered.hit_ids),
+                    "queued digest %d for %s: %s (%s)",
+                    outbox_id, sub.email, rendered.subject, plural(len(rendered.hit_ids), "hit"),
                 )  # fmt: skip
                 return outbox_store.OutboxMessage(
                     id=outbox_id,
