@@ -683,7 +683,8 @@ def digest_preview(ctx: Context, email: str, html_file: Path | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines, one message a line")
 @pass_ctx
 def outbox(ctx: Context, show_all: bool, as_json: bool) -> None:
-    """Mail that is queued (and why) or failed; `--all` adds what was sent."""
+    """Mail and webhook deliveries that are queued (and why) or failed; `--all` adds what
+    was sent. Webhook rows name their webhook as `webhook:NAME`."""
     from monitor.store import outbox as outbox_store
 
     statuses = ("queued", "failed", "sent") if show_all else ("queued", "failed")
@@ -695,7 +696,7 @@ def outbox(ctx: Context, show_all: bool, as_json: bool) -> None:
                 "subject": e.subject, "message_id": e.message_id, "hits": e.hits,
                 "attempts": e.attempts, "created": _iso(e.created_at),
                 "next_attempt": _iso(e.next_attempt_at), "sent": _iso(e.sent_at),
-                "last_error": e.last_error,
+                "last_error": e.last_error, "kind": e.kind,
             }, ensure_ascii=False))  # fmt: skip
         return
     if not entries:

@@ -15,6 +15,10 @@ The outbox is what makes mail trustworthy:
 Retries send the stored bytes again, so the Message-ID and Date never change. Only a
 crash between the server's 250 and the commit of :func:`mark_sent` can send a message
 twice (with the same Message-ID).
+
+Webhook deliveries use the same rows with ``kind = "webhook"``: ``subscriber`` holds the
+webhook's key (``webhook:<name>``), ``message`` the JSON body, ``message_id`` the delivery
+id the receiver sees (``X-Monitor-Delivery``). Each sender claims its own kind.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from monitor.store.schema import subscribers as subscriber_rows
 log = logging.getLogger(__name__)
 
 QUEUED, SENT, FAILED = "queued", "sent", "failed"
+MAIL, WEBHOOK = "mail", "webhook"  # outbox kinds
 #: First key of ``pg_advisory_xact_lock(key, hashtext(subscriber))``: one enqueue per
 #: subscriber at a time across instances.
 PG_ENQUEUE_LOCK = 0x6F757462  # "outb"
@@ -296,6 +301,7 @@ class OutboxEntry:
     next_attempt_at: datetime | None
     last_error: str | None
     sent_at: datetime | None
+    kind: str = MAIL
 
 
 def enqueue_digest(
@@ -309,6 +315,7 @@ def enqueue_digest(
     now: datetime | None = None,
     claim_for: str | None = None,
     lease: timedelta = CLAIM_LEASE,
+    kind: str = MAIL,
 ) -> int | None:
     """Queue a rendered digest and record its hits as delivered, in one transaction.
     With ``claim_for``, the row is leased to that sender at once (see :func:`claim_due`).
@@ -327,7 +334,9 @@ def enqueue_digest(
     if not ids:
         raise ValueError("a digest without hits is not queued")
     try:
-        return _enqueue(store, subscriber, message_id, subject, message, ids, now, claim_for, lease)
+        return _enqueue(
+            store, subscriber, message_id, subject, message, ids, now, claim_for, lease, kind
+        )
     except _Taken as taken:
         log.info("digest for %s: %d hits were queued meanwhile; rebuilding", subscriber, taken.n)
         return None
@@ -359,6 +368,7 @@ def _enqueue(
     now: datetime,
     claim_for: str | None,
     lease: timedelta,
+    kind: str = MAIL,
 ) -> int:
     with store.write() as conn:
         _lock_subscriber(conn, store.dialect, subscriber)
@@ -383,6 +393,7 @@ def _enqueue(
                     next_attempt_at=now,
                     claimed_by=claim_for,
                     claim_expires_at=now + lease if claim_for else None,
+                    kind=kind,
                 )
                 .returning(outbox.c.id)
             ).scalar_one()
@@ -412,6 +423,7 @@ def claim_due(
     ignore_backoff: bool = False,
     lease: timedelta = CLAIM_LEASE,
     limit: int | None = None,
+    kind: str = MAIL,
 ) -> list[OutboxMessage]:
     """Lease the queued messages that are due (or, with ``ignore_backoff``, every queued
     one) to ``instance``, oldest first. A lease held by another sender is respected until
@@ -420,6 +432,7 @@ def claim_due(
     now = now or utcnow()
     conds = [
         outbox.c.status == QUEUED,
+        outbox.c.kind == kind,
         or_(outbox.c.claim_expires_at.is_(None), outbox.c.claim_expires_at <= now),
     ]
     if not ignore_backoff:
@@ -573,6 +586,7 @@ def list_outbox(
             outbox.c.next_attempt_at,
             outbox.c.last_error,
             outbox.c.sent_at,
+            outbox.c.kind,
         )
         .select_from(outbox.outerjoin(counts, counts.c.outbox_id == outbox.c.id))
         .where(outbox.c.status.in_(list(statuses)))
