@@ -8,7 +8,9 @@ functions; nothing else wires fetch, parse, match, store, digest and deliver tog
 - :mod:`.feeds`: ``sync_config`` (the config's feeds and subscribers into the database),
   OPML import and export with the fetcher's address rule;
 - :mod:`.digests`: ``send_digests`` (queue due digests in the outbox, deliver, mark) and
-  ``preview_digest``.
+  ``preview_digest``;
+- :mod:`.webhooks`: ``send_webhooks`` (the same for ``[[webhooks]]``: JSON bodies posted
+  under fetch's address rules).
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ from monitor.pipeline.poll import (
     poll_due,
     poll_feed,
 )
+from monitor.pipeline.webhooks import (
+    WebhookRunSummary,
+    send_webhooks,
+    undelivered_webhooks,
+    webhook_fetch_options,
+)
 
 __all__ = [
     "DigestRunSummary",
@@ -47,6 +55,7 @@ __all__ = [
     "ParsePool",
     "PollContext",
     "PollSummary",
+    "WebhookRunSummary",
     "check_feed_url",
     "delivery_lease",
     "export_feeds",
@@ -59,6 +68,9 @@ __all__ = [
     "poll_feed",
     "preview_digest",
     "send_digests",
+    "send_webhooks",
     "sync_config",
     "undelivered_error",
+    "undelivered_webhooks",
+    "webhook_fetch_options",
 ]
