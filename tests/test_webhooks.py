@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from httpserver import FeedServer
 from sqlalchemy import func, insert, select
 
 from monitor import webhook as wh
@@ -24,7 +25,6 @@ from monitor.store import Store
 from monitor.store import outbox as ob
 from monitor.store.feeds import StoredHit
 from monitor.store.schema import feeds, hits, items, outbox
-from tests.httpserver import FeedServer
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
