@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -88,6 +89,13 @@ def webhook_fetch_options(settings: Settings) -> FetchOptions:
 @dataclass(frozen=True, slots=True)
 class _Recipient:
     email: str  # the webhook's key, as the subscriber helpers call it
+
+
+def register_webhooks(
+    store: Store, hooks: Sequence[WebhookConfig], *, now: datetime | None = None
+) -> None:
+    """Give each webhook its recipient row: it gets the hits stored from then on."""
+    outbox_store.sync_subscribers(store, [_Recipient(h.key) for h in hooks], now=now)
 
 
 def _chosen(settings: Settings, name: str | None) -> list[WebhookConfig]:
@@ -279,9 +287,7 @@ async def send_webhooks(
     if not hooks:  # rows of a webhook removed from the config wait for it to come back
         return summary
     instance = instance_name()
-    await asyncio.to_thread(
-        outbox_store.sync_subscribers, store, [_Recipient(h.key) for h in hooks], now=now
-    )
+    await asyncio.to_thread(register_webhooks, store, hooks, now=now)
     own = session is None
     session = session or make_session(webhook_fetch_options(settings))
     poster = _Poster(settings, store, session, fixed, summary)
