@@ -40,6 +40,7 @@ from monitor.pipeline.poll import (
     parse_and_match,
     poll_due,
     poll_feed,
+    story_index,
 )
 from monitor.pipeline.webhooks import (
     WebhookRunSummary,
@@ -69,6 +70,7 @@ __all__ = [
     "preview_digest",
     "send_digests",
     "send_webhooks",
+    "story_index",
     "sync_config",
     "undelivered_error",
     "undelivered_webhooks",

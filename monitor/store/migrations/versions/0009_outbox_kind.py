@@ -5,7 +5,7 @@ delivery records, retried with backoff); ``kind`` tells the two senders apart. E
 rows are mail.
 
 Revision ID: 0009
-Revises: 0002
+Revises: 0003
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
