@@ -175,8 +175,8 @@ def _text(stories: Sequence[dict[str, Any]], names: Mapping[str, str], title: st
         outlets = list(
             dict.fromkeys(i["feed_title"] or i["feed"] or "unknown feed" for i in s["items"])
         )
-        where = _chat(clean_header(", ".join(outlets), 120))
-        more = f" and {len(s['items']) - 1} more" if len(s["items"]) > 1 else ""
+        where = _chat(clean_header(", ".join(outlets[:3]), 120))
+        more = f" and {len(outlets) - 3} more" if len(outlets) > 3 else ""
         lists = ", ".join(_chat(names.get(w, w)) for w in s["watchlists"])
         lines.append(f"• {shown} — {where}{more} · {lists}")
     return "\n".join(lines)

@@ -225,6 +225,7 @@ def test_digest_send_now_posts_to_webhooks_and_outbox_shows_them(tmp_path: Path)
     (story,) = body["stories"]
     assert story["title"] == "Special Envoy Sergio Gor arrives in Tashkent"
     assert story["watchlists"] == ["gor"] and "Sergio Gor" in body["text"]
+    assert isinstance(story["id"], int) and story["items"][0]["feed"] == server.url("/feed.xml")
     rows = run("--config", str(cfg), "outbox", "--all", "--json", cwd=tmp_path).stdout
     (row,) = [json.loads(line) for line in rows.splitlines()]
     assert (row["kind"], row["status"], row["subscriber"]) == ("webhook", "sent", "webhook:desk")

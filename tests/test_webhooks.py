@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from httpserver import FeedServer
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 
 from monitor import webhook as wh
 from monitor.config import Settings, settings_from_mapping
@@ -24,7 +24,7 @@ from monitor.pipeline import send_digests, send_webhooks, webhook_fetch_options
 from monitor.store import Store
 from monitor.store import outbox as ob
 from monitor.store.feeds import StoredHit
-from monitor.store.schema import feeds, hits, items, outbox
+from monitor.store.schema import feeds, hits, items, outbox, stories
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -300,3 +300,57 @@ async def test_mail_and_webhook_rows_keep_apart(store: Store, tmp_path: Path) ->
     assert len(list((tmp_path / "mail").glob("*.eml"))) == 1
     rows = {(r.kind, r.status) for r in ob.list_outbox(store, statuses=("queued", "sent"))}
     assert rows == {("mail", "sent"), ("webhook", "queued")}
+
+
+def into_story(
+    store: Store, title: str, item_ids: list[int], first: datetime, last: datetime
+) -> int:
+    with store.write() as conn:
+        story = conn.execute(
+            insert(stories)
+            .values(title=title, first_seen_at=first, last_seen_at=last,
+                    item_count=len(item_ids), lead_item_id=item_ids[0])
+            .returning(stories.c.id)
+        ).scalar_one()  # fmt: skip
+        conn.execute(update(items).where(items.c.id.in_(item_ids)).values(story_id=story))
+    return int(story)
+
+
+async def test_a_story_goes_whole_once_and_again_only_with_new_items(
+    store: Store, tmp_path: Path
+) -> None:
+    with FeedServer() as server:
+        bodies: list[dict[str, Any]] = []
+
+        async def handle(request: web.Request) -> web.Response:
+            bodies.append(json.loads(await request.read()))
+            return web.Response(text="ok")
+
+        server.route("/hook", handle)
+        config = settings(tmp_path, server.url("/hook"), webhook_max_stories=1)
+        await send_webhooks(config, store, now=T0)
+        at = T0 + timedelta(minutes=1)
+        a = add_story(store, "C5+1 summit set", "https://a.example/1", ["c5plus1"], at)
+        b = add_story(store, "Summit of C5+1 leaders", "https://b.example/1", ["gor"], at)
+        other = add_story(store, "Landau in Bishkek", "https://c.example/1", ["landau"], at)
+        summit = into_story(store, "C5+1 summit set", [a, b], at, at)
+        first = await send_webhooks(config, store, now=T0 + timedelta(minutes=2))
+        assert (first.sent, first.stories) == (2, 2)  # one story a body: the cap is 1
+        later = T0 + timedelta(minutes=3)
+        c = add_story(store, "C5+1 summit: the agenda", "https://d.example/1", ["c5plus1"], later)
+        with store.write() as conn:  # the story grows
+            conn.execute(update(items).where(items.c.id == c).values(story_id=summit))
+            conn.execute(update(stories).values(last_seen_at=later, item_count=3))
+        second = await send_webhooks(config, store, now=T0 + timedelta(minutes=4))
+        assert second.sent == 1
+    (s1,), (s2,), (s3,) = (b["stories"] for b in bodies)
+    assert (s1["id"], s1["title"], s1["watchlists"]) == (summit, "C5+1 summit set",
+                                                        ["c5plus1", "gor"])  # fmt: skip
+    assert [i["link"] for i in s1["items"]] == ["https://a.example/1", "https://b.example/1"]
+    assert (
+        "<https://a.example/1|C5+1 summit set> — News Example · C5+1 and the Central Asia-US summit, Sergio Gor"
+        in bodies[0]["text"]
+    )
+    assert s2["id"] is None and s2["items"][0]["id"] == other  # an item in no story
+    assert s3["last_seen"] == "2026-03-01T09:03:00+00:00"
+    assert (s3["id"], [i["id"] for i in s3["items"]]) == (summit, [c])  # the new item only

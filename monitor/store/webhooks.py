@@ -4,7 +4,8 @@ A webhook is a recipient like a subscriber: its key (``webhook:<name>``) has a r
 ``subscribers`` (hits stored before it was added are not sent), its deliveries are
 ``deliveries`` rows and its bodies ``outbox`` rows of kind ``webhook``; the queueing and
 claiming are :mod:`monitor.store.outbox`'s. This module only chooses the hits of one body:
-whole stories (every pending hit of each), so a story is never split between bodies.
+whole stories (every pending hit of each, over all their items), so a story is never
+split between bodies.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy import func, select
 from monitor.store.db import Store
 from monitor.store.feeds import StoredHit, _hit_query, hit_from_row
 from monitor.store.outbox import QUEUED, WEBHOOK, _pending_conditions, subscriber_state
-from monitor.store.schema import hits, outbox
+from monitor.store.schema import hits, items, outbox, stories
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,39 +42,49 @@ def pending_stories(
     if state is None:
         return []
     cond = _pending_conditions(key, watchlists, state.created_at)
-    first = func.min(hits.c.created_at).label("first")
+    # An item outside any story (not assigned by the store) is a story of its own.
+    group = func.coalesce(items.c.story_id, -items.c.id)
+    first = func.min(hits.c.created_at)
     chosen = (
-        select(hits.c.item_id, first, func.min(hits.c.id).label("first_id"))
+        select(group.label("story"))
+        .select_from(hits.join(items, hits.c.item_id == items.c.id))
         .where(cond)
-        .group_by(hits.c.item_id)
+        .group_by(group)
         .order_by(first, func.min(hits.c.id))
         .limit(limit)
     )
     with store.read() as conn:
-        item_ids = [int(r.item_id) for r in conn.execute(chosen)]
-        if not item_ids:
+        keys = [int(k) for k in conn.execute(chosen).scalars()]
+        if not keys:
             return []
         rows = conn.execute(
-            _hit_query()
-            .where(cond, hits.c.item_id.in_(item_ids))
-            .order_by(hits.c.created_at, hits.c.id)
+            _hit_query().where(cond, group.in_(keys)).order_by(hits.c.created_at, hits.c.id)
         ).all()
-    by_item: dict[int, list[StoredHit]] = {i: [] for i in item_ids}
+        known = {
+            r.id: r
+            for r in conn.execute(
+                select(
+                    stories.c.id, stories.c.title, stories.c.first_seen_at, stories.c.last_seen_at
+                ).where(stories.c.id.in_([k for k in keys if k > 0]))
+            )
+        }
+    by_story: dict[int, list[StoredHit]] = {k: [] for k in keys}
     for row in rows:
         hit = hit_from_row(row)
-        by_item[hit.item_id].append(hit)
+        by_story[hit.story_id if hit.story_id is not None else -hit.item_id].append(hit)
     out = []
-    for item_hits in by_item.values():
-        if not item_hits:
+    for story_key, story_hits in by_story.items():
+        if not story_hits:
             continue
-        first_hit = item_hits[0]
+        lead = story_hits[0]
+        meta = known.get(story_key)
         out.append(
             PendingStory(
-                id=None,
-                title=first_hit.title,
-                first_seen=first_hit.first_seen_at,
-                last_seen=first_hit.first_seen_at,
-                hits=item_hits,
+                id=meta.id if meta is not None else None,
+                title=meta.title if meta is not None else lead.title,
+                first_seen=meta.first_seen_at if meta is not None else lead.first_seen_at,
+                last_seen=meta.last_seen_at if meta is not None else lead.first_seen_at,
+                hits=story_hits,
             )
         )
     return out
