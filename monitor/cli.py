@@ -674,6 +674,8 @@ def digest(
         raise click.UsageError(
             "use `monitor digest --send-now [--subscriber EMAIL]` or `monitor digest preview EMAIL`"
         )
+    if email is not None and webhook is not None:
+        raise click.UsageError("use --subscriber or --webhook, not both")
     from monitor import pipeline
 
     ctx = click_ctx.find_object(Context)

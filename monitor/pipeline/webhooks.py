@@ -31,6 +31,7 @@ from monitor import webhook as webhook_body
 from monitor.config import Settings, WebhookConfig
 from monitor.errors import ConfigError, DeliveryError, MonitorError
 from monitor.fetch import FetchOptions, PostResult, make_session, post
+from monitor.normalise import clean_header
 from monitor.pipeline.poll import instance_name
 from monitor.schedules import in_quiet_hours, next_digest_time
 from monitor.store import Store
@@ -252,7 +253,7 @@ class _Poster:
 
 def _reason(result: PostResult) -> str:
     reason = result.error or f"HTTP {result.status}"
-    reply = " ".join(result.reply[:200].decode("utf-8", "replace").split())
+    reply = clean_header(result.reply[:400].decode("utf-8", "replace"), 200)  # untrusted
     if reply and result.status is not None:
         reason += f": {reply}"
     if result.error_kind == "refused_address":
