@@ -58,6 +58,9 @@ DELIVERY_HEADER = "X-Monitor-Delivery"
 SIGNATURE_HEADER = "X-Monitor-Signature"
 TITLE_MAX = 300
 TEXT_TITLE_MAX = 200
+#: Characters of ``text`` at most: Mattermost's default post limit is 16,383, Slack
+#: truncates at 40,000. The stories past it are in ``stories`` all the same.
+TEXT_BUDGET = 12_000
 ZWSP = "\u200b"
 
 
@@ -178,7 +181,13 @@ def _text(stories: Sequence[dict[str, Any]], names: Mapping[str, str], title: st
         where = _chat(clean_header(", ".join(outlets[:3]), 120))
         more = f" and {len(outlets) - 3} more" if len(outlets) > 3 else ""
         lists = ", ".join(_chat(names.get(w, w)) for w in s["watchlists"])
-        lines.append(f"• {shown} — {where}{more} · {lists}")
+        line = f"• {shown} — {where}{more} · {lists}"
+        used = sum(len(x) + 1 for x in lines)
+        if used + len(line) > TEXT_BUDGET - 40:  # room for the last line
+            left = count - (len(lines) - 1)
+            lines.append(f"… and {left} more {'story' if left == 1 else 'stories'}")
+            break
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -354,3 +354,17 @@ async def test_a_story_goes_whole_once_and_again_only_with_new_items(
     assert s2["id"] is None and s2["items"][0]["id"] == other  # an item in no story
     assert s3["last_seen"] == "2026-03-01T09:03:00+00:00"
     assert (s3["id"], [i["id"] for i in s3["items"]]) == (summit, [c])  # the new item only
+
+
+def test_the_chat_text_stays_within_a_post(tmp_path: Path) -> None:
+    many = [
+        wh.StoryInput(None, f"Story {n} " + "x" * 300, T0, T0, [
+            StoredHit(id=n, watchlist="gor", matches=[], created_at=T0, item_id=n, identity=str(n),
+                      guid=None, link=f"https://news.example/{n}/" + "p" * 150, title="t" * 300,
+                      summary="", content="", published_at=None, first_seen_at=T0, feed_id=None,
+                      feed_url="https://news.example/rss", feed_title="News")])
+        for n in range(100)
+    ]  # fmt: skip
+    doc = json.loads(wh.build_body(many, webhook="w", delivery="d", now=T0).data)
+    assert len(doc["text"]) <= wh.TEXT_BUDGET and len(doc["stories"]) == 100
+    assert doc["text"].endswith(" more stories") and doc["text"].startswith("Monitor: 100 new")
