@@ -368,3 +368,24 @@ def test_the_chat_text_stays_within_a_post(tmp_path: Path) -> None:
     doc = json.loads(wh.build_body(many, webhook="w", delivery="d", now=T0).data)
     assert len(doc["text"]) <= wh.TEXT_BUDGET and len(doc["stories"]) == 100
     assert doc["text"].endswith(" more stories") and doc["text"].startswith("Monitor: 100 new")
+
+
+async def test_rows_of_a_removed_webhook_wait_for_it(store: Store, tmp_path: Path) -> None:
+    def config(name: str) -> Settings:
+        return settings_from_mapping(
+            {
+                "watchlists": {"dir": str(REPO / "watchlists")},
+                "delivery": {"webhook_allow_private_addresses": True},
+                "webhooks": [{"name": name, "url": "http://127.0.0.1:9/hook"}],  # refused
+            },
+            environ={},
+        )
+
+    await send_webhooks(config("desk"), store, now=T0)
+    add_story(store, "Gor", "https://news.example/8", ["gor"], T0 + timedelta(seconds=1))
+    await send_webhooks(config("desk"), store, now=T0 + timedelta(minutes=1))
+    (before,) = ob.list_outbox(store)
+    renamed = await send_webhooks(config("other"), store, now=T0 + timedelta(hours=1))
+    (after,) = ob.list_outbox(store)
+    assert renamed.retrying == [] and after == before  # untouched, still queued and shown
+    assert (after.subscriber, after.status, after.attempts) == ("webhook:desk", "queued", 1)

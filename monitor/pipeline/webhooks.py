@@ -298,7 +298,8 @@ async def send_webhooks(
             store,
             instance=instance,
             now=now,
-            subscribers_only=[h.key for h in hooks] if name is not None else None,
+            # Rows of a webhook no longer configured stay queued (and shown) until it is back.
+            subscribers_only=[h.key for h in hooks],
             ignore_backoff=force,
             lease=timedelta(seconds=float(settings["delivery.lease"])),
             kind=outbox_store.WEBHOOK,
