@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from monitor import webhook as wh
 from monitor.config import Settings, settings_from_mapping
 from monitor.fetch import make_session
 from monitor.pipeline import send_digests, send_webhooks, webhook_fetch_options
-from monitor.store import Store
+from monitor.store import Store, open_store
 from monitor.store import outbox as ob
 from monitor.store.feeds import StoredHit
 from monitor.store.schema import feeds, hits, items, outbox, stories
@@ -29,6 +30,16 @@ from monitor.store.schema import feeds, hits, items, outbox, stories
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 SECRET = b"correct horse battery staple"
+
+
+@pytest.fixture
+def sqlite_store(sqlite_url: str) -> Iterator[Store]:
+    """For what does not depend on the backend (address rules)."""
+    opened = open_store(sqlite_url, upgrade=True)
+    try:
+        yield opened
+    finally:
+        opened.dispose()
 
 
 def settings(tmp_path: Path, url: str, **delivery: Any) -> Settings:
@@ -173,8 +184,9 @@ async def test_stories_reach_a_flaky_receiver_exactly_once_signed(
     ],
 )
 async def test_private_targets_are_refused_before_any_request(
-    store: Store, tmp_path: Path, url: str, allow_private: bool
+    sqlite_store: Store, tmp_path: Path, url: str, allow_private: bool
 ) -> None:
+    store = sqlite_store
     config = settings_from_mapping(
         {
             "watchlists": {"dir": str(REPO / "watchlists")},
@@ -213,7 +225,10 @@ async def test_private_targets_are_refused_before_any_request(
     assert (row.status, row.kind, row.hits) == ("failed", "webhook", 1)
 
 
-async def test_a_host_name_resolving_to_loopback_is_refused(store: Store, tmp_path: Path) -> None:
+async def test_a_host_name_resolving_to_loopback_is_refused(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    store = sqlite_store
     with FeedServer() as server:
         server.serve("/hook", "ok")
         config = settings_from_mapping(
@@ -370,7 +385,9 @@ def test_the_chat_text_stays_within_a_post(tmp_path: Path) -> None:
     assert doc["text"].endswith(" more stories") and doc["text"].startswith("Monitor: 100 new")
 
 
-async def test_rows_of_a_removed_webhook_wait_for_it(store: Store, tmp_path: Path) -> None:
+async def test_rows_of_a_removed_webhook_wait_for_it(sqlite_store: Store, tmp_path: Path) -> None:
+    store = sqlite_store
+
     def config(name: str) -> Settings:
         return settings_from_mapping(
             {
