@@ -13,13 +13,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, String, and_, bindparam, exists, func, select
 
 from monitor.store.db import Store
-from monitor.store.feeds import StoredHit, _hit_query, hit_from_row
-from monitor.store.outbox import QUEUED, WEBHOOK, _pending_conditions, subscriber_state
-from monitor.store.schema import hits, items, outbox, stories
+from monitor.store.feeds import StoredHit, _hit_query
+from monitor.store.outbox import QUEUED, WEBHOOK
+from monitor.store.schema import deliveries, hits, items, outbox, stories
+from monitor.store.schema import subscribers as subscriber_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,58 +36,81 @@ class PendingStory:
     hits: list[StoredHit]
 
 
+@lru_cache(maxsize=2)
+def _pending_queries(filtered: bool) -> tuple[Any, Any]:
+    """(the oldest pending stories, their pending hits), built once; parameters: key,
+    watchlists (when filtered), limit; the second also ``groups``."""
+    key = bindparam("key", type_=String)
+    since = (
+        select(subscriber_rows.c.created_at).where(subscriber_rows.c.email == key).scalar_subquery()
+    )
+    delivered = exists().where(
+        and_(deliveries.c.subscriber == key, deliveries.c.hit_id == hits.c.id)
+    )
+    conds = [hits.c.created_at >= since, ~delivered]
+    if filtered:
+        conds.append(hits.c.watchlist.in_(bindparam("watchlists", expanding=True)))
+    # An item outside any story (not assigned by the store) is a story of its own.
+    group = func.coalesce(items.c.story_id, -items.c.id)
+    chosen = (
+        select(group.label("story"))
+        .select_from(hits.join(items, hits.c.item_id == items.c.id))
+        .where(*conds)
+        .group_by(group)
+        .order_by(func.min(hits.c.created_at), func.min(hits.c.id))
+        .limit(bindparam("limit", type_=Integer))
+    )
+    story_hits = (
+        _hit_query()
+        .add_columns(
+            stories.c.title.label("story_title"),
+            stories.c.first_seen_at.label("story_first_seen"),
+            stories.c.last_seen_at.label("story_last_seen"),
+        )
+        .outerjoin(stories, stories.c.id == items.c.story_id)
+        .where(*conds, group.in_(bindparam("groups", expanding=True)))
+        .order_by(hits.c.created_at, hits.c.id)
+    )
+    return chosen, story_hits
+
+
+_STORY_COLUMNS = ("story_title", "story_first_seen", "story_last_seen")
+
+
+def _hit(row: Any) -> StoredHit:
+    return StoredHit(**{k: v for k, v in row._mapping.items() if k not in _STORY_COLUMNS})
+
+
 def pending_stories(
     store: Store, key: str, watchlists: Sequence[str] | None, *, limit: int
 ) -> list[PendingStory]:
     """The ``limit`` stories with the oldest pending hits for ``key``, oldest first, each
     with all of its pending hits. Nothing for a key without a row."""
-    state = subscriber_state(store, key)
-    if state is None:
-        return []
-    cond = _pending_conditions(key, watchlists, state.created_at)
-    # An item outside any story (not assigned by the store) is a story of its own.
-    group = func.coalesce(items.c.story_id, -items.c.id)
-    first = func.min(hits.c.created_at)
-    chosen = (
-        select(group.label("story"))
-        .select_from(hits.join(items, hits.c.item_id == items.c.id))
-        .where(cond)
-        .group_by(group)
-        .order_by(first, func.min(hits.c.id))
-        .limit(limit)
-    )
+    chosen, story_hits = _pending_queries(watchlists is not None)
+    params: dict[str, Any] = {"key": key, "limit": limit}
+    if watchlists is not None:
+        params["watchlists"] = list(watchlists)
     with store.read() as conn:
-        keys = [int(k) for k in conn.execute(chosen).scalars()]
-        if not keys:
+        groups = [int(g) for g in conn.execute(chosen, params).scalars()]
+        if not groups:
             return []
-        rows = conn.execute(
-            _hit_query().where(cond, group.in_(keys)).order_by(hits.c.created_at, hits.c.id)
-        ).all()
-        known = {
-            r.id: r
-            for r in conn.execute(
-                select(
-                    stories.c.id, stories.c.title, stories.c.first_seen_at, stories.c.last_seen_at
-                ).where(stories.c.id.in_([k for k in keys if k > 0]))
-            )
-        }
-    by_story: dict[int, list[StoredHit]] = {k: [] for k in keys}
+        rows = conn.execute(story_hits, {**params, "groups": groups}).all()
+    by_story: dict[int, list[Any]] = {g: [] for g in groups}
     for row in rows:
-        hit = hit_from_row(row)
-        by_story[hit.story_id if hit.story_id is not None else -hit.item_id].append(hit)
+        by_story[row.story_id if row.story_id is not None else -row.item_id].append(row)
     out = []
-    for story_key, story_hits in by_story.items():
-        if not story_hits:
+    for group_rows in by_story.values():
+        if not group_rows:
             continue
-        lead = story_hits[0]
-        meta = known.get(story_key)
+        lead = group_rows[0]
+        known = lead.story_id is not None and lead.story_title is not None
         out.append(
             PendingStory(
-                id=meta.id if meta is not None else None,
-                title=meta.title if meta is not None else lead.title,
-                first_seen=meta.first_seen_at if meta is not None else lead.first_seen_at,
-                last_seen=meta.last_seen_at if meta is not None else lead.first_seen_at,
-                hits=story_hits,
+                id=lead.story_id if known else None,
+                title=lead.story_title if known else lead.title,
+                first_seen=lead.story_first_seen if known else lead.first_seen_at,
+                last_seen=lead.story_last_seen if known else lead.first_seen_at,
+                hits=[_hit(r) for r in group_rows],
             )
         )
     return out
