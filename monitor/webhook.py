@@ -6,6 +6,7 @@ pipeline posts the body (through ``fetch.post``'s address rules) via the outbox.
 The body (``version`` 1)::
 
     {"version": 1, "delivery": "<id>", "webhook": "<name>", "created": "<UTC ISO 8601>",
+     "generator": "monitor/<version>",
      "watchlists": [{"id": "gor", "name": "Sergio Gor", "stories": 2}, ...],
      "stories": [{"id": 17 | null, "title": "...", "first_seen": "...", "last_seen": "...",
                   "watchlists": ["gor", "c5plus1"],
