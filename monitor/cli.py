@@ -861,12 +861,17 @@ def status(ctx: Context, as_json: bool) -> None:
     "--send-now", is_flag=True, help="send every pending digest now, whatever the schedule"
 )
 @click.option("--subscriber", "email", metavar="EMAIL", help="only this subscriber")
+@click.option("--webhook", "webhook", metavar="NAME", help="only this webhook")
 @click.pass_context
-def digest(click_ctx: click.Context, send_now: bool, email: str | None) -> None:
+def digest(
+    click_ctx: click.Context, send_now: bool, email: str | None, webhook: str | None
+) -> None:
     """Send digests now (`--send-now`), or preview one (`digest preview EMAIL`).
 
-    Nothing pending: no mail. Mail that cannot be delivered stays queued and is retried
-    (`monitor outbox` shows it); the command then exits 1 naming the reason.
+    `--send-now` sends the mail of every subscriber and posts to every webhook
+    (`--subscriber` or `--webhook` chooses one). Nothing pending: nothing sent. What cannot
+    be delivered stays queued and is retried (`monitor outbox` shows it); the command then
+    exits 1 naming the reason.
     """
     if click_ctx.invoked_subcommand is not None:
         return
@@ -876,18 +881,32 @@ def digest(click_ctx: click.Context, send_now: bool, email: str | None) -> None:
         )
     import asyncio
 
+    if email is not None and webhook is not None:
+        raise click.UsageError("use --subscriber or --webhook, not both")
     from monitor import pipeline
 
     ctx = click_ctx.find_object(Context)
     assert ctx is not None
     store = ctx.store()
-    summary = asyncio.run(pipeline.send_digests(ctx.settings, store, subscriber=email, force=True))
-    click.echo(summary.line())
-    for who, reason in summary.failed:
-        click.echo(f"failed: {who}: {reason}")
-    for who, reason in summary.retrying:
-        click.echo(f"queued: {who}: {reason}")
-    error = pipeline.undelivered_error(summary)
+    error = None
+    if webhook is None:
+        summary = asyncio.run(
+            pipeline.send_digests(ctx.settings, store, subscriber=email, force=True)
+        )
+        click.echo(summary.line())
+        for who, reason in summary.failed:
+            click.echo(f"failed: {who}: {reason}")
+        for who, reason in summary.retrying:
+            click.echo(f"queued: {who}: {reason}")
+        error = pipeline.undelivered_error(summary)
+    if email is None and (webhook is not None or ctx.settings.webhooks):
+        hooks = asyncio.run(pipeline.send_webhooks(ctx.settings, store, name=webhook, force=True))
+        click.echo(hooks.line())
+        for who, reason in hooks.failed:
+            click.echo(f"failed: webhook {who}: {reason}")
+        for who, reason in hooks.retrying:
+            click.echo(f"queued: webhook {who}: {reason}")
+        error = error or pipeline.undelivered_webhooks(hooks)
     if error is not None:
         raise error
 
@@ -924,9 +943,10 @@ def digest_preview(ctx: Context, email: str, html_file: Path | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines, one message a line")
 @click.pass_context
 def outbox(click_ctx: click.Context, show_all: bool, as_json: bool) -> None:
-    """Mail that is queued (and why) or failed; `--all` adds what was sent.
+    """Mail and webhook deliveries that are queued (and why) or failed; `--all` adds what
+    was sent. Webhook rows name their webhook as `webhook:NAME`.
 
-    `monitor outbox retry ID|--failed` queues failed mail again.
+    `monitor outbox retry ID|--failed` queues failed deliveries again.
     """
     if click_ctx.invoked_subcommand is not None:
         return
@@ -944,7 +964,7 @@ def outbox(click_ctx: click.Context, show_all: bool, as_json: bool) -> None:
                 "subject": e.subject, "message_id": e.message_id, "hits": e.hits,
                 "attempts": e.attempts, "created": _iso(e.created_at),
                 "next_attempt": _iso(e.next_attempt_at), "sent": _iso(e.sent_at),
-                "last_error": e.last_error,
+                "last_error": e.last_error, "kind": e.kind,
             }, ensure_ascii=False))  # fmt: skip
         return
     if not entries:

@@ -16,6 +16,7 @@ key and what was expected. Relative paths are relative to the working directory.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -25,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from monitor.errors import ConfigError
 
@@ -265,6 +267,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("delivery", "lease", parse_duration, 600.0,
             "how long queued mail taken by one instance for sending stays reserved to it; "
             "mail held by an instance that died is sent by another after this"),
+    Setting("delivery", "webhook_timeout", parse_duration, 30.0,
+            "deadline of one webhook POST, connection and response included"),
+    Setting("delivery", "webhook_max_stories", _positive_int, 50,
+            "stories in one webhook delivery; more pending go in the deliveries after it"),
+    Setting("delivery", "webhook_allow_private_addresses", _bool, False,
+            "allow webhook URLs that resolve to loopback, private or link-local addresses "
+            "(cloud metadata addresses stay refused)"),
     Setting("digest", "templates_dir", _optional_str, None,
             "folder with digest.html.j2 / digest.txt.j2 overriding the shipped templates"),
     Setting("digest", "max_items_per_watchlist", _positive_int, 25,
@@ -322,7 +331,21 @@ SUBSCRIBER_KEYS: dict[str, str] = {
     "was mailed (default false: only when it gains a watchlist you follow)",
 }
 
+#: Keys of a ``[[webhooks]]`` table.
+WEBHOOK_KEYS: dict[str, str] = {
+    "url": "the receiver's http(s) URL, e.g. a Slack or Mattermost incoming webhook (required)",
+    "name": "a stable name for the webhook in the outbox and logs; default: the URL's host "
+    "and a short hash of the URL",
+    "watchlists": 'watchlist ids to send, or ["*"] for all (default)',
+    "schedule": 'as for subscribers (default "immediate")',
+    "timezone": "IANA time zone of the schedule (default UTC)",
+    "quiet_hours": 'a "HH:MM-HH:MM" span in which nothing is sent; it waits until the end',
+    "secret_file": "file holding the signing secret (a bare name is looked up in "
+    "$CREDENTIALS_DIRECTORY); without it the body is not signed",
+}
+
 _SECTIONS = {s.section for s in SETTINGS}
+_ARRAYS = ("feeds", "subscribers", "webhooks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,12 +376,41 @@ class SubscriberConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """A ``[[webhooks]]`` table. ``key`` names it in the store (its outbox rows and what it
+    has been sent): ``webhook:<name>``."""
+
+    url: str
+    name: str
+    watchlists: tuple[str, ...] = ("*",)
+    schedule: str = "immediate"
+    timezone: str = "UTC"
+    quiet_hours: tuple[str, str] | None = None
+    secret_file: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{WEBHOOK_PREFIX}{self.name}"
+
+    def secret(self) -> bytes | None:
+        """The signing secret, read from its file now (so a rotated file takes effect at
+        the next delivery); None without ``secret_file``."""
+        if not self.secret_file:
+            return None
+        return _read_secret(self.secret_file, f"webhook {self.name}: secret_file").encode()
+
+
+WEBHOOK_PREFIX = "webhook:"
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """All settings, validated. ``values`` maps ``section.key`` to its converted value."""
 
     values: Mapping[str, Any]
     feeds: tuple[FeedConfig, ...] = ()
     subscribers: tuple[SubscriberConfig, ...] = ()
+    webhooks: tuple[WebhookConfig, ...] = ()
     source: str = "built-in defaults"  # the config file read, for messages
 
     def __getitem__(self, key: str) -> Any:
@@ -432,12 +484,12 @@ def settings_from_mapping(
     values: dict[str, Any] = {s.key: s.default for s in SETTINGS}
     by_key = {s.key: s for s in SETTINGS}
     for section, body in data.items():
-        if section in ("feeds", "subscribers"):
+        if section in _ARRAYS:
             continue
         if section not in _SECTIONS:
             raise ConfigError(
                 f"{where}: unknown section [{section}]; expected one of "
-                + ", ".join(sorted(_SECTIONS | {"feeds", "subscribers"}))
+                + ", ".join(sorted(_SECTIONS | set(_ARRAYS)))
             )
         if not isinstance(body, dict):
             raise ConfigError(f"{where}: [{section}] must be a table")
@@ -460,7 +512,10 @@ def settings_from_mapping(
         raise ConfigError(f"{where}: polling.min_interval is longer than polling.max_interval")
     feeds = tuple(_feeds(data.get("feeds", []), where))
     subscribers = tuple(_subscribers(data.get("subscribers", []), where))
-    settings = Settings(values=values, feeds=feeds, subscribers=subscribers, source=where)
+    webhooks = tuple(_webhooks(data.get("webhooks", []), where))
+    settings = Settings(
+        values=values, feeds=feeds, subscribers=subscribers, webhooks=webhooks, source=where
+    )
     for what, asked, used in settings.raised_intervals():
         log.warning(
             "%s: interval %s is below polling.min_interval: polled every %s",
@@ -591,6 +646,74 @@ def _subscribers(raw: object, where: str) -> list[SubscriberConfig]:
                 kwargs[key] = _convert(convert, table[key], f"{label}.{key}")
         out.append(SubscriberConfig(**kwargs))
     return out
+
+
+_WEBHOOK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def _default_webhook_name(url: str) -> str:
+    """The URL's host and 8 hex digits of its hash: stable for one URL, and it shows no
+    path (an incoming-webhook URL's path is its secret)."""
+    host = urlsplit(url).hostname or "webhook"
+    return f"{host}-{hashlib.sha256(url.encode()).hexdigest()[:8]}"
+
+
+def _webhooks(raw: object, where: str) -> list[WebhookConfig]:
+    out: list[WebhookConfig] = []
+    seen: set[str] = set()
+    for i, table in enumerate(_tables(raw, "webhooks", where)):
+        label = f"{where}: webhooks[{i}]"
+        _check_keys(table, WEBHOOK_KEYS, label)
+        if "url" not in table:
+            raise ConfigError(f"{label}: missing key 'url'")
+        url = _convert(_str, table["url"], f"{label}.url").strip()
+        if not re.match(r"^https?://[^/\s]+", url, re.IGNORECASE):
+            raise ConfigError(f"{label}.url: expected an http:// or https:// URL")
+        name = (
+            _convert(_str, table["name"], f"{label}.name").strip()
+            if "name" in table
+            else _default_webhook_name(url)
+        )
+        if not _WEBHOOK_NAME.match(name):
+            raise ConfigError(
+                f"{label}.name: expected letters, digits, '.', '_' or '-' (at most 100), "
+                f"got {name!r}"
+            )
+        if name.lower() in seen:
+            raise ConfigError(f"{label}.name: {name} is used twice; give each webhook a name")
+        seen.add(name.lower())
+        kwargs: dict[str, Any] = {"url": url, "name": name}
+        for key, convert in (
+            ("watchlists", _str_list),
+            ("schedule", validate_schedule),
+            ("timezone", _timezone),
+            ("quiet_hours", _quiet_hours),
+            ("secret_file", _optional_str),
+        ):
+            if key in table:
+                kwargs[key] = _convert(convert, table[key], f"{label}.{key}")
+        out.append(WebhookConfig(**kwargs))
+    return out
+
+
+def _read_secret(name: str, label: str) -> str:
+    """A secret from a file; a bare name is looked up in ``$CREDENTIALS_DIRECTORY`` first."""
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    path = Path(name)
+    candidates = [path]
+    if creds and not path.is_absolute() and len(path.parts) == 1:
+        candidates.insert(0, Path(creds) / path)
+    for candidate in candidates:
+        try:
+            return candidate.read_text(encoding="utf-8").rstrip("\r\n")
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise ConfigError(f"{label}: cannot read {candidate}: {exc.strerror}") from None
+    raise ConfigError(
+        f"{label}: {name} not found",
+        hint="create the file, or pass it as a systemd credential (LoadCredential=)",
+    )
 
 
 def _read_password(settings: Settings) -> str | None:

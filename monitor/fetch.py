@@ -32,7 +32,7 @@ import re
 import socket
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -652,6 +652,128 @@ def _zlib_header(data: bytes) -> bool:
     """Whether ``data`` starts with a zlib header (else it is raw deflate)."""
     cmf, flg = data[0], data[1]
     return cmf & 0x0F == 8 and (cmf << 8 | flg) % 31 == 0
+
+
+# --------------------------------------------------------------------------- post
+
+
+#: Redirects that keep the method and the body; a POST is never turned into a GET.
+POST_REDIRECTS = frozenset({307, 308})
+
+
+@dataclass(frozen=True, slots=True)
+class PostResult:
+    """What a POST came to. ``ok``: a 2xx status. ``error_kind`` is one of fetch's kinds."""
+
+    url: str
+    status: int | None = None
+    ok: bool = False
+    error: str | None = None
+    error_kind: str | None = None
+    reply: bytes = b""  # the start of the response body (for messages)
+    retry_after: float | None = None
+    elapsed: float = 0.0
+
+
+async def post(
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    session: aiohttp.ClientSession,
+    options: FetchOptions,
+    *,
+    max_reply: int = 64 * 1024,
+) -> PostResult:
+    """POST ``body`` to ``url`` under the same rules as :func:`fetch`: http(s) only, every
+    address checked before connecting (a session from :func:`make_session` checks resolved
+    addresses too), one deadline for the whole exchange, 307/308 redirects followed with
+    the same checks (other redirects are an error: they would turn the POST into a GET).
+    Never raises for network or HTTP failures; cancellation propagates."""
+    started = time.monotonic()
+    progress: _Progress | None = None
+    try:
+        progress = _Progress(url=_parse_url(url))
+        async with asyncio.timeout(options.deadline):
+            return await _post_follow(body, headers, session, options, progress, max_reply, started)
+    except _Failure as failure:
+        kind, message = failure.kind, str(failure)
+    except TimeoutError as exc:
+        kind = "timeout"
+        if isinstance(exc, aiohttp.ServerTimeoutError):
+            message = str(exc) or f"no connection within {options.connect_timeout:g} s"
+        else:
+            message = f"no complete response within {options.deadline:g} s"
+    except aiohttp.ClientError as exc:
+        kind, message = _describe_client_error(exc)
+    except OSError as exc:
+        kind, message = "connection", str(exc) or type(exc).__name__
+    return PostResult(
+        url=str(progress.url) if progress else url,
+        status=progress.status if progress else None,
+        error=message,
+        error_kind=kind,
+        elapsed=time.monotonic() - started,
+    )
+
+
+async def _post_follow(
+    body: bytes,
+    headers: Mapping[str, str],
+    session: aiohttp.ClientSession,
+    options: FetchOptions,
+    progress: _Progress,
+    max_reply: int,
+    started: float,
+) -> PostResult:
+    seen = {progress.url}
+    sent: CIMultiDict[str] = CIMultiDict(headers)
+    sent["User-Agent"] = options.user_agent
+    while True:
+        url = progress.url
+        _check_target(url, options)
+        async with session.post(
+            url,
+            data=body,
+            headers=sent,
+            allow_redirects=False,
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None, connect=options.connect_timeout),
+        ) as response:
+            progress.status = response.status
+            if response.status not in REDIRECT_STATUSES:
+                reply = await response.content.read(max_reply)
+                status = response.status
+                ok = 200 <= status < 300
+                retry_after = None
+                if status in RETRY_AFTER_STATUSES:
+                    retry_after = parse_retry_after(
+                        response.headers.get("Retry-After"), response.headers.get("Date")
+                    )
+                return PostResult(
+                    url=str(url),
+                    status=status,
+                    ok=ok,
+                    error=None if ok else f"HTTP {status} {response.reason or ''}".strip(),
+                    error_kind=None if ok else _status_kind(status),
+                    reply=reply,
+                    retry_after=retry_after,
+                    elapsed=time.monotonic() - started,
+                )
+            if response.status not in POST_REDIRECTS:
+                raise _Failure(
+                    "bad_redirect",
+                    f"HTTP {response.status} redirect to "
+                    f"{response.headers.get('Location', '?')}: a POST is only re-sent on "
+                    "307 or 308; configure the final URL",
+                )
+            target = _redirect_target(response)
+        if target in seen:
+            raise _Failure("redirect_loop", f"redirect loop: {url} -> {target}")
+        if progress.hops >= options.max_redirects:
+            raise _Failure("too_many_redirects", f"more than {options.max_redirects} redirects")
+        seen.add(target)
+        progress.hops += 1
+        progress.url = target
 
 
 # --------------------------------------------------------------------------- header facts

@@ -15,7 +15,8 @@ Jobs (APScheduler 3, ``AsyncIOScheduler``, all times UTC):
 ``digest:<email>``     one per scheduled subscriber, at ``schedules.next_digest_time``
                        in the subscriber's zone (quiet hours respected); it re-arms itself.
                        A digest missed while the daemon was down runs at start.
-``outbox``             every 30 s: retries queued mail whose backoff has passed.
+``outbox``             every 30 s: retries queued mail whose backoff has passed, and posts
+                       to the webhooks that are due (their schedules, their retries).
 ``heartbeat``          every minute: the instance's row, for ``monitor status``.
 
 Signals: SIGTERM/SIGINT stop (no new jobs; in-flight fetches are abandoned between
@@ -358,7 +359,7 @@ class Daemon:
     def _mails_at_once(self) -> bool:
         return any(
             s.schedule == "immediate" or s.immediate_priority for s in self.settings.subscribers
-        )
+        ) or any(w.schedule == "immediate" for w in self.settings.webhooks)
 
     async def _outbox_job(self) -> None:
         if not self._stopping:
@@ -395,6 +396,13 @@ class Daemon:
                 log.exception("digests for %s failed", email or "subscribers")
                 continue
             sent += summary.sent
+        if emails is None and self.settings.webhooks and not self._stopping:
+            try:  # webhooks due by their schedules, and their retries
+                await pipeline.send_webhooks(self.settings, self.store)
+            except MonitorError as exc:
+                log.error("webhooks: %s", exc.one_line())
+            except Exception:
+                log.exception("webhooks failed")
         if self.metrics is not None:
             self.metrics.observe_digests(sent)
 

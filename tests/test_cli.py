@@ -187,3 +187,45 @@ def test_newcomer_flow_poll_then_digest_lands_as_eml(tmp_path: Path) -> None:
     # Nothing new: no second mail.
     assert run("--config", str(cfg), "digest", "--send-now", cwd=tmp_path).returncode == 0
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
+
+
+def test_digest_send_now_posts_to_webhooks_and_outbox_shows_them(tmp_path: Path) -> None:
+    from aiohttp import web
+
+    bodies: list[bytes] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        bodies.append(await request.read())
+        if len(bodies) == 1:
+            return web.Response(status=503, text="maintenance")
+        return web.Response(text="ok")
+
+    with FeedServer() as server:
+        server.serve("/feed.xml", FEED)
+        server.route("/hook", receive)
+        hook = (
+            "[delivery]\nwebhook_allow_private_addresses = true\n"
+            f'dir = "{tmp_path / "mail"}"\n'
+            f'[[webhooks]]\nname = "desk"\nurl = "{server.url("/hook")}"\nwatchlists = ["gor"]\n'
+        )
+        cfg = config(tmp_path, [server.url("/feed.xml")], hook)
+        assert run("--config", str(cfg), "poll", "--once", cwd=tmp_path).returncode == 0
+        first = run("--config", str(cfg), "digest", "--send-now", "--webhook", "desk", cwd=tmp_path)
+        assert first.returncode == 1
+        assert "1 webhook deliveries queued, 0 sent, 1 still queued" in first.stdout
+        assert "monitor: error: webhook desk not delivered: HTTP 503" in first.stderr
+        box = run("--config", str(cfg), "outbox", cwd=tmp_path)
+        assert "queued webhook:desk  1 hits, 1 attempts" in box.stdout
+        assert "why: HTTP 503 Service Unavailable: maintenance" in box.stdout
+        second = run("--config", str(cfg), "digest", "--send-now", cwd=tmp_path)
+        assert second.returncode == 0, second.stderr
+        assert "0 webhook deliveries queued, 1 sent" in second.stdout
+    assert len(bodies) == 2 and bodies[0] == bodies[1]
+    body = json.loads(bodies[1])
+    (story,) = body["stories"]
+    assert story["title"] == "Special Envoy Sergio Gor arrives in Tashkent"
+    assert story["watchlists"] == ["gor"] and "Sergio Gor" in body["text"]
+    assert isinstance(story["id"], int) and story["items"][0]["feed"] == server.url("/feed.xml")
+    rows = run("--config", str(cfg), "outbox", "--all", "--json", cwd=tmp_path).stdout
+    (row,) = [json.loads(line) for line in rows.splitlines()]
+    assert (row["kind"], row["status"], row["subscriber"]) == ("webhook", "sent", "webhook:desk")

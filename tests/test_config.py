@@ -10,6 +10,7 @@ from monitor.config import (
     FEED_KEYS,
     SETTINGS,
     SUBSCRIBER_KEYS,
+    WEBHOOK_KEYS,
     load_settings,
     parse_duration,
     parse_size,
@@ -29,7 +30,7 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     missing = [s.key for s in SETTINGS if f"`{s.key}`" not in readme or f"`{s.env}`" not in readme]
     assert not missing, f"settings missing from README.md: {missing}"
-    for key in [*FEED_KEYS, *SUBSCRIBER_KEYS]:
+    for key in [*FEED_KEYS, *SUBSCRIBER_KEYS, *WEBHOOK_KEYS]:
         assert f"| `{key}` |" in readme, f"[[feeds]]/[[subscribers]] key {key!r} not in README.md"
 
 
@@ -171,6 +172,63 @@ quiet_hours = "22:00-7:00"
     (sub,) = settings.subscribers
     assert sub.schedule == "weekly mon 08:00" and sub.quiet_hours == ("22:00", "07:00")
     assert sub.follows("gor") and not sub.follows("landau")
+
+
+def test_webhooks_are_read_with_their_secret_from_a_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "hook-secret").write_text("s3cret\n", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    path = write(
+        tmp_path,
+        """
+[[webhooks]]
+url = "https://hooks.slack.example/services/T0/B0/XYZ"
+watchlists = ["gor"]
+secret_file = "hook-secret"
+
+[[webhooks]]
+name = "desk"
+url = "https://chat.example/hooks/abc"
+schedule = "daily 08:00"
+timezone = "Asia/Almaty"
+""",
+    )
+    first, desk = load_settings(path, environ={}).webhooks
+    assert first.name.startswith("hooks.slack.example-") and "XYZ" not in first.name
+    assert first.key == f"webhook:{first.name}" and first.schedule == "immediate"
+    assert first.watchlists == ("gor",) and first.secret() == b"s3cret"
+    assert (desk.key, desk.schedule, desk.secret()) == ("webhook:desk", "daily 08:00", None)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[[webhooks]]\nurl = "ftp://x.example/"', "webhooks[0].url: expected an http"),
+        ("[[webhooks]]\nname = 'a'", "webhooks[0]: missing key 'url'"),
+        ('[[webhooks]]\nurl = "https://x.example/"\nsecret = "s"', "unknown key 'secret'"),
+        ('[[webhooks]]\nurl = "https://x.example/"\nname = "a b"', "webhooks[0].name"),
+        ('[[webhooks]]\nurl = "https://x.example/"\nschedule = "often"', "webhooks[0].schedule"),
+        (
+            '[[webhooks]]\nurl = "https://x.example/a"\n[[webhooks]]\nurl = "https://x.example/a"',
+            "used twice",
+        ),
+    ],
+)
+def test_webhook_errors_name_the_table_and_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_settings(write(tmp_path, text), environ={})
+
+
+def test_a_missing_webhook_secret_names_the_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, f'[[webhooks]]\nurl = "https://x.example/"\nsecret_file = "{tmp_path}/no"'
+    )
+    (hook,) = load_settings(path, environ={}).webhooks
+    with pytest.raises(ConfigError, match=r"secret_file: .*/no not found"):
+        hook.secret()
 
 
 def test_shipped_example_config_is_valid() -> None:

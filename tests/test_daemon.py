@@ -396,3 +396,35 @@ def test_stop_mid_cycle_then_restart_loses_and_duplicates_nothing(tmp_path: Path
         assert mailed_before == 0  # the cycle never finished, so nothing was mailed early
         if how == "sigkill":
             assert "freed" in second.log()  # the dead instance's claim on the slow feed
+
+
+def test_immediate_webhook_gets_the_story_after_the_poll_that_found_it(tmp_path: Path) -> None:
+    import json
+
+    received: list[dict[str, object]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(json.loads(await request.read()))
+        return web.Response(text="ok")
+
+    with FeedServer() as server:
+        feed = Feed(server, "/news.xml")
+        feed.add("Weather in Almaty")
+        server.route("/hook", hook)
+        extra = (
+            "webhook_allow_private_addresses = true\n"
+            f'[[webhooks]]\nname = "desk"\nurl = "{server.url("/hook")}"\n'
+        )  # continues [delivery]
+        cfg = write_config(tmp_path, [feed.url], immediate=False, extra=extra)
+        with daemon(cfg) as d:
+            wait_for("a first poll", lambda: server.count("/news.xml") >= 1)
+            added = time.monotonic()
+            feed.add("Zebra escapes from the zoo")
+            wait_for("the webhook", lambda: received, timeout=20)
+            assert time.monotonic() - added < 10
+            wait_for("a few more polls", lambda: server.count("/news.xml") >= 4)
+            code, _ = d.stop()
+            assert code == 0, d.log()
+    (body,) = received  # once, though the feed was polled again
+    assert [s["title"] for s in body["stories"]] == ["Zebra escapes from the zoo"]  # type: ignore[index]
+    assert "webhook desk accepted delivery" in d.log()

@@ -33,6 +33,7 @@ from monitor.fetch import (
     make_session,
     parse_max_age,
     parse_retry_after,
+    post,
 )
 from monitor.models import Feed, FetchResult, Outcome
 
@@ -676,3 +677,64 @@ def test_parse_max_age() -> None:
     assert parse_max_age("s-maxage=100") is None
     assert parse_max_age("no-cache") is None
     assert parse_max_age(None) is None
+
+
+# --------------------------------------------------------------------------- post
+
+
+async def test_post_sends_the_body_and_follows_307_with_it(
+    server: FeedServer, watch: Watch
+) -> None:
+    got: list[bytes] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        got.append(await request.read())
+        return web.Response(status=202, text="queued")
+
+    server.serve("/old", status=307, headers={"Location": "/new"})
+    server.route("/new", receive)
+    session = make_session(options(), trace_configs=[watch.config])
+    try:
+        result = await post(server.url("/old"), b'{"a":1}', {"X-Test": "1"}, session, options())
+    finally:
+        await session.close()
+    assert (result.ok, result.status, result.reply, got) == (True, 202, b"queued", [b'{"a":1}'])
+    assert [r.method for r in server.requests()] == ["POST", "POST"]
+    assert server.requests("/new")[0].headers["X-Test"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("status", "location", "kind"),
+    [
+        (308, "http://10.0.0.1/steal", "refused_address"),
+        (307, "http://169.254.169.254/latest/meta-data", "refused_address"),
+        (302, "/elsewhere", "bad_redirect"),
+    ],
+)
+async def test_post_never_follows_a_redirect_to_a_refused_address_or_as_a_get(
+    server: FeedServer, watch: Watch, status: int, location: str, kind: str
+) -> None:
+    server.serve("/hook", status=status, headers={"Location": location})
+    session = make_session(options(), trace_configs=[watch.config])
+    try:
+        result = await post(server.url("/hook"), b"{}", {}, session, options())
+    finally:
+        await session.close()
+    assert (result.ok, result.error_kind) == (False, kind)
+    assert watch.requests == [server.url("/hook")] and server.count() == 1
+
+
+async def test_post_deadline_and_status(server: FeedServer) -> None:
+    server.serve("/slow", "late", delay=3.0)
+    server.serve("/full", "busy", status=503, headers={"Retry-After": "120"})
+    opts = options(deadline=0.5)
+    session = make_session(opts)
+    try:
+        slow = await post(server.url("/slow"), b"{}", {}, session, opts)
+        full = await post(server.url("/full"), b"{}", {}, session, opts)
+    finally:
+        await session.close()
+    assert (slow.error_kind, slow.error) == ("timeout", "no complete response within 0.5 s")
+    assert (full.ok, full.status, full.error_kind, full.retry_after) == (
+        False, 503, "http_5xx", 120.0,
+    )  # fmt: skip

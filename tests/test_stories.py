@@ -56,7 +56,9 @@ def save(store: Store, f: fs.FeedRecord, batch: list[Item], index: Any) -> fs.Po
 
 def story_of(store: Store, ident: str) -> int:
     with store.read() as conn:
-        return int(conn.execute(select(items.c.story_id).where(items.c.identity == ident)).scalar_one())
+        return int(
+            conn.execute(select(items.c.story_id).where(items.c.identity == ident)).scalar_one()
+        )
 
 
 def test_migration_gives_existing_items_a_story_each(store_url: str) -> None:
@@ -79,7 +81,9 @@ def test_migration_gives_existing_items_a_story_each(store_url: str) -> None:
         assert saved.new_items == 1
         assert story_of(store, "new") not in {r.id for r in rows}
         old = ss.get_story(store, rows[0].story_id)
-        assert old is not None and old.title == "Old 0" and [i.title for i in old.items] == ["Old 0"]
+        assert (
+            old is not None and old.title == "Old 0" and [i.title for i in old.items] == ["Old 0"]
+        )
     finally:
         store.dispose()
 

@@ -12,6 +12,8 @@ functions; nothing else wires fetch, parse, match, store, digest and deliver tog
   OPML import and export with the fetcher's address rule;
 - :mod:`.digests`: ``send_digests`` (queue due digests in the outbox, deliver, mark) and
   ``preview_digest``; ``retry_failed_mail`` queues failed mail again.
+- :mod:`.webhooks`: ``send_webhooks`` (the same for ``[[webhooks]]``: JSON bodies posted
+  under fetch's address rules).
 
 The names below are imported on first use (PEP 562), so a command that needs only
 ``sync_config`` does not pay for aiohttp, feedparser and the digest renderer.
@@ -51,6 +53,12 @@ if TYPE_CHECKING:
         poll_feed,
         story_index,
     )
+    from monitor.pipeline.webhooks import (
+        WebhookRunSummary,
+        send_webhooks,
+        undelivered_webhooks,
+        webhook_fetch_options,
+    )
 
 #: Each public name and the module that defines it.
 _WHERE = {
@@ -77,6 +85,10 @@ _WHERE = {
     "poll_feed": "poll",
     "story_index": "poll",
     "watchlist_registry": "parsing",
+    "WebhookRunSummary": "webhooks",
+    "send_webhooks": "webhooks",
+    "undelivered_webhooks": "webhooks",
+    "webhook_fetch_options": "webhooks",
 }
 
 
@@ -95,6 +107,7 @@ __all__ = [
     "ParsePool",
     "PollContext",
     "PollSummary",
+    "WebhookRunSummary",
     "check_feed_url",
     "delivery_lease",
     "export_feeds",
@@ -108,8 +121,11 @@ __all__ = [
     "preview_digest",
     "retry_failed_mail",
     "send_digests",
+    "send_webhooks",
     "story_index",
     "sync_config",
     "undelivered_error",
+    "undelivered_webhooks",
     "watchlist_registry",
+    "webhook_fetch_options",
 ]

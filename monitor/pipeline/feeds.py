@@ -15,15 +15,18 @@ from monitor.opml import OpmlFeed, read_opml
 from monitor.store import Store
 from monitor.store import feeds as feed_store
 from monitor.store import outbox as outbox_store
+from monitor.store import webhooks as webhook_store
 
 
 def sync_config(settings: Settings, store: Store, *, now: datetime | None = None) -> None:
-    """Bring the config's [[feeds]] and [[subscribers]] into the database.
+    """Bring the config's [[feeds]], [[subscribers]] and [[webhooks]] into the database.
 
-    Feeds imported from OPML live there beside the config's. A subscriber is recorded
-    before any hit is stored for it, so the first poll's hits reach its first digest.
+    Feeds imported from OPML live there beside the config's. A subscriber (or webhook) is
+    recorded before any hit is stored for it, so the first poll's hits reach its first
+    digest.
     """
     outbox_store.sync_subscribers(store, settings.subscribers, now=now)
+    webhook_store.register_webhooks(store, [h.key for h in settings.webhooks], now=now)
     feed_store.sync_config_feeds(
         store,
         [

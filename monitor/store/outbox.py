@@ -15,6 +15,10 @@ The outbox is what makes mail trustworthy:
 Retries send the stored bytes again, so the Message-ID and Date never change. Only a
 crash between the server's 250 and the commit of :func:`mark_sent` can send a message
 twice (with the same Message-ID).
+
+Webhook deliveries use the same rows with ``kind = "webhook"``: ``subscriber`` holds the
+webhook's key (``webhook:<name>``), ``message`` the JSON body, ``message_id`` the delivery
+id the receiver sees (``X-Monitor-Delivery``). Each sender claims its own kind.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from monitor.store.schema import subscribers as subscriber_rows
 log = logging.getLogger(__name__)
 
 QUEUED, SENT, FAILED = "queued", "sent", "failed"
+MAIL, WEBHOOK = "mail", "webhook"  # outbox kinds
 #: First key of ``pg_advisory_xact_lock(key, hashtext(subscriber))``: one enqueue per
 #: subscriber at a time across instances.
 PG_ENQUEUE_LOCK = 0x6F757462  # "outb"
@@ -358,6 +363,7 @@ class OutboxEntry:
     next_attempt_at: datetime | None
     last_error: str | None
     sent_at: datetime | None
+    kind: str = MAIL
 
 
 def enqueue_digest(
@@ -371,6 +377,7 @@ def enqueue_digest(
     now: datetime | None = None,
     claim_for: str | None = None,
     lease: timedelta = CLAIM_LEASE,
+    kind: str = MAIL,
 ) -> int | None:
     """Queue a rendered digest and record its hits as delivered, in one transaction.
     With ``claim_for``, the row is leased to that sender at once (see :func:`claim_due`).
@@ -389,7 +396,9 @@ def enqueue_digest(
     if not ids:
         raise ValueError("a digest without hits is not queued")
     try:
-        return _enqueue(store, subscriber, message_id, subject, message, ids, now, claim_for, lease)
+        return _enqueue(
+            store, subscriber, message_id, subject, message, ids, now, claim_for, lease, kind
+        )
     except _Taken as taken:
         log.info("digest for %s: %d hits were queued meanwhile; rebuilding", subscriber, taken.n)
         return None
@@ -421,6 +430,7 @@ def _enqueue(
     now: datetime,
     claim_for: str | None,
     lease: timedelta,
+    kind: str = MAIL,
 ) -> int:
     with store.write() as conn:
         _lock_subscriber(conn, store.dialect, subscriber)
@@ -445,6 +455,7 @@ def _enqueue(
                     next_attempt_at=now,
                     claimed_by=claim_for,
                     claim_expires_at=now + lease if claim_for else None,
+                    kind=kind,
                 )
                 .returning(outbox.c.id)
             ).scalar_one()
@@ -474,6 +485,7 @@ def claim_due(
     ignore_backoff: bool = False,
     lease: timedelta = CLAIM_LEASE,
     limit: int | None = None,
+    kind: str = MAIL,
 ) -> list[OutboxMessage]:
     """Lease the queued messages that are due (or, with ``ignore_backoff``, every queued
     one) to ``instance``, oldest first. A lease held by another sender is respected until
@@ -482,6 +494,7 @@ def claim_due(
     now = now or utcnow()
     conds = [
         outbox.c.status == QUEUED,
+        outbox.c.kind == kind,
         or_(outbox.c.claim_expires_at.is_(None), outbox.c.claim_expires_at <= now),
     ]
     if not ignore_backoff:
@@ -624,15 +637,35 @@ def requeue_failed(
     now: datetime | None = None,
 ) -> list[int]:
     """Queue failed mail again (the rows ``ids``, or every failed one): the same message
-    and hits under a new Message-ID, due now, its attempts counted afresh. Returns the ids
+    and hits under a new Message-ID (a webhook's body as it was), due now, its attempts
+    counted afresh. Returns the ids
     requeued (an id that is not failed is left alone)."""
     now = now or utcnow()
-    query = select(outbox.c.id, outbox.c.message).where(outbox.c.status == FAILED)
+    query = select(outbox.c.id, outbox.c.message, outbox.c.kind).where(
+        outbox.c.status == FAILED
+    )
     if ids is not None:
         query = query.where(outbox.c.id.in_(list(ids)))
     done: list[int] = []
+    again = {
+        "status": QUEUED,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "claimed_by": None,
+        "claim_expires_at": None,
+    }
     with store.write() as conn:
-        for row_id, message in conn.execute(query.order_by(outbox.c.id)).all():
+        for row_id, message, kind in conn.execute(query.order_by(outbox.c.id)).all():
+            if kind == WEBHOOK:
+                # A JSON body has no Message-ID: it goes again as it was, under the same
+                # delivery id (the receiver never accepted it).
+                conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id == row_id, outbox.c.status == FAILED)
+                    .values(**again)
+                )
+                done.append(int(row_id))
+                continue
             message_id = new_message_id()
             body = bytes(message)
             header = f"Message-ID: {message_id}".encode("ascii")
@@ -647,15 +680,7 @@ def requeue_failed(
             conn.execute(
                 update(outbox)
                 .where(outbox.c.id == row_id, outbox.c.status == FAILED)
-                .values(
-                    status=QUEUED,
-                    message_id=message_id,
-                    message=head + sep + rest,
-                    attempts=0,
-                    next_attempt_at=now,
-                    claimed_by=None,
-                    claim_expires_at=None,
-                )
+                .values(message_id=message_id, message=head + sep + rest, **again)
             )
             done.append(int(row_id))
     return done
@@ -683,6 +708,7 @@ def list_outbox(
             outbox.c.next_attempt_at,
             outbox.c.last_error,
             outbox.c.sent_at,
+            outbox.c.kind,
         )
         .select_from(outbox.outerjoin(counts, counts.c.outbox_id == outbox.c.id))
         .where(outbox.c.status.in_(list(statuses)))

@@ -175,6 +175,9 @@ outbox = Table(
     Column("sent_at", UTCDateTime),
     Column("claimed_by", String(128)),
     Column("claim_expires_at", UTCDateTime),
+    # mail (an RFC 5322 message to ``subscriber``) | webhook (a JSON body for the
+    # ``[[webhooks]]`` entry whose key is in ``subscriber``)
+    Column("kind", String(16), nullable=False, default="mail", server_default="mail"),
 )
 
 deliveries = Table(
