@@ -548,17 +548,24 @@ def _check_keys(table: Mapping[str, Any], allowed: Mapping[str, str], label: str
             )
 
 
+def _http_url(table: Mapping[str, Any], label: str, *, show: bool) -> str:
+    """The table's required ``url``, an http(s) URL; ``show`` puts it in the error."""
+    if "url" not in table:
+        raise ConfigError(f"{label}: missing key 'url'")
+    url = _convert(_str, table["url"], f"{label}.url").strip()
+    if not re.match(r"^https?://[^/\s]+", url, re.IGNORECASE):
+        got = f", got {url!r}" if show else ""
+        raise ConfigError(f"{label}.url: expected an http:// or https:// URL{got}")
+    return str(url)
+
+
 def _feeds(raw: object, where: str) -> list[FeedConfig]:
     out: list[FeedConfig] = []
     seen: set[str] = set()
     for i, table in enumerate(_tables(raw, "feeds", where)):
         label = f"{where}: feeds[{i}]"
         _check_keys(table, FEED_KEYS, label)
-        if "url" not in table:
-            raise ConfigError(f"{label}: missing key 'url'")
-        url = _convert(_str, table["url"], f"{label}.url").strip()
-        if not re.match(r"^https?://[^/\s]+", url, re.IGNORECASE):
-            raise ConfigError(f"{label}.url: expected an http:// or https:// URL, got {url!r}")
+        url = _http_url(table, label, show=True)
         if url in seen:
             raise ConfigError(f"{label}.url: {url} is listed twice")
         seen.add(url)
@@ -664,11 +671,7 @@ def _webhooks(raw: object, where: str) -> list[WebhookConfig]:
     for i, table in enumerate(_tables(raw, "webhooks", where)):
         label = f"{where}: webhooks[{i}]"
         _check_keys(table, WEBHOOK_KEYS, label)
-        if "url" not in table:
-            raise ConfigError(f"{label}: missing key 'url'")
-        url = _convert(_str, table["url"], f"{label}.url").strip()
-        if not re.match(r"^https?://[^/\s]+", url, re.IGNORECASE):
-            raise ConfigError(f"{label}.url: expected an http:// or https:// URL")
+        url = _http_url(table, label, show=False)  # a webhook URL's path may be its secret
         name = (
             _convert(_str, table["name"], f"{label}.name").strip()
             if "name" in table

@@ -59,6 +59,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from monitor.errors import TemplateError
+from monitor.models import HitLike
 from monitor.normalise import clean_header, collapse_ws, http_url_or_none, strip_bidi
 
 __all__ = [
@@ -90,39 +91,6 @@ OUTLETS_SHOWN = 3  # other outlets named under a story; the rest are counted
 
 
 # --- what the renderer is given -----------------------------------------------------
-
-
-class HitLike(Protocol):
-    """A stored hit with its item and feed (``store.feeds.StoredHit`` fits)."""
-
-    @property
-    def id(self) -> int: ...
-    @property
-    def watchlist(self) -> str: ...
-    @property
-    def matches(self) -> list[dict[str, Any]]: ...
-    @property
-    def created_at(self) -> datetime: ...
-    @property
-    def item_id(self) -> int: ...
-    @property
-    def link(self) -> str | None: ...
-    @property
-    def title(self) -> str: ...
-    @property
-    def summary(self) -> str: ...
-    @property
-    def content(self) -> str: ...
-    @property
-    def published_at(self) -> datetime | None: ...
-    @property
-    def first_seen_at(self) -> datetime: ...
-    @property
-    def feed_url(self) -> str | None: ...
-    @property
-    def feed_title(self) -> str | None: ...
-    @property
-    def story_id(self) -> int | None: ...
 
 
 class MemberLike(Protocol):

@@ -38,9 +38,10 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from monitor import __version__
+from monitor.models import HitLike
 from monitor.normalise import clean_header, http_url_or_none
 
 __all__ = [
@@ -63,31 +64,6 @@ TEXT_TITLE_MAX = 200
 #: truncates at 40,000. The stories past it are in ``stories`` all the same.
 TEXT_BUDGET = 12_000
 ZWSP = "\u200b"
-
-
-class HitLike(Protocol):
-    """What a body needs of a stored hit (``store.feeds.StoredHit`` fits)."""
-
-    @property
-    def id(self) -> int: ...
-    @property
-    def watchlist(self) -> str: ...
-    @property
-    def matches(self) -> list[dict[str, Any]]: ...
-    @property
-    def item_id(self) -> int: ...
-    @property
-    def link(self) -> str | None: ...
-    @property
-    def title(self) -> str: ...
-    @property
-    def published_at(self) -> datetime | None: ...
-    @property
-    def first_seen_at(self) -> datetime: ...
-    @property
-    def feed_url(self) -> str | None: ...
-    @property
-    def feed_title(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
