@@ -42,6 +42,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from monitor.fold import fold_text
@@ -240,7 +241,9 @@ class StoryIndex:
     """
 
     def __init__(self, params: StoryParams | None = None) -> None:
-        from datasketch.lsh import _optimal_param
+        # datasketch (and NumPy, SciPy with it) is imported now, not at the first item:
+        # that one is assigned inside a write transaction, holding the story lock.
+        import datasketch  # noqa: F401
 
         self.params = params or StoryParams()
         self.watermark: int | None = None
@@ -257,10 +260,10 @@ class StoryIndex:
         self._df: list[int] = []
         self._exact: dict[bytes, int] = {}  # exact key -> newest item id with it
         self._by_watchlist: dict[str, deque[int]] = {}  # recent items each watchlist hit
-        # LSH banding with datasketch's choice of bands and rows for the threshold; the
-        # buckets are one dict per band holding the newest item (datasketch's
-        # MinHashLSH keeps a set per bucket: about 3 KB an item, 300 MB at 100,000).
-        bands, rows = _optimal_param(self.params.duplicate_similarity, NUM_PERM, 0.5, 0.5)
+        # LSH banding, bands and rows chosen as datasketch's MinHashLSH chooses them; the
+        # buckets are one dict per band holding the newest item (MinHashLSH keeps a set
+        # per bucket: about 3 KB an item, 300 MB at 100,000).
+        bands, rows = lsh_params(self.params.duplicate_similarity, NUM_PERM)
         self._bands = [(b * rows, (b + 1) * rows) for b in range(bands)]
         self._buckets: list[dict[int, int]] = [{} for _ in range(bands)]
 
@@ -575,6 +578,26 @@ class StoryIndex:
             ):
                 if bucket.get(band) == key:
                     del bucket[band]
+
+
+@lru_cache(maxsize=8)
+def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows) with the least false-positive plus false-negative probability mass
+    around ``threshold``, equal weights: datasketch's ``_optimal_param``, integrated here
+    with the midpoint rule so that SciPy is not imported for it."""
+
+    def area(f: Any, lo: float, hi: float, steps: int = 50) -> float:
+        width = (hi - lo) / steps
+        return float(sum(f(lo + (i + 0.5) * width) for i in range(steps)) * width)
+
+    best, params = float("inf"), (1, num_perm)
+    for b in range(1, num_perm + 1):
+        for r in range(1, num_perm // b + 1):
+            fp = area(lambda s, b=b, r=r: 1 - (1 - s**r) ** b, 0.0, threshold)
+            fn = area(lambda s, b=b, r=r: 1 - (1 - (1 - s**r) ** b), threshold, 1.0)
+            if fp + fn < best:
+                best, params = fp + fn, (b, r)
+    return params
 
 
 def _band_keys(bands: Sequence[tuple[int, int]], signature: Any) -> list[int]:

@@ -375,6 +375,11 @@ def save_polls(store: Store, writes: Sequence[PollWrite]) -> list[PollSaved]:
     the transaction fails, the assigners forget what they were told in it.
     """
     assigners = list({id(w.stories): w.stories for w in writes if w.stories}.values())
+    if any(w.parsed is not None and w.parsed.items for w in writes):
+        for assigner in assigners:
+            # What other instances assigned meanwhile is learnt here, outside the lock;
+            # the transaction then only catches up with the last few.
+            story_store.warm(store, assigner, utcnow())
     marks = [a.mark() for a in assigners]
     try:
         with store.write() as conn:

@@ -179,9 +179,10 @@ def catch_up(conn: Connection, assigner: StoryAssigner, now: datetime) -> int:
 
 
 def warm(store: Store, assigner: StoryAssigner, now: datetime) -> int:
-    """Fill an empty window from the store in a read transaction, so that the first
-    write transaction only catches up with what is newer (rebuilding a window of
-    100,000 items takes a minute or two of CPU, which must not hold the write lock)."""
+    """Catch the window up with the store in a read transaction (all of it when empty),
+    so that the write transaction that follows only catches up with what is newer still
+    (rebuilding a window of 100,000 items takes a minute or two of CPU, and learning
+    other instances' items takes time too: neither may hold the write lock)."""
     with store.read() as conn:
         return catch_up(conn, assigner, now)
 
