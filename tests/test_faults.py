@@ -332,7 +332,6 @@ async def test_the_daemon_logs_an_unusable_database_once_a_cycle_and_backs_off(
     from monitor.config import settings_from_mapping
     from monitor.scheduler import DATABASE_RETRY, Daemon
     from monitor.store import open_store
-    from monitor.watchlists import WatchlistRegistry
 
     db = tmp_path / "m.db"
     settings = settings_from_mapping(
@@ -348,7 +347,7 @@ async def test_the_daemon_logs_an_unusable_database_once_a_cycle_and_backs_off(
     writable.dispose()
     # The file turns read-only under the running daemon.
     store = open_store(f"sqlite:///file:{db}?mode=ro&uri=true")
-    registry = WatchlistRegistry(settings.watchlists_dir)
+    registry = watchlist_registry(settings.watchlists_dir)
     daemon = Daemon(None, settings, store, registry)
     daemon.pool = pipeline.ParsePool(1, registry.watchlists, registry.matcher)
     try:
