@@ -347,7 +347,7 @@ async def test_the_daemon_logs_an_unusable_database_once_a_cycle_and_backs_off(
     writable.dispose()
     # The file turns read-only under the running daemon.
     store = open_store(f"sqlite:///file:{db}?mode=ro&uri=true")
-    registry = watchlist_registry(settings.watchlists_dir)
+    registry = pipeline.watchlist_registry(settings.watchlists_dir)
     daemon = Daemon(None, settings, store, registry)
     daemon.pool = pipeline.ParsePool(1, registry.watchlists, registry.matcher)
     try:
