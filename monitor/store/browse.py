@@ -1,0 +1,209 @@
+"""Read-only queries behind the web view and the JSON API: items (with search), hits per
+day, top outlets.
+
+Search uses the full-text index of migration 0006: FTS5 on SQLite, a GIN index over a
+``tsvector`` expression on PostgreSQL. The user's words are never passed through as query
+syntax: each word is searched as it is (all of them must occur), so no input is an error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, literal_column, select, text
+
+from monitor.store.db import Store
+from monitor.store.schema import PG_SEARCH_DOCUMENT, feeds, hits, items
+
+#: Longest search input considered; the rest is ignored.
+MAX_QUERY = 200
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRow:
+    """A stored item with its feed and the watchlists (and terms) that matched it."""
+
+    id: int
+    feed_id: int | None
+    feed_url: str | None
+    feed_title: str | None
+    guid: str | None
+    link: str | None
+    title: str
+    summary: str
+    content: str
+    published: datetime | None
+    first_seen: datetime
+    watchlists: dict[str, list[str]] = field(default_factory=dict)  # id -> terms
+
+    @property
+    def outlet(self) -> str:
+        return self.feed_title or self.feed_url or "unknown feed"
+
+
+def query_words(q: str) -> list[str]:
+    """The words of a search input, as searched (at most 16)."""
+    return _WORD.findall(q[:MAX_QUERY])[:16]
+
+
+def _fts5_query(words: Sequence[str]) -> str:
+    return " ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
+_ITEM_COLUMNS = (
+    items.c.id,
+    items.c.feed_id,
+    feeds.c.url.label("feed_url"),
+    feeds.c.title.label("feed_title"),
+    items.c.guid,
+    items.c.link,
+    items.c.title,
+    items.c.summary,
+    items.c.content,
+    items.c.published_at.label("published"),
+    items.c.first_seen_at.label("first_seen"),
+)
+
+
+def list_items(
+    store: Store,
+    *,
+    q: str | None = None,
+    since: datetime | None = None,
+    watchlist: str | None = None,
+    watchlists: Sequence[str] | None = None,
+    feed_id: int | None = None,
+    matched_only: bool = False,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[ItemRow]:
+    """Items newest first, filtered; ``q`` searches title, summary and content."""
+    conds: list[Any] = []
+    if since is not None:
+        conds.append(items.c.first_seen_at >= since)
+    if feed_id is not None:
+        conds.append(items.c.feed_id == feed_id)
+    if before_id is not None:
+        conds.append(items.c.id < before_id)
+    if watchlist is not None:
+        conds.append(
+            exists().where(and_(hits.c.item_id == items.c.id, hits.c.watchlist == watchlist))
+        )
+    elif watchlists is not None:
+        conds.append(
+            exists().where(
+                and_(hits.c.item_id == items.c.id, hits.c.watchlist.in_(list(watchlists)))
+            )
+        )
+    elif matched_only:
+        conds.append(exists().where(hits.c.item_id == items.c.id))
+    query = select(*_ITEM_COLUMNS).select_from(
+        items.outerjoin(feeds, items.c.feed_id == feeds.c.id)
+    )
+    if q is not None:
+        words = query_words(q)
+        if not words:
+            return []
+        if store.is_sqlite:
+            matched = text("SELECT rowid FROM items_fts WHERE items_fts MATCH :fts").bindparams(
+                fts=_fts5_query(words)
+            )
+            conds.append(items.c.id.in_(matched.columns(literal_column("rowid"))))
+        else:
+            # Materialised first, so that the planner uses the GIN index rather than
+            # walking the primary key backwards and computing every item's tsvector.
+            found = (
+                select(items.c.id)
+                .where(
+                    text(
+                        f"{PG_SEARCH_DOCUMENT} @@ plainto_tsquery('simple'::regconfig, :words)"
+                    ).bindparams(words=" ".join(words))
+                )
+                .cte("found")
+                .prefix_with("MATERIALIZED")
+            )
+            conds.append(items.c.id.in_(select(found.c.id)))
+    if conds:
+        query = query.where(and_(*conds))
+    query = query.order_by(items.c.id.desc()).limit(limit)
+    with store.read() as conn:
+        rows = [ItemRow(**dict(r._mapping)) for r in conn.execute(query)]
+        _attach_hits(conn, rows)
+    return rows
+
+
+def get_items(store: Store, ids: Sequence[int]) -> list[ItemRow]:
+    """The items with these ids (newest first), with their hits."""
+    if not ids:
+        return []
+    query = (
+        select(*_ITEM_COLUMNS)
+        .select_from(items.outerjoin(feeds, items.c.feed_id == feeds.c.id))
+        .where(items.c.id.in_(list(ids)))
+        .order_by(items.c.id.desc())
+    )
+    with store.read() as conn:
+        rows = [ItemRow(**dict(r._mapping)) for r in conn.execute(query)]
+        _attach_hits(conn, rows)
+    return rows
+
+
+def _attach_hits(conn: Any, rows: Sequence[ItemRow]) -> None:
+    if not rows:
+        return
+    by_id = {r.id: r for r in rows}
+    query = select(hits.c.item_id, hits.c.watchlist, hits.c.matches).where(
+        hits.c.item_id.in_(list(by_id))
+    )
+    for item_id, watchlist, matches in conn.execute(query.order_by(hits.c.id)):
+        terms: dict[str, None] = {}
+        for m in matches or []:
+            for t in m.get("terms", []):
+                terms.setdefault(str(t), None)
+        by_id[item_id].watchlists[watchlist] = list(terms)
+
+
+def hits_per_day(store: Store, watchlist: str, *, days: int, today: date) -> list[tuple[date, int]]:
+    """Hits stored per UTC day over the ``days`` days ending ``today`` (zeros included)."""
+    start = datetime(today.year, today.month, today.day) - timedelta(days=days - 1)
+    start_utc = start.replace(tzinfo=UTC)
+    day = func.date(hits.c.created_at)  # stored as naive UTC on both backends
+    query = (
+        select(day.label("day"), func.count().label("n"))
+        .where(and_(hits.c.watchlist == watchlist, hits.c.created_at >= start_utc))
+        .group_by(day)
+    )
+    counts: dict[date, int] = {}
+    with store.read() as conn:
+        for d, n in conn.execute(query):
+            key = d if isinstance(d, date) else date.fromisoformat(str(d))
+            counts[key] = int(n)
+    first = start.date()
+    span = [first + timedelta(days=i) for i in range(days)]
+    return [(d, counts.get(d, 0)) for d in span]
+
+
+def top_outlets(
+    store: Store, watchlist: str, *, since: datetime, limit: int = 10
+) -> list[tuple[str, str | None, int]]:
+    """The feeds with the most hits of ``watchlist`` since ``since``: (name, site, hits)."""
+    n = func.count().label("n")
+    query = (
+        select(feeds.c.title, feeds.c.url, feeds.c.site_url, n)
+        .select_from(
+            hits.join(items, hits.c.item_id == items.c.id).join(
+                feeds, items.c.feed_id == feeds.c.id
+            )
+        )
+        .where(and_(hits.c.watchlist == watchlist, hits.c.created_at >= since))
+        .group_by(feeds.c.id, feeds.c.title, feeds.c.url, feeds.c.site_url)
+        .order_by(n.desc(), feeds.c.url)
+        .limit(limit)
+    )
+    with store.read() as conn:
+        return [(r.title or r.url, r.site_url, int(r.n)) for r in conn.execute(query)]

@@ -1,0 +1,34 @@
+"""item search: full-text index over items' title, summary and content
+
+SQLite gets an FTS5 table kept in sync by triggers; PostgreSQL a GIN index on a
+tsvector expression. Both index the items already stored.
+
+Revision ID: 0006
+Revises: 0002
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+from monitor.store.schema import PG_SEARCH_DDL, SQLITE_SEARCH_DDL, SQLITE_SEARCH_TRIGGERS
+
+revision = "0006"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    dialect = op.get_bind().dialect.name
+    for statement in SQLITE_SEARCH_DDL if dialect == "sqlite" else PG_SEARCH_DDL:
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        for trigger in SQLITE_SEARCH_TRIGGERS:
+            op.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+        op.execute("DROP TABLE IF EXISTS items_fts")
+    else:
+        op.execute("DROP INDEX IF EXISTS ix_items_search")
