@@ -253,6 +253,39 @@ def hits(
         click.echo("no hits", err=True)
 
 
+# --------------------------------------------------------------------------- stories
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines, one story a line")
+@click.option("--since", help="only stories seen since: a duration (7d, 12h) or an ISO date")
+@click.option("--watchlist", metavar="ID", help="only stories with a hit of this watchlist")
+@click.option("--limit", type=click.IntRange(min=1), help="at most this many")
+@pass_ctx
+def stories(
+    ctx: Context, as_json: bool, since: str | None, watchlist: str | None, limit: int | None
+) -> None:
+    """List stories (one event across outlets), the most recently seen first."""
+    from monitor.store import stories as story_store
+
+    rows = story_store.list_stories(
+        ctx.store(), since=_since(since), watchlist=watchlist, limit=limit
+    )
+    for story in rows:
+        if as_json:
+            click.echo(json.dumps(story.to_dict(), ensure_ascii=False))
+            continue
+        outlets = len({i.feed for i in story.items})
+        click.echo(
+            f"{_short_time(story.first_seen)}  #{story.id}  {story.title}  "
+            f"({len(story.items)} items, {outlets} feeds)"
+        )
+        for item in story.items:
+            click.echo(f"    {item.title}  {item.link or ''}")
+    if not as_json and not rows:
+        click.echo("no stories", err=True)
+
+
 # --------------------------------------------------------------------------- match
 
 

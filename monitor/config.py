@@ -93,6 +93,18 @@ def _positive_int(value: object) -> int:
     return n
 
 
+def _fraction(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("a number between 0 and 1")
+    try:
+        f = float(value)
+    except ValueError:
+        raise ValueError("a number between 0 and 1") from None
+    if not 0.0 <= f <= 1.0:
+        raise ValueError("a number between 0 and 1")
+    return f
+
+
 def _str(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError("a string")
@@ -232,6 +244,23 @@ SETTINGS: tuple[Setting, ...] = (
             "items listed per watchlist in one digest; the rest are counted as waiting"),
     Setting("digest", "unsubscribe", _optional_str, None,
             "mailto: address for List-Unsubscribe and the footer; default: the sender"),
+    Setting("stories", "duplicate_similarity", _fraction, 0.6,
+            "share of word 3-grams (MinHash estimate) two items must have in common to be "
+            "near-duplicates of one story (an edited wire text)"),
+    Setting("stories", "duplicate_window", parse_duration, 259200.0,
+            "how far apart in time copies and near-duplicates may be and still join one story; "
+            "also how far back the in-memory window of recent items reaches"),
+    Setting("stories", "event_similarity", _fraction, 0.5,
+            "TF-IDF cosine (adjusted for shared and differing watchlist hits and time apart) "
+            "two different write-ups need to count as one event; higher merges less"),
+    Setting("stories", "entity_similarity", _fraction, 0.2,
+            "TF-IDF cosine enough for items hit by the same two or more watchlists and no "
+            "others (a Russian and an English report of one event)"),
+    Setting("stories", "event_window", parse_duration, 129600.0,
+            "how far apart in time two write-ups of one event may be"),
+    Setting("stories", "max_items", _positive_int, 100000,
+            "most recent items kept in the in-memory window stories are matched against "
+            "(about 2 KB each)"),
     Setting("metrics", "listen", _listen, None,
             "host:port for a Prometheus /metrics endpoint; empty: off"),
     Setting("web", "listen", _listen, None,

@@ -123,3 +123,13 @@ class Match:
                 for s in self.spans
             ],
         }
+
+
+@dataclass(frozen=True, slots=True)
+class StoryDecision:
+    """Where a new item goes: ``story`` to join (None: a story of its own), and why."""
+
+    story: int | None
+    reason: str  # "copy" | "near-duplicate" | "same event" | "same names" | "new"
+    score: float = 0.0
+    item: int | None = None  # the earlier item it was matched to

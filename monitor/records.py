@@ -29,6 +29,7 @@ def hit_record(hit: StoredHit) -> dict[str, Any]:
         "first_seen": iso(hit.first_seen_at),
         "published": iso(hit.published_at),
         "matched_at": iso(hit.created_at),
+        "story": hit.story_id,
     }
 
 

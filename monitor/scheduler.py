@@ -112,6 +112,7 @@ class Daemon:
         self.web: Any = None
         self.scheduler: AsyncIOScheduler | None = None
         self.pool: pipeline.ParsePool | None = None
+        self.stories = pipeline.story_index(settings)  # the window of recent items
         self._pool_version = registry.version
         self._config_path = locate_config(config, os.environ)
         self._config_stamp = _stamp(self._config_path)
@@ -322,6 +323,7 @@ class Daemon:
                 self.registry.matcher,
                 pool=self.pool,
                 instance=self.instance,
+                stories=self.stories,
             )
         )
         try:

@@ -199,13 +199,15 @@ def test_search_index_covers_rows_stored_before_the_migration(
     store_url: str, registry: WatchlistRegistry
 ) -> None:
     from alembic import command
+    from alembic.script import ScriptDirectory
 
     from monitor.store.db import _alembic_config
 
+    before = ScriptDirectory.from_config(_alembic_config(None)).get_revision("0006").down_revision
     store = open_store(store_url)
     try:
         with store.engine.begin() as conn:
-            command.upgrade(_alembic_config(conn), "0002")
+            command.upgrade(_alembic_config(conn), str(before))
         seed(store, registry)
         store.upgrade()
         from monitor.store import browse

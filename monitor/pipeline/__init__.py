@@ -38,6 +38,7 @@ from monitor.pipeline.poll import (
     parse_and_match,
     poll_due,
     poll_feed,
+    story_index,
 )
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "poll_feed",
     "preview_digest",
     "send_digests",
+    "story_index",
     "sync_config",
     "undelivered_error",
 ]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from multiprocessing import get_context
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from monitor import schedule_policy
@@ -32,7 +32,11 @@ from monitor.parse import parse
 from monitor.store import Store
 from monitor.store import feeds as feed_store
 from monitor.store.db import utcnow
+from monitor.store.stories import StoryAssigner
 from monitor.watchlists import Watchlist
+
+if TYPE_CHECKING:
+    from monitor.cluster import StoryIndex
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,23 @@ def fetch_options(settings: Settings) -> FetchOptions:
     if agent:
         options = FetchOptions(**{**options.__dict__, "user_agent": agent})
     return options
+
+
+def story_index(settings: Settings) -> StoryIndex:
+    """An empty story window with the [stories] thresholds; it fills itself from the
+    store at its first use (see ``store.stories.catch_up``). Keep one per process."""
+    from monitor.cluster import StoryIndex, StoryParams
+
+    return StoryIndex(
+        StoryParams(
+            duplicate_similarity=settings["stories.duplicate_similarity"],
+            duplicate_window=settings["stories.duplicate_window"],
+            event_similarity=settings["stories.event_similarity"],
+            entity_similarity=settings["stories.entity_similarity"],
+            event_window=settings["stories.event_window"],
+            max_items=settings["stories.max_items"],
+        )
+    )
 
 
 def instance_name() -> str:
@@ -239,6 +260,7 @@ class PollContext:
     session: Any  # aiohttp.ClientSession
     pool: ParsePool
     writer: GroupWriter
+    stories: StoryAssigner | None = None
 
 
 class GroupWriter:
@@ -333,7 +355,7 @@ async def poll_feed(
         return next_due(ctx.settings, feed, result, parsed, now, new_items=new_items)[0]
 
     saved = await ctx.writer.save(
-        feed_store.PollWrite(feed, result, parsed, due, hint, lookup, now, reschedule)
+        feed_store.PollWrite(feed, result, parsed, due, hint, lookup, now, reschedule, ctx.stories)
     )
     return result, parsed, saved
 
@@ -348,6 +370,7 @@ async def poll_due(
     progress: Callable[[int, int], None] | None = None,
     pool: ParsePool | None = None,
     instance: str | None = None,
+    stories: StoryAssigner | None = None,
 ) -> PollSummary:
     """Poll every due feed (every feed with ``everything``), match and store.
 
@@ -357,6 +380,9 @@ async def poll_due(
     claims are renewed every third of the lease, so only an instance that died (or
     stalled for a whole lease) loses its feeds to another. Feeds that fail are counted
     and listed in the summary; the run goes on.
+
+    New items get their stories from ``stories`` (a daemon keeps one window for its
+    life, see :func:`story_index`); without it, a window is made for this run.
     """
     loop = asyncio.get_running_loop()
     writer = ThreadPoolExecutor(1, thread_name_prefix="monitor-store")
@@ -382,7 +408,15 @@ async def poll_due(
         try:
             async with make_session(options) as session:
                 group = GroupWriter(store, writer)
-                ctx = PollContext(settings, store, options, session, pool, group)
+                ctx = PollContext(
+                    settings,
+                    store,
+                    options,
+                    session,
+                    pool,
+                    group,
+                    stories if stories is not None else story_index(settings),
+                )
                 # A fetch's deadline includes waiting for a connection, so feeds of one
                 # host queue here, before their clock starts, not inside the connector.
                 hosts: dict[str, asyncio.Semaphore] = {}

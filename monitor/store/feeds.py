@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 
 from monitor.models import Feed, FetchResult, Item, Match, Outcome, ParsedFeed
+from monitor.store import stories as story_store
 from monitor.store.db import Store, utcnow
 from monitor.store.schema import feeds, hits, items, poll_runs
 
@@ -293,6 +294,8 @@ class PollWrite:
     match: Callable[[Item], Sequence[Match]]
     now: datetime
     reschedule: Callable[[int], datetime] | None = None
+    #: Decides the new items' stories (``cluster.StoryIndex``); None: a story each.
+    stories: story_store.StoryAssigner | None = None
 
 
 def save_poll(
@@ -306,9 +309,12 @@ def save_poll(
     match: Callable[[Item], Sequence[Match]],
     now: datetime | None = None,
     reschedule: Callable[[int], datetime] | None = None,
+    stories: story_store.StoryAssigner | None = None,
 ) -> PollSaved:
     """Store one feed's poll in one transaction (see :func:`save_polls`)."""
-    write = PollWrite(feed, result, parsed, next_due_at, hint_s, match, now or utcnow(), reschedule)
+    write = PollWrite(
+        feed, result, parsed, next_due_at, hint_s, match, now or utcnow(), reschedule, stories
+    )
     return save_polls(store, [write])[0]
 
 
@@ -323,12 +329,24 @@ def save_polls(store: Store, writes: Sequence[PollWrite]) -> list[PollSaved]:
     With ``reschedule``, the next due time is ``reschedule(number of new items)``, decided
     inside the transaction once it is known which items are new (the adaptive policy
     needs it); otherwise it is ``next_due_at``.
+
+    Every new item gets its story in the same transaction (``store/stories.py``); if
+    the transaction fails, the assigners forget what they were told in it.
     """
-    with store.write() as conn:
-        states: list[tuple[int, dict[str, Any]]] = []
-        saved = [_save(conn, store, w, states) for w in writes]
-        _update_feeds(conn, states)
-        return saved
+    assigners = list({id(w.stories): w.stories for w in writes if w.stories}.values())
+    marks = [a.mark() for a in assigners]
+    try:
+        with store.write() as conn:
+            if any(w.parsed is not None and w.parsed.items for w in writes):
+                story_store.lock(conn, store)
+            states: list[tuple[int, dict[str, Any]]] = []
+            saved = [_save(conn, store, w, states) for w in writes]
+            _update_feeds(conn, states)
+            return saved
+    except BaseException:
+        for assigner, mark in zip(assigners, marks, strict=True):
+            assigner.undo(mark)
+        raise
 
 
 def _update_feeds(conn: Connection, states: Sequence[tuple[int, dict[str, Any]]]) -> None:
@@ -364,10 +382,12 @@ def _save(
         state["next_due_at"] = w.reschedule(len(new))
     by_watchlist: dict[str, int] = {}
     hit_rows: list[dict[str, Any]] = []
+    for_stories: list[tuple[int, Item, Sequence[str]]] = []
     for item_id, item in new:
         grouped: dict[str, list[Match]] = {}
         for m in w.match(item):
             grouped.setdefault(m.watchlist, []).append(m)
+        for_stories.append((item_id, item, list(grouped)))
         for watchlist, matches in grouped.items():
             hit_rows.append(
                 {
@@ -380,6 +400,7 @@ def _save(
             by_watchlist[watchlist] = by_watchlist.get(watchlist, 0) + 1
     if hit_rows:
         conn.execute(insert(hits), hit_rows)
+    story_store.assign(conn, w.stories, for_stories, now)
     states.append((feed.id, state))
     return PollSaved(len(new), len(hit_rows), by_watchlist)
 
@@ -517,6 +538,7 @@ class StoredHit:
     feed_id: int | None
     feed_url: str | None
     feed_title: str | None
+    story_id: int | None = None  # None only for a hit built outside the store
 
     @property
     def terms(self) -> list[str]:
@@ -545,6 +567,7 @@ def _hit_query() -> Any:
         items.c.feed_id,
         feeds.c.url.label("feed_url"),
         feeds.c.title.label("feed_title"),
+        items.c.story_id,
     ).select_from(
         hits.join(items, hits.c.item_id == items.c.id).outerjoin(
             feeds, items.c.feed_id == feeds.c.id

@@ -107,6 +107,22 @@ items = Table(
     Column("author", Text),
     Column("published_at", UTCDateTime),
     Column("first_seen_at", UTCDateTime, nullable=False, index=True),
+    # The story (one event across outlets) the item was assigned to when it was stored,
+    # and the order of that assignment: several instances sharing a database catch up
+    # with each other's assignments by it (see store/stories.py).
+    Column("story_id", Integer, ForeignKey("stories.id"), index=True),
+    Column("story_seq", Integer, index=True),
+)
+
+stories = Table(
+    "stories",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("title", Text, nullable=False),  # the lead item's title
+    Column("first_seen_at", UTCDateTime, nullable=False, index=True),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("item_count", Integer, nullable=False),
+    Column("lead_item_id", Integer),  # the representative item: the story's first
 )
 
 hits = Table(

@@ -4,7 +4,7 @@ SQLite gets an FTS5 table kept in sync by triggers; PostgreSQL a GIN index on a
 tsvector expression. Both index the items already stored.
 
 Revision ID: 0006
-Revises: 0002
+Revises: 0003
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from alembic import op
 from monitor.store.schema import PG_SEARCH_DDL, SQLITE_SEARCH_DDL, SQLITE_SEARCH_TRIGGERS
 
 revision = "0006"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

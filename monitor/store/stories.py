@@ -1,0 +1,334 @@
+"""Repository API for stories: one event across outlets, every item in exactly one.
+
+Assignment happens while an item is stored, in the same transaction (:func:`assign`,
+called by ``feeds.save_polls``); what decides is a :class:`StoryAssigner` (the
+``cluster.StoryIndex`` the pipeline passes in). Without one, an item gets a story of its
+own. Assignments are numbered (``items.story_seq``) in the order they are made; several
+instances sharing one PostgreSQL database take turns (a transaction-level advisory lock)
+and each catches up with the others' assignments by that number before deciding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, bindparam, func, insert, select, update
+
+from monitor.models import Item, StoryDecision
+from monitor.store.db import Store
+from monitor.store.schema import feeds, hits, items, stories
+
+#: Key for ``pg_advisory_xact_lock`` around storing new items and their stories.
+PG_STORY_LOCK = 0x73746F72  # "stor"
+#: How much of an item's content the assigner is given (it looks at the start only).
+TEXT_CHARS = 2000
+
+
+class StoryAssigner(Protocol):
+    """What decides stories (``monitor.cluster.StoryIndex``)."""
+
+    watermark: int | None
+
+    @property
+    def window(self) -> float: ...  # seconds of items it looks back on
+
+    @property
+    def max_items(self) -> int: ...
+
+    def assign(
+        self, item_id: int, title: str, text: str, watchlists: Sequence[str], at: datetime
+    ) -> StoryDecision: ...
+
+    def commit(self, item_id: int, story_id: int, seq: int) -> None: ...
+
+    def learn(
+        self,
+        item_id: int,
+        story_id: int,
+        seq: int,
+        title: str,
+        text: str,
+        watchlists: Sequence[str],
+        at: datetime,
+    ) -> None: ...
+
+    def mark(self) -> int | None: ...
+
+    def undo(self, mark: int | None) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoryItem:
+    """One item of a story: where it came from and which watchlists hit it."""
+
+    id: int
+    feed: str | None  # the feed URL
+    link: str | None
+    title: str
+    published: datetime | None
+    first_seen: datetime
+    watchlists: list[str]  # sorted ids of the watchlists that hit it
+
+
+@dataclass(frozen=True, slots=True)
+class StoryRecord:
+    """A story with its items, oldest first (the first is the lead: the representative)."""
+
+    id: int
+    title: str
+    first_seen: datetime
+    last_seen: datetime
+    items: list[StoryItem]
+
+    @property
+    def watchlists(self) -> list[str]:
+        return sorted({w for i in self.items for w in i.watchlists})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "story": self.id,
+            "title": self.title,
+            "first_seen": self.first_seen.isoformat(),
+            "last_seen": self.last_seen.isoformat(),
+            "watchlists": self.watchlists,
+            "items": [
+                {
+                    "id": i.id,
+                    "feed": i.feed,
+                    "link": i.link,
+                    "title": i.title,
+                    "published": i.published.isoformat() if i.published else None,
+                    "first_seen": i.first_seen.isoformat(),
+                    "watchlists": i.watchlists,
+                }
+                for i in self.items
+            ],
+        }
+
+
+# --------------------------------------------------------------------------- assignment
+
+
+def lock(conn: Connection, store: Store) -> None:
+    """Take this transaction's turn at assigning stories (PostgreSQL; SQLite's write
+    transaction is exclusive already). Take it before inserting items, so that two
+    instances storing the same item never wait for each other in opposite orders."""
+    if store.dialect == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(PG_STORY_LOCK)))
+
+
+def _when(published: datetime | None, first_seen: datetime) -> datetime:
+    """When the item happened: its published time, unless missing or in the future."""
+    return published if published is not None and published <= first_seen else first_seen
+
+
+def _text(summary: str, content: str) -> str:
+    return f"{summary}\n{content[:TEXT_CHARS]}" if content else summary
+
+
+def catch_up(conn: Connection, assigner: StoryAssigner, now: datetime) -> int:
+    """Give the assigner every assignment it has not seen (all of the window at first,
+    then what other instances stored since). Returns the highest assignment number."""
+    top = conn.execute(select(func.max(items.c.story_seq))).scalar() or 0
+    if assigner.watermark is not None and assigner.watermark >= top:
+        return int(top)
+    since = now - timedelta(seconds=assigner.window)
+    query = select(
+        items.c.id,
+        items.c.story_id,
+        items.c.story_seq,
+        items.c.title,
+        items.c.summary,
+        func.substr(items.c.content, 1, TEXT_CHARS).label("content"),
+        items.c.published_at,
+        items.c.first_seen_at,
+    ).where(items.c.story_seq.is_not(None), items.c.first_seen_at >= since)
+    if assigner.watermark is not None:
+        query = query.where(items.c.story_seq > assigner.watermark)
+    rows = list(conn.execute(query.order_by(items.c.story_seq.desc()).limit(assigner.max_items)))
+    rows.reverse()
+    watchlists: dict[int, list[str]] = {}
+    if rows:
+        wanted = {r.id for r in rows}
+        hit_query = select(hits.c.item_id, hits.c.watchlist).order_by(
+            hits.c.item_id, hits.c.watchlist
+        )
+        if len(wanted) <= 1000:
+            hit_query = hit_query.where(hits.c.item_id.in_(sorted(wanted)))
+        else:
+            hit_query = hit_query.where(hits.c.item_id >= min(wanted))
+        for item_id, watchlist in conn.execute(hit_query):
+            if item_id in wanted:
+                watchlists.setdefault(item_id, []).append(watchlist)
+    for r in rows:
+        assigner.learn(
+            r.id,
+            r.story_id,
+            r.story_seq,
+            r.title,
+            _text(r.summary, r.content or ""),
+            watchlists.get(r.id, []),
+            _when(r.published_at, r.first_seen_at),
+        )
+    assigner.watermark = max(assigner.watermark or 0, int(top))
+    return int(top)
+
+
+def assign(
+    conn: Connection,
+    assigner: StoryAssigner | None,
+    new: Sequence[tuple[int, Item, Sequence[str]]],
+    now: datetime,
+) -> dict[int, int]:
+    """Give each new item (id, item, watchlists that hit it) a story, in order: join
+    the one the assigner names or start one. Returns item id -> story id."""
+    if not new:
+        return {}
+    if assigner is not None:
+        seq = catch_up(conn, assigner, now)
+    else:
+        seq = conn.execute(select(func.max(items.c.story_seq))).scalar() or 0
+    joined: dict[int, int] = {}  # story id -> items joining
+    placed: dict[int, int] = {}
+    item_rows: list[dict[str, Any]] = []
+    for item_id, item, watchlists in new:
+        seq += 1
+        story_id: int | None = None
+        if assigner is not None:
+            decision = assigner.assign(
+                item_id,
+                item.title,
+                _text(item.summary, item.content),
+                sorted(watchlists),
+                _when(item.published, now),
+            )
+            story_id = decision.story
+        if story_id is None:
+            story_id = conn.execute(
+                insert(stories)
+                .values(
+                    title=item.title or item.link or "(untitled)",
+                    first_seen_at=now,
+                    last_seen_at=now,
+                    item_count=1,
+                    lead_item_id=item_id,
+                )
+                .returning(stories.c.id)
+            ).scalar_one()
+        else:
+            joined[story_id] = joined.get(story_id, 0) + 1
+        if assigner is not None:
+            assigner.commit(item_id, story_id, seq)
+        placed[item_id] = story_id
+        item_rows.append({"id_": item_id, "story_id": story_id, "story_seq": seq})
+    conn.execute(
+        update(items)
+        .where(items.c.id == bindparam("id_"))
+        .values(story_id=bindparam("story_id"), story_seq=bindparam("story_seq")),
+        item_rows,
+    )
+    if joined:
+        conn.execute(
+            update(stories)
+            .where(stories.c.id == bindparam("id_"))
+            .values(item_count=stories.c.item_count + bindparam("n"), last_seen_at=now),
+            [{"id_": sid, "n": n} for sid, n in sorted(joined.items())],
+        )
+    return placed
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _story_items(conn: Connection, story_ids: Iterable[int]) -> dict[int, list[StoryItem]]:
+    ids = sorted(set(story_ids))
+    if not ids:
+        return {}
+    query = (
+        select(
+            items.c.id,
+            items.c.story_id,
+            feeds.c.url,
+            items.c.link,
+            items.c.title,
+            items.c.published_at,
+            items.c.first_seen_at,
+        )
+        .select_from(items.outerjoin(feeds, items.c.feed_id == feeds.c.id))
+        .where(items.c.story_id.in_(ids))
+        .order_by(items.c.first_seen_at, items.c.id)
+    )
+    rows = list(conn.execute(query))
+    hit_rows = conn.execute(
+        select(hits.c.item_id, hits.c.watchlist)
+        .select_from(hits.join(items, hits.c.item_id == items.c.id))
+        .where(items.c.story_id.in_(ids))
+    )
+    by_item: dict[int, set[str]] = {}
+    for item_id, watchlist in hit_rows:
+        by_item.setdefault(item_id, set()).add(watchlist)
+    out: dict[int, list[StoryItem]] = {}
+    for r in rows:
+        out.setdefault(r.story_id, []).append(
+            StoryItem(
+                id=r.id,
+                feed=r.url,
+                link=r.link,
+                title=r.title,
+                published=r.published_at,
+                first_seen=r.first_seen_at,
+                watchlists=sorted(by_item.get(r.id, ())),
+            )
+        )
+    return out
+
+
+def list_stories(
+    store: Store,
+    *,
+    since: datetime | None = None,
+    watchlist: str | None = None,
+    limit: int | None = None,
+) -> list[StoryRecord]:
+    """Stories seen (first, or again: a new item joined) since ``since``, with a hit of
+    ``watchlist`` if given; the most recently seen first, at most ``limit``."""
+    query = select(stories.c.id, stories.c.title, stories.c.first_seen_at, stories.c.last_seen_at)
+    if since is not None:
+        query = query.where(stories.c.last_seen_at >= since)
+    if watchlist is not None:
+        query = query.where(
+            stories.c.id.in_(
+                select(items.c.story_id)
+                .select_from(hits.join(items, hits.c.item_id == items.c.id))
+                .where(hits.c.watchlist == watchlist)
+            )
+        )
+    query = query.order_by(stories.c.last_seen_at.desc(), stories.c.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    with store.read() as conn:
+        rows = list(conn.execute(query))
+        members = _story_items(conn, (r.id for r in rows))
+    return [
+        StoryRecord(r.id, r.title, r.first_seen_at, r.last_seen_at, members.get(r.id, []))
+        for r in rows
+    ]
+
+
+def get_story(store: Store, story_id: int) -> StoryRecord | None:
+    """One story with its items, or None."""
+    with store.read() as conn:
+        row = conn.execute(
+            select(
+                stories.c.id, stories.c.title, stories.c.first_seen_at, stories.c.last_seen_at
+            ).where(stories.c.id == story_id)
+        ).first()
+        if row is None:
+            return None
+        members = _story_items(conn, [row.id])
+    return StoryRecord(
+        row.id, row.title, row.first_seen_at, row.last_seen_at, members.get(row.id, [])
+    )

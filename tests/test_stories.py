@@ -1,0 +1,154 @@
+"""Stories in the store, on SQLite and PostgreSQL: the migration, assignment in the same
+transaction as the item, the window rebuilt at start, instances sharing one database."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, insert, select
+
+from monitor import pipeline
+from monitor.cluster import StoryIndex
+from monitor.config import settings_from_mapping
+from monitor.models import FetchResult, Item, Match, Outcome, ParsedFeed, Span
+from monitor.store import Store, open_store
+from monitor.store import feeds as fs
+from monitor.store import stories as ss
+from monitor.store.db import _alembic_config, utcnow
+from monitor.store.schema import feeds, items, stories
+
+NOW = utcnow()
+WIRE = (
+    "US envoy Sergio Gor meets Tokayev in Astana ahead of C5+1 summit",
+    "Kazakh President Kassym-Jomart Tokayev received U.S. Special Envoy Sergio Gor and "
+    "Deputy Secretary Christopher Landau in Astana on Wednesday to prepare the C5+1 summit.",
+)
+
+
+def ok(url: str) -> FetchResult:
+    return FetchResult(outcome=Outcome.OK, url=url, final_url=url, status=200)
+
+
+def gor(item: Item) -> list[Match]:
+    if "Gor" not in item.title:
+        return []
+    at = item.title.index("Gor")
+    return [Match("gor", "sergio-gor", ("Sergio Gor",), (Span("title", at, at + 3, "Gor"),))]
+
+
+def feed(store: Store, url: str) -> fs.FeedRecord:
+    fs.add_feed(store, fs.FeedSpec(url), source="import")
+    return next(f for f in fs.list_feeds(store) if f.url == url)
+
+
+def item(ident: str, title: str, summary: str = "") -> Item:
+    return Item(ident, title, link=f"https://{ident}.test/a", summary=summary, published=NOW)
+
+
+def save(store: Store, f: fs.FeedRecord, batch: list[Item], index: Any) -> fs.PollSaved:
+    return fs.save_poll(
+        store, f, ok(f.url), ParsedFeed(items=batch), next_due_at=NOW, hint_s=None,
+        match=gor, now=NOW, stories=index,
+    )  # fmt: skip
+
+
+def story_of(store: Store, ident: str) -> int:
+    with store.read() as conn:
+        return int(conn.execute(select(items.c.story_id).where(items.c.identity == ident)).scalar_one())
+
+
+def test_migration_gives_existing_items_a_story_each(store_url: str) -> None:
+    from alembic import command
+
+    store = open_store(store_url)
+    try:
+        with store.engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "0002")
+            fid = conn.execute(insert(feeds).values(url="http://a.test/", created_at=NOW, headers={}, source="config", consecutive_failures=0).returning(feeds.c.id)).scalar_one()  # fmt: skip
+            for n in range(3):
+                conn.execute(items.insert().values(identity=f"old-{n}", feed_id=fid, title=f"Old {n}", summary="", content="", first_seen_at=NOW - timedelta(days=n)))  # fmt: skip
+        store.upgrade()
+        with store.read() as conn:
+            rows = conn.execute(select(items.c.id, items.c.story_id, items.c.story_seq)).all()
+            assert all(r.story_id == r.id == r.story_seq for r in rows) and len(rows) == 3
+            assert conn.execute(select(func.count()).select_from(stories)).scalar() == 3
+        # A new item after the migration gets a new story id, past the old ones.
+        saved = save(store, feed(store, "http://b.test/"), [item("new", "Fresh news")], None)
+        assert saved.new_items == 1
+        assert story_of(store, "new") not in {r.id for r in rows}
+        old = ss.get_story(store, rows[0].story_id)
+        assert old is not None and old.title == "Old 0" and [i.title for i in old.items] == ["Old 0"]
+    finally:
+        store.dispose()
+
+
+def test_copies_from_two_feeds_share_a_story_and_the_contract_reads_it(store: Store) -> None:
+    index = StoryIndex()
+    a, b = feed(store, "http://a.test/rss"), feed(store, "http://b.test/rss")
+    save(store, a, [item("a1", *WIRE), item("a2", "Wheat harvest up in Kostanay")], index)
+    save(store, b, [item("b1", *WIRE)], index)  # the same text under another link
+    assert story_of(store, "a1") == story_of(store, "b1") != story_of(store, "a2")
+
+    story = ss.get_story(store, story_of(store, "a1"))
+    assert story is not None
+    assert story.title == WIRE[0]
+    assert [(i.feed, i.link, i.watchlists) for i in story.items] == [
+        ("http://a.test/rss", "https://a1.test/a", ["gor"]),
+        ("http://b.test/rss", "https://b1.test/a", ["gor"]),
+    ]
+    with store.read() as conn:
+        row = conn.execute(select(stories).where(stories.c.id == story.id)).one()
+    assert (row.item_count, row.lead_item_id) == (2, story.items[0].id)
+
+    listed = ss.list_stories(store, watchlist="gor")
+    assert [s.id for s in listed] == [story.id]
+    assert {s.id for s in ss.list_stories(store, since=NOW - timedelta(hours=1))} == {
+        story_of(store, "a1"), story_of(store, "a2")}  # fmt: skip
+    assert [h.story_id for h in fs.list_hits(store)] == [story.id, story.id]
+    assert listed[0].to_dict()["items"][1]["feed"] == "http://b.test/rss"
+
+
+def test_a_failed_transaction_leaves_no_story_behind(store: Store) -> None:
+    index = StoryIndex()
+    a = feed(store, "http://a.test/rss")
+
+    def explode(it: Item) -> list[Match]:
+        raise RuntimeError("matcher broke")
+
+    with pytest.raises(RuntimeError):
+        fs.save_poll(store, a, ok(a.url), ParsedFeed(items=[item("x1", *WIRE)]), next_due_at=NOW,
+                     hint_s=None, match=explode, now=NOW, stories=index)  # fmt: skip
+    assert len(index) == 0
+    save(store, a, [item("x2", *WIRE)], index)
+    assert len(index) == 1 and ss.get_story(store, story_of(store, "x2")) is not None
+
+
+def test_a_new_process_rebuilds_the_window_and_instances_catch_up(store: Store) -> None:
+    a, b = feed(store, "http://a.test/rss"), feed(store, "http://b.test/rss")
+    save(store, a, [item("a1", *WIRE)], StoryIndex())  # a process that has since exited
+    first, second = StoryIndex(), StoryIndex()  # two instances started later
+    save(store, b, [item("b1", *WIRE)], first)
+    assert len(first) == 2  # the window was loaded from the store
+    save(store, a, [item("a2", WIRE[0] + " (updated)", WIRE[1])], first)
+    save(store, b, [item("b2", *WIRE)], second)  # knows a2 only by catching up
+    assert len({story_of(store, i) for i in ("a1", "b1", "a2", "b2")}) == 1
+    assert first.watermark == 3 and second.watermark == 4
+
+
+def test_items_stored_without_an_assigner_get_a_story_each(store: Store) -> None:
+    a = feed(store, "http://a.test/rss")
+    save(store, a, [item("a1", *WIRE), item("a2", *WIRE)], None)
+    assert story_of(store, "a1") != story_of(store, "a2")
+
+
+def test_story_settings_reach_the_index() -> None:
+    settings = settings_from_mapping(
+        {"stories": {"event_window": "12h", "duplicate_similarity": 0.8}}, environ={}
+    )
+    index = pipeline.story_index(settings)
+    assert index.params.event_window == 12 * 3600
+    assert index.params.duplicate_similarity == 0.8
+    with pytest.raises(Exception, match="between 0 and 1"):
+        settings_from_mapping({"stories": {"event_similarity": 2}}, environ={})
