@@ -143,6 +143,18 @@ def test_pages_search_and_api(site: Served) -> None:
     assert "javascript:" not in body
     assert "<script" not in body and "style=" not in body  # nothing inline at all
 
+    story = json.loads(site.get("/api/stories?watchlist=gor")[2])
+    assert [s["title"] for s in story] == [HOSTILE, "US envoy Sergio Gor arrives in Tashkent for C5+1 talks"]
+    assert {"story", "title", "first_seen", "items"} <= set(story[0])
+    assert f'href="/stories/{story[1]["story"]}"' in body
+    status, _, page = site.get(f"/stories/{story[1]['story']}")
+    assert status == 200
+    assert "US envoy Sergio Gor arrives in Tashkent for C5+1 talks" in page
+    assert 'href="https://wire.example/gor-tashkent"' in page and "Wire" in page
+    assert "<mark>Sergio Gor</mark> met President" in page  # the matched words, highlighted
+    assert site.get("/stories/999999")[0] == 404 and site.get("/stories/x")[0] == 404
+    assert json.loads(site.get("/api/stories?q=almaty")[2])[0]["title"] == HOSTILE
+
     status, _, body = site.get("/search?q=" + urllib.parse.quote("tashkent"))
     assert status == 200
     assert "Sergio Gor arrives in Tashkent" in body and "Grain prices steady" in body
@@ -297,8 +309,8 @@ def test_pages_in_headless_chromium(site: Served, tmp_path: Path, store_url: str
             assert await b.js("document.querySelectorAll('script, img').length") == 0  # ...inert
             assert await b.js("window.alerted === undefined")
             links = await b.links()
-            assert "https://wire.example/gor-tashkent" in links
             assert "/watchlists/gor" in links
+            story = next(h for h in links if h.startswith("/stories/"))
             assert not [h for h in links if h and h.lower().startswith("javascript")]
             # Keyboard: the first Tab reaches the skip link, the next ones the navigation.
             assert await b.tab() == "A #main"
@@ -309,6 +321,7 @@ def test_pages_in_headless_chromium(site: Served, tmp_path: Path, store_url: str
             assert await b.js("location.pathname") == "/watchlists"
 
             for path, expected in [
+                (story, "Coverage"),
                 ("/watchlists/gor", "Hits per day"),
                 ("/search?q=tashkent", "Grain prices steady"),
                 ("/feeds", "Wire"),
@@ -316,7 +329,7 @@ def test_pages_in_headless_chromium(site: Served, tmp_path: Path, store_url: str
                 ("/try", "Nothing is stored"),
             ]:
                 await b.open(site.base + path)
-                name = path.strip("/").split("?")[0].replace("/", "-") or "index"
+                name = path.strip("/").split("?")[0].split("/")[0]
                 await b.screenshot(tmp_path / f"{name}.png")
                 assert expected in await b.text(), path
             assert await b.js("document.querySelector('svg.chart') === null")  # on /try
@@ -330,6 +343,6 @@ def test_pages_in_headless_chromium(site: Served, tmp_path: Path, store_url: str
         assert outside == [], outside
 
     asyncio.run(visit())
-    for shot in ("index", "watchlists-gor", "search", "feeds", "outbox", "try"):
+    for shot in ("index", "stories", "watchlists", "search", "feeds", "outbox", "try"):
         png = tmp_path / f"{shot}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000

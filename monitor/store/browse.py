@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import and_, exists, func, literal_column, select, text
 
 from monitor.store.db import Store
-from monitor.store.schema import PG_SEARCH_DOCUMENT, feeds, hits, items
+from monitor.store.schema import PG_SEARCH_DOCUMENT, feeds, hits, items, stories
+from monitor.store.stories import StoryItem, StoryRecord
 
 #: Longest search input considered; the rest is ignored.
 MAX_QUERY = 200
@@ -39,7 +40,9 @@ class ItemRow:
     content: str
     published: datetime | None
     first_seen: datetime
+    story_id: int | None = None
     watchlists: dict[str, list[str]] = field(default_factory=dict)  # id -> terms
+    marks: list[str] = field(default_factory=list)  # the matched words as they stand
 
     @property
     def outlet(self) -> str:
@@ -67,6 +70,7 @@ _ITEM_COLUMNS = (
     items.c.content,
     items.c.published_at.label("published"),
     items.c.first_seen_at.label("first_seen"),
+    items.c.story_id,
 )
 
 
@@ -78,6 +82,7 @@ def list_items(
     watchlist: str | None = None,
     watchlists: Sequence[str] | None = None,
     feed_id: int | None = None,
+    story_id: int | None = None,
     matched_only: bool = False,
     before_id: int | None = None,
     limit: int = 50,
@@ -90,6 +95,8 @@ def list_items(
         conds.append(items.c.feed_id == feed_id)
     if before_id is not None:
         conds.append(items.c.id < before_id)
+    if story_id is not None:
+        conds.append(items.c.story_id == story_id)
     if watchlist is not None:
         conds.append(
             exists().where(and_(hits.c.item_id == items.c.id, hits.c.watchlist == watchlist))
@@ -106,28 +113,10 @@ def list_items(
         items.outerjoin(feeds, items.c.feed_id == feeds.c.id)
     )
     if q is not None:
-        words = query_words(q)
-        if not words:
+        found = _search(store, q)
+        if found is None:
             return []
-        if store.is_sqlite:
-            matched = text("SELECT rowid FROM items_fts WHERE items_fts MATCH :fts").bindparams(
-                fts=_fts5_query(words)
-            )
-            conds.append(items.c.id.in_(matched.columns(literal_column("rowid"))))
-        else:
-            # Materialised first, so that the planner uses the GIN index rather than
-            # walking the primary key backwards and computing every item's tsvector.
-            found = (
-                select(items.c.id)
-                .where(
-                    text(
-                        f"{PG_SEARCH_DOCUMENT} @@ plainto_tsquery('simple'::regconfig, :words)"
-                    ).bindparams(words=" ".join(words))
-                )
-                .cte("found")
-                .prefix_with("MATERIALIZED")
-            )
-            conds.append(items.c.id.in_(select(found.c.id)))
+        conds.append(items.c.id.in_(found))
     if conds:
         query = query.where(and_(*conds))
     query = query.order_by(items.c.id.desc()).limit(limit)
@@ -135,6 +124,31 @@ def list_items(
         rows = [ItemRow(**dict(r._mapping)) for r in conn.execute(query)]
         _attach_hits(conn, rows)
     return rows
+
+
+def _search(store: Store, q: str) -> Any:
+    """A subquery of the ids of items containing every word of ``q``; None: no words."""
+    words = query_words(q)
+    if not words:
+        return None
+    if store.is_sqlite:
+        matched = text("SELECT rowid FROM items_fts WHERE items_fts MATCH :fts").bindparams(
+            fts=_fts5_query(words)
+        )
+        return matched.columns(literal_column("rowid"))
+    # Materialised first, so that the planner uses the GIN index rather than walking
+    # the primary key backwards and computing every item's tsvector.
+    found = (
+        select(items.c.id)
+        .where(
+            text(
+                f"{PG_SEARCH_DOCUMENT} @@ plainto_tsquery('simple'::regconfig, :words)"
+            ).bindparams(words=" ".join(words))
+        )
+        .cte("found")
+        .prefix_with("MATERIALIZED")
+    )
+    return select(found.c.id)
 
 
 def get_items(store: Store, ids: Sequence[int]) -> list[ItemRow]:
@@ -162,10 +176,14 @@ def _attach_hits(conn: Any, rows: Sequence[ItemRow]) -> None:
     )
     for item_id, watchlist, matches in conn.execute(query.order_by(hits.c.id)):
         terms: dict[str, None] = {}
+        row = by_id[item_id]
         for m in matches or []:
             for t in m.get("terms", []):
                 terms.setdefault(str(t), None)
-        by_id[item_id].watchlists[watchlist] = list(terms)
+            for span in m.get("spans", []):
+                if span.get("text") and span["text"] not in row.marks:
+                    row.marks.append(str(span["text"]))
+        row.watchlists[watchlist] = list(terms)
 
 
 def hits_per_day(store: Store, watchlist: str, *, days: int, today: date) -> list[tuple[date, int]]:
@@ -207,3 +225,97 @@ def top_outlets(
     )
     with store.read() as conn:
         return [(r.title or r.url, r.site_url, int(r.n)) for r in conn.execute(query)]
+
+
+def matched_stories(
+    store: Store,
+    *,
+    since: datetime | None = None,
+    watchlists: Sequence[str] | None = None,
+    feed_id: int | None = None,
+    q: str | None = None,
+    limit: int = 50,
+) -> list[StoryRecord]:
+    """Stories with a hit (of one of ``watchlists``, if given) stored since ``since``,
+    the most recently seen first, each with its items; ``q``: only stories with an item
+    containing every word (then stories without hits count too)."""
+    conds: list[Any] = []
+    if q is not None:
+        found = _search(store, q)
+        if found is None:
+            return []
+        source: Any = items
+        conds.append(items.c.id.in_(found))
+    else:
+        source = hits.join(items, hits.c.item_id == items.c.id)
+    if since is not None:
+        conds.append((items.c.first_seen_at if q is not None else hits.c.created_at) >= since)
+    if watchlists is not None:
+        if q is not None:
+            source = source.join(hits, hits.c.item_id == items.c.id)
+        conds.append(hits.c.watchlist.in_(list(watchlists)))
+    if feed_id is not None:
+        conds.append(items.c.feed_id == feed_id)
+    wanted = select(items.c.story_id).distinct().select_from(source)
+    if conds:
+        wanted = wanted.where(and_(*conds))
+    sub = wanted.subquery()
+    query = (
+        select(stories.c.id, stories.c.title, stories.c.first_seen_at, stories.c.last_seen_at)
+        .select_from(stories.join(sub, stories.c.id == sub.c.story_id))
+        .order_by(stories.c.last_seen_at.desc(), stories.c.id.desc())
+        .limit(limit)
+    )
+    with store.read() as conn:
+        rows = list(conn.execute(query))
+        members = _story_members(conn, [r.id for r in rows])
+    return [
+        StoryRecord(r.id, r.title, r.first_seen_at, r.last_seen_at, members.get(r.id, []))
+        for r in rows
+    ]
+
+
+def _story_members(conn: Any, story_ids: Sequence[int]) -> dict[int, list[StoryItem]]:
+    if not story_ids:
+        return {}
+    query = (
+        select(
+            items.c.id,
+            items.c.story_id,
+            feeds.c.url,
+            items.c.link,
+            items.c.title,
+            items.c.published_at,
+            items.c.first_seen_at,
+        )
+        .select_from(items.outerjoin(feeds, items.c.feed_id == feeds.c.id))
+        .where(items.c.story_id.in_(list(story_ids)))
+        .order_by(items.c.first_seen_at, items.c.id)
+    )
+    rows = list(conn.execute(query))
+    by_item: dict[int, set[str]] = {}
+    if rows:
+        for item_id, watchlist in conn.execute(
+            select(hits.c.item_id, hits.c.watchlist).where(hits.c.item_id.in_([r.id for r in rows]))
+        ):
+            by_item.setdefault(item_id, set()).add(watchlist)
+    out: dict[int, list[StoryItem]] = {}
+    for r in rows:
+        out.setdefault(r.story_id, []).append(
+            StoryItem(
+                id=r.id,
+                feed=r.url,
+                link=r.link,
+                title=r.title,
+                published=r.published_at,
+                first_seen=r.first_seen_at,
+                watchlists=sorted(by_item.get(r.id, ())),
+            )
+        )
+    return out
+
+
+def feed_names(store: Store) -> dict[str, str]:
+    """Feed URL -> the name to show (its title, else the URL)."""
+    with store.read() as conn:
+        return {r.url: r.title or r.url for r in conn.execute(select(feeds.c.url, feeds.c.title))}

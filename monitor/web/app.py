@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import jinja2
 from aiohttp import web
@@ -26,6 +26,8 @@ from monitor.records import hit_record, item_record
 from monitor.store import Store, browse
 from monitor.store import feeds as feed_store
 from monitor.store import outbox as outbox_store
+from monitor.store import stories as stories_store
+from monitor.store.stories import StoryRecord
 from monitor.web import render
 from monitor.web.atom import AtomEntry, atom_feed
 from monitor.web.security import middleware
@@ -38,7 +40,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PAGE_SIZE = 50
+STORIES_PAGE = 100
+STORY_ITEMS = 500
+ATOM_ENTRIES = 50
 API_LIMIT = 1000
+API_STORIES = 200
 MAX_TRY_TEXT = 100_000
 CHART_DAYS = 30
 
@@ -78,6 +84,7 @@ def create_app(ctx: WebContext) -> web.Application:
     r = app.router
     r.add_get("/", index)
     r.add_get("/search", search)
+    r.add_get("/stories/{id}", story_page)
     r.add_get("/watchlists", watchlist_index)
     r.add_get(r"/watchlists/{id:[^/]+}.atom", watchlist_atom)
     r.add_get("/watchlists/{id}", watchlist_page)
@@ -88,6 +95,7 @@ def create_app(ctx: WebContext) -> web.Application:
     r.add_post("/try", try_form)
     r.add_get("/api/hits", api_hits)
     r.add_get("/api/items", api_items)
+    r.add_get("/api/stories", api_stories)
     r.add_get("/healthz", healthz)
     r.add_get("/static/{name}", static)
     r.add_get("/favicon.ico", favicon)
@@ -179,41 +187,75 @@ def _base(request: web.Request) -> str:
 
 
 async def index(request: web.Request) -> web.Response:
+    """Stories of the last days with a hit, grouped by watchlist, newest and largest first."""
     wl = _known_watchlist(request, request.query.get("watchlist"))
     feed_id = _int_arg(request, "feed", None, top=2**62)
     since_arg = request.query.get("since") or "7d"
     since = _since(since_arg)
-    before = _int_arg(request, "before", None, top=2**62)
-    rows = await _db(
-        request,
-        browse.list_items,
-        request.app[CTX].store,
-        since=since,
-        watchlist=wl.id if wl else None,
-        feed_id=feed_id,
-        matched_only=True,
-        before_id=before,
-        limit=PAGE_SIZE,
-    )
+    store = request.app[CTX].store
     watchlists, _ = request.app[CTX].watchlists.get()
-    names = {w.id: w.name for w in watchlists}
-    groups: dict[str, list[browse.ItemRow]] = {}
-    for row in rows:
-        first = next(iter(row.watchlists), None)
-        if first is not None:
-            groups.setdefault(wl.id if wl else first, []).append(row)
-    older = None
-    if len(rows) == PAGE_SIZE:
-        params = {k: v for k, v in request.query.items() if k != "before"}
-        older = "/?" + urlencode({**params, "before": rows[-1].id})
+    found = await _db(
+        request,
+        browse.matched_stories,
+        store,
+        since=since,
+        watchlists=[wl.id] if wl else None,
+        feed_id=feed_id,
+        limit=STORIES_PAGE,
+    )
+    names = await _db(request, browse.feed_names, store)
+    order = {w.id: i for i, w in enumerate(watchlists)}
+    groups: dict[str, list[tuple[StoryRecord, list[str], list[str]]]] = {}
+    for story in found:
+        matched = sorted(story.watchlists, key=lambda w: (order.get(w, len(order)), w))
+        if not matched:
+            continue
+        home = wl.id if wl else matched[0]
+        outlets = list(dict.fromkeys(names.get(i.feed or "", i.feed or "?") for i in story.items))
+        groups.setdefault(home, []).append((story, outlets, [w for w in matched if w != home]))
+    for rows in groups.values():
+        rows.sort(key=lambda r: (r[0].last_seen.date(), len(r[0].items)), reverse=True)
+    wl_names = {w.id: w.name for w in watchlists}
+    ordered = sorted(groups.items(), key=lambda g: (order.get(g[0], len(order)), g[0]))
     return _page(
         request,
         "index.html.j2",
-        groups=[(wid, names.get(wid, wid), items) for wid, items in groups.items()],
+        groups=[(wid, wl_names.get(wid, wid), rows) for wid, rows in ordered],
         watchlist=wl,
         since=since_arg,
         feed_id=feed_id,
-        older=older,
+        full=len(found) == STORIES_PAGE,
+    )
+
+
+async def story_page(request: web.Request) -> web.Response:
+    try:
+        story_id = int(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound(text="no such story\n") from None
+    store = request.app[CTX].store
+    story = await _db(request, stories_store.get_story, store, story_id)
+    if story is None:
+        raise web.HTTPNotFound(text=f"no story {story_id}\n")
+    rows = await _db(request, browse.list_items, store, story_id=story_id, limit=STORY_ITEMS)
+    rows.reverse()  # oldest first: the lead item leads
+    shown = [
+        (row, render.snippet(row.summary or row.content, row.marks) if row.marks else
+         render.snippet(row.summary or row.content, []))
+        for row in rows
+    ]  # fmt: skip
+    terms: dict[str, dict[str, None]] = {}
+    for row in rows:
+        for wid, ts in row.watchlists.items():
+            terms.setdefault(wid, {}).update(dict.fromkeys(ts))
+    return _page(
+        request,
+        "story.html.j2",
+        story=story,
+        items=shown,
+        outlets=list(dict.fromkeys(row.outlet for row in rows)),
+        terms=[(wid, list(ts)) for wid, ts in terms.items()],
+        more=len(story.items) - len(rows),
     )
 
 
@@ -338,38 +380,58 @@ def _mark(text: str, spans: list[tuple[int, int]]) -> list[tuple[str, bool]]:
 # ------------------------------------------------------------------ Atom
 
 
-def _item_entry(request: web.Request, row: browse.ItemRow) -> AtomEntry:
-    terms = sorted({t for ts in row.watchlists.values() for t in ts})
-    summary = f"{row.outlet}"
-    if terms:
-        summary += " · matched: " + ", ".join(terms)
-    host = request.host or "monitor"
-    return AtomEntry(
-        id=f"tag:{host.split(':')[0]},2026:item:{row.id}",
-        title=row.title,
-        updated=row.first_seen,
-        published=row.published,
-        link=render.safe_href(row.link),
-        summary=summary,
+def _story_entries(
+    request: web.Request, found: list[StoryRecord], names: dict[str, str]
+) -> list[AtomEntry]:
+    base = _base(request)
+    out = []
+    for story in found:
+        outlets = list(dict.fromkeys(names.get(i.feed or "", i.feed or "?") for i in story.items))
+        lead = story.items[0] if story.items else None
+        summary = f"{len(story.items)} items from {', '.join(outlets)}"
+        if story.watchlists:
+            summary += "; watchlists: " + ", ".join(story.watchlists)
+        out.append(
+            AtomEntry(
+                id=f"{base}/stories/{story.id}",
+                title=story.title,
+                updated=story.last_seen,
+                published=story.first_seen,
+                link=f"{base}/stories/{story.id}",
+                related=render.safe_href(lead.link) if lead else None,
+                summary=summary,
+            )
+        )
+    return out
+
+
+async def _atom(
+    request: web.Request, path: str, title: str, alternate: str, followed: list[str]
+) -> web.Response:
+    store = request.app[CTX].store
+    found = await _db(
+        request, browse.matched_stories, store, watchlists=followed, limit=ATOM_ENTRIES
     )
+    names = await _db(request, browse.feed_names, store)
+    base = _base(request)
+    body = atom_feed(
+        feed_id=f"{base}{path}",
+        title=title,
+        self_url=f"{base}{path}",
+        alternate_url=f"{base}{alternate}",
+        entries=_story_entries(request, found, names),
+        updated=found[0].last_seen if found else datetime.now(UTC),
+    )
+    return web.Response(body=body, content_type="application/atom+xml", charset="utf-8")
 
 
 async def watchlist_atom(request: web.Request) -> web.Response:
     wl = _known_watchlist(request, request.match_info["id"])
     assert wl is not None
-    rows = await _db(
-        request, browse.list_items, request.app[CTX].store, watchlist=wl.id, limit=PAGE_SIZE
+    wid = quote(wl.id)
+    return await _atom(
+        request, f"/watchlists/{wid}.atom", f"monitor: {wl.name}", f"/watchlists/{wid}", [wl.id]
     )
-    base = _base(request)
-    body = atom_feed(
-        feed_id=f"{base}/watchlists/{quote(wl.id)}.atom",
-        title=f"monitor: {wl.name}",
-        self_url=f"{base}/watchlists/{quote(wl.id)}.atom",
-        alternate_url=f"{base}/watchlists/{quote(wl.id)}",
-        entries=[_item_entry(request, r) for r in rows],
-        updated=rows[0].first_seen if rows else datetime.now(UTC),
-    )
-    return web.Response(body=body, content_type="application/atom+xml", charset="utf-8")
 
 
 async def subscriber_atom(request: web.Request) -> web.Response:
@@ -380,19 +442,9 @@ async def subscriber_atom(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text=f"no subscriber {email!r}\n")
     watchlists, _ = request.app[CTX].watchlists.get()
     followed = [w.id for w in watchlists if sub.follows(w.id)]
-    rows = await _db(
-        request, browse.list_items, request.app[CTX].store, watchlists=followed, limit=PAGE_SIZE
+    return await _atom(
+        request, f"/subscribers/{quote(sub.email)}.atom", f"monitor: {sub.email}", "/", followed
     )
-    base = _base(request)
-    body = atom_feed(
-        feed_id=f"{base}/subscribers/{quote(sub.email)}.atom",
-        title=f"monitor: {sub.email}",
-        self_url=f"{base}/subscribers/{quote(sub.email)}.atom",
-        alternate_url=f"{base}/",
-        entries=[_item_entry(request, r) for r in rows],
-        updated=rows[0].first_seen if rows else datetime.now(UTC),
-    )
-    return web.Response(body=body, content_type="application/atom+xml", charset="utf-8")
 
 
 # ------------------------------------------------------------------ API
@@ -428,6 +480,35 @@ async def api_items(request: web.Request) -> web.Response:
         limit=limit or API_LIMIT,
     )
     return _json([item_record(r) for r in rows])
+
+
+async def api_stories(request: web.Request) -> web.Response:
+    """Stories as ``monitor stories --json`` prints them, the most recently seen first."""
+    wl = _known_watchlist(request, request.query.get("watchlist"))
+    limit = _int_arg(request, "limit", API_STORIES, top=API_STORIES) or API_STORIES
+    since = _since(request.query.get("since"))
+    store = request.app[CTX].store
+    q = request.query.get("q") or None
+    if q is None:
+        found = await _db(
+            request,
+            stories_store.list_stories,
+            store,
+            since=since,
+            watchlist=wl.id if wl else None,
+            limit=limit,
+        )
+    else:
+        found = await _db(
+            request,
+            browse.matched_stories,
+            store,
+            since=since,
+            watchlists=[wl.id] if wl else None,
+            q=q,
+            limit=limit,
+        )
+    return _json([s.to_dict() for s in found])
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -24,6 +24,7 @@ class AtomEntry:
     link: str | None  # where the entry points (http/https only)
     summary: str
     published: datetime | None = None
+    related: str | None = None  # the lead article (http/https only)
 
 
 def _text(value: str) -> str:
@@ -70,6 +71,8 @@ def atom_feed(
             sub(entry, "published", _stamp(e.published))
         if e.link:
             sub(entry, "link", rel="alternate", href=e.link)
+        if e.related:
+            sub(entry, "link", rel="related", type="text/html", href=e.related)
         if e.summary:
             sub(entry, "summary", e.summary, type="text")
     body: bytes = ET.tostring(feed, encoding="utf-8", xml_declaration=True)
