@@ -252,9 +252,7 @@ class Daemon:
             return
         from monitor.web import WebServer
 
-        store = await asyncio.to_thread(
-            open_store, self.settings.database_url, read_only=True
-        )
+        store = await asyncio.to_thread(open_store, self.settings.database_url, read_only=True)
         try:
             server = WebServer(
                 listen,

@@ -93,8 +93,10 @@ def list_items(
         conds.append(items.c.first_seen_at >= since)
     if feed_id is not None:
         conds.append(items.c.feed_id == feed_id)
+    before = None
     if before_id is not None:
-        conds.append(items.c.id < before_id)
+        before = items.c.id < before_id
+        conds.append(before)
     if story_id is not None:
         conds.append(items.c.story_id == story_id)
     if watchlist is not None:
@@ -113,6 +115,23 @@ def list_items(
         items.outerjoin(feeds, items.c.feed_id == feeds.c.id)
     )
     if q is not None:
+        if store.is_sqlite and not [c for c in conds if c is not before]:
+            # The common case, a bare search: FTS5 walks its index newest first and
+            # stops at ``limit``, however many items contain the words.
+            words = query_words(q)
+            if not words:
+                return []
+            with store.read() as conn:
+                ids = list(
+                    conn.execute(
+                        text(
+                            "SELECT rowid FROM items_fts WHERE items_fts MATCH :fts "
+                            "AND rowid < :before ORDER BY rowid DESC LIMIT :n"
+                        ),
+                        {"fts": _fts5_query(words), "n": limit, "before": before_id or 2**62},
+                    ).scalars()
+                )
+            return get_items(store, ids)
         found = _search(store, q)
         if found is None:
             return []
@@ -256,16 +275,24 @@ def matched_stories(
         conds.append(hits.c.watchlist.in_(list(watchlists)))
     if feed_id is not None:
         conds.append(items.c.feed_id == feed_id)
-    wanted = select(items.c.story_id).distinct().select_from(source)
-    if conds:
-        wanted = wanted.where(and_(*conds))
-    sub = wanted.subquery()
-    query = (
-        select(stories.c.id, stories.c.title, stories.c.first_seen_at, stories.c.last_seen_at)
-        .select_from(stories.join(sub, stories.c.id == sub.c.story_id))
-        .order_by(stories.c.last_seen_at.desc(), stories.c.id.desc())
-        .limit(limit)
-    )
+    cols = (stories.c.id, stories.c.title, stories.c.first_seen_at, stories.c.last_seen_at)
+    if q is None and feed_id is None:
+        # Walk the stories most recently seen first (an index) and keep those with a
+        # hit: a few probes per story shown, whatever the number of hits.
+        probe = hits.join(items, hits.c.item_id == items.c.id)
+        has_hit = [items.c.story_id == stories.c.id]
+        if watchlists is not None:
+            has_hit.append(hits.c.watchlist.in_(list(watchlists)))
+        query = select(*cols).where(exists().select_from(probe).where(and_(*has_hit)))
+        if since is not None:
+            query = query.where(stories.c.last_seen_at >= since)
+    else:
+        wanted = select(items.c.story_id).distinct().select_from(source)
+        if conds:
+            wanted = wanted.where(and_(*conds))
+        sub = wanted.subquery()
+        query = select(*cols).select_from(stories.join(sub, stories.c.id == sub.c.story_id))
+    query = query.order_by(stories.c.last_seen_at.desc(), stories.c.id.desc()).limit(limit)
     with store.read() as conn:
         rows = list(conn.execute(query))
         members = _story_members(conn, [r.id for r in rows])

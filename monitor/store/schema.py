@@ -199,6 +199,9 @@ instances = Table(
     Column("heartbeat_at", UTCDateTime, nullable=False, index=True),
 )
 
+# The web view lists the most recently seen stories first.
+Index("ix_stories_last_seen_at", stories.c.last_seen_at)
+
 # Full-text search over items (title, summary, content), kept in sync by the database in
 # the transaction that writes the item. SQLite: an FTS5 table over ``items`` (external
 # content, rowid = items.id) and triggers. PostgreSQL: a GIN index on the expression

@@ -11,12 +11,13 @@ import asyncio
 import functools
 import json
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import jinja2
 from aiohttp import web
@@ -40,7 +41,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PAGE_SIZE = 50
-STORIES_PAGE = 100
+SEARCH_PAGE = 25
+STORIES_PAGE = 40
 STORY_ITEMS = 500
 ATOM_ENTRIES = 50
 API_LIMIT = 1000
@@ -65,8 +67,23 @@ class WebContext:
     threads: int = 8
     executor: ThreadPoolExecutor = field(init=False)
 
+    _names: tuple[float, dict[str, str]] = (0.0, {})
+
     def __post_init__(self) -> None:
         self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="web")
+
+
+#: Feed names are read again after this many seconds (they change when a feed is added).
+NAMES_TTL = 60.0
+
+
+async def _feed_names(request: web.Request) -> dict[str, str]:
+    ctx = request.app[CTX]
+    loaded, names = ctx._names
+    if time.monotonic() - loaded > NAMES_TTL or not names:
+        names = await _db(request, browse.feed_names, ctx.store)
+        ctx._names = (time.monotonic(), names)
+    return names
 
 
 CTX = web.AppKey("ctx", WebContext)
@@ -203,7 +220,7 @@ async def index(request: web.Request) -> web.Response:
         feed_id=feed_id,
         limit=STORIES_PAGE,
     )
-    names = await _db(request, browse.feed_names, store)
+    names = await _feed_names(request)
     order = {w.id: i for i, w in enumerate(watchlists)}
     groups: dict[str, list[tuple[StoryRecord, list[str], list[str]]]] = {}
     for story in found:
@@ -263,6 +280,7 @@ async def search(request: web.Request) -> web.Response:
     q = request.query.get("q", "").strip()
     wl = _known_watchlist(request, request.query.get("watchlist"))
     rows: list[browse.ItemRow] = []
+    older = None
     if q:
         rows = await _db(
             request,
@@ -271,12 +289,22 @@ async def search(request: web.Request) -> web.Response:
             q=q,
             watchlist=wl.id if wl else None,
             since=_since(request.query.get("since")),
-            limit=PAGE_SIZE,
+            before_id=_int_arg(request, "before", None, top=2**62),
+            limit=SEARCH_PAGE,
         )
+        if len(rows) == SEARCH_PAGE:
+            params = {k: v for k, v in request.query.items() if k != "before"}
+            older = "/search?" + urlencode({**params, "before": rows[-1].id})
     words = browse.query_words(q)
     results = [(row, render.snippet(row.summary or row.content, words)) for row in rows]
     return _page(
-        request, "search.html.j2", results=results, words=words, watchlist=wl, searched=bool(q)
+        request,
+        "search.html.j2",
+        results=results,
+        words=words,
+        watchlist=wl,
+        searched=bool(q),
+        older=older,
     )
 
 
@@ -412,7 +440,7 @@ async def _atom(
     found = await _db(
         request, browse.matched_stories, store, watchlists=followed, limit=ATOM_ENTRIES
     )
-    names = await _db(request, browse.feed_names, store)
+    names = await _feed_names(request)
     base = _base(request)
     body = atom_feed(
         feed_id=f"{base}{path}",

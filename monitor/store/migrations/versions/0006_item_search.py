@@ -1,7 +1,8 @@
 """item search: full-text index over items' title, summary and content
 
 SQLite gets an FTS5 table kept in sync by triggers; PostgreSQL a GIN index on a
-tsvector expression. Both index the items already stored.
+tsvector expression. Both index the items already stored. Also an index on
+stories.last_seen_at, for the web view's "most recently seen first".
 
 Revision ID: 0006
 Revises: 0003
@@ -20,12 +21,14 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_index("ix_stories_last_seen_at", "stories", ["last_seen_at"])
     dialect = op.get_bind().dialect.name
     for statement in SQLITE_SEARCH_DDL if dialect == "sqlite" else PG_SEARCH_DDL:
         op.execute(statement)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_stories_last_seen_at", table_name="stories")
     if op.get_bind().dialect.name == "sqlite":
         for trigger in SQLITE_SEARCH_TRIGGERS:
             op.execute(f"DROP TRIGGER IF EXISTS {trigger}")
