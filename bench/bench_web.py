@@ -10,7 +10,8 @@ the migration runs and indexes every existing row (its time is printed). ``monit
 serves it in a process of its own on 127.0.0.1; 16 clients send 500 requests per kind:
 ``/search?q=`` (a frequent word, a rare one, two words), ``/stories/ID`` (stories with a
 hit), ``/`` (the stories of the last 7 days) and, as the baseline measured in the same
-run, ``/healthz`` (HTTP and one trivial query). Prints p50/p95/max and errors per kind,
+run, ``/healthz`` (HTTP and one trivial query). Prints the p50 of one client alone (the
+service time), then p50/p95/max and errors per kind under load,
 beside the targets (search p95 <= 200 ms, pages p95 <= 100 ms, no errors); asserts nothing.
 PostgreSQL is the server on 127.0.0.1:5432 (``MONITOR_TEST_PG``), in a schema of its own
 that is dropped afterwards.
@@ -288,8 +289,10 @@ def run_backend(name: str, url: str, args: argparse.Namespace, tmp: Path) -> Non
                 time.sleep(0.2)
         paths = pick_paths(url, args.requests)
         asyncio.run(load(base, paths["search"][:50] + paths["story page"][:50], args.clients))
-        print(f"{'kind':<20}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'errors':>8}  target")
+        print(f"{'kind':<20}{'1 client p50':>13}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}"
+              f"{'errors':>8}  target")  # fmt: skip
         for kind, kind_paths in paths.items():
+            alone, _ = asyncio.run(load(base, kind_paths[:50], 1))
             p50s, p95s, maxes, errs = [], [], [], 0
             for _ in range(args.runs):
                 lat, e = asyncio.run(load(base, kind_paths, args.clients))
@@ -301,7 +304,7 @@ def run_backend(name: str, url: str, args: argparse.Namespace, tmp: Path) -> Non
             p95 = statistics.median(p95s)
             verdict = "" if target is None else (
                 f"p95 <= {target:.0f}: {'met' if p95 <= target and not errs else 'MISSED'}")
-            print(f"{kind:<20}{statistics.median(p50s):>9.1f}{p95:>9.1f}"
+            print(f"{kind:<20}{pct(alone, 50):>13.1f}{statistics.median(p50s):>9.1f}{p95:>9.1f}"
                   f"{statistics.median(maxes):>9.1f}{errs:>8}  {verdict}", flush=True)  # fmt: skip
     finally:
         server.terminate()

@@ -151,6 +151,8 @@ class DigestOptions:
     max_items_per_watchlist: int = 25
     html_budget: int = HTML_BUDGET
     templates_dir: Path | None = None
+    #: The web view's public URL: titles then link to story pages, "N more" to the list.
+    web_base_url: str | None = None
 
 
 # --- what the templates see ---------------------------------------------------------
@@ -180,6 +182,7 @@ class Story:
     snippet_wrapped: str  # plain text, marked, wrapped at 76 columns, indented 2
     also_in: tuple[str, ...]  # names of the other watchlists that matched the story
     hit_ids: tuple[int, ...]
+    page: str | None = None  # the story's page in the web view (with web.base_url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +204,7 @@ class Group:
     volume_total: int
     sparkline: str
     surge: bool  # today well above the days before
+    more_url: str | None = None  # the watchlist's full list in the web view
 
 
 @dataclass(frozen=True, slots=True)
@@ -632,6 +636,7 @@ class DigestRenderer:
         delivered_in: dict[str, int] = {}
         groups: list[Group] = []
         today = now.astimezone(zone).date()
+        base = self.options.web_base_url
         for watchlist in order:
             cap = (caps or {}).get(watchlist, self.options.max_items_per_watchlist)
             stories: list[Story] = []
@@ -647,8 +652,15 @@ class DigestRenderer:
                         if x.watchlist != watchlist
                     )
                 )
+                story_id = getattr(h, "story_id", None)
+                page = f"{base}/stories/{story_id}" if base and story_id is not None else None
                 stories.append(
-                    Story(**_asdict(parts), also_in=others, hit_ids=tuple(x.id for x in item_hits))
+                    Story(
+                        **_asdict(parts),
+                        also_in=others,
+                        hit_ids=tuple(x.id for x in item_hits),
+                        page=page,
+                    )
                 )
                 shown_items.add(h.item_id)
                 for x in item_hits:
@@ -665,6 +677,7 @@ class DigestRenderer:
                     name=clean_header(names.get(watchlist, watchlist), 80) or watchlist,
                     stories=tuple(stories),
                     more=max(0, pending - delivered_in.get(watchlist, 0)),
+                    more_url=f"{base}/?watchlist={quote(watchlist, safe='')}" if base else None,
                     volume=bars,
                     volume_total=total,
                     sparkline=spark,

@@ -79,6 +79,7 @@ def _digest_options(settings: Settings) -> DigestOptions:
         unsubscribe=settings["digest.unsubscribe"],
         max_items_per_watchlist=settings["digest.max_items_per_watchlist"],
         templates_dir=Path(templates) if templates else None,
+        web_base_url=settings["web.base_url"],
     )
 
 
