@@ -223,6 +223,7 @@ def mailed_texts(smtp: SMTPServer) -> list[str]:
 def test_immediate_alert_sd_notify_metrics_status_and_sigterm(tmp_path: Path) -> None:
     notify = NotifyListener()
     metrics_port = free_port()
+    web_port = free_port()
     try:
         with FeedServer() as server, SMTPServer() as smtp:
             feed = Feed(server, "/news.xml")
@@ -231,7 +232,8 @@ def test_immediate_alert_sd_notify_metrics_status_and_sigterm(tmp_path: Path) ->
                 tmp_path,
                 [feed.url],
                 smtp_port=smtp.port,
-                extra=f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"',
+                extra=f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
+                f'[web]\nlisten = "127.0.0.1:{web_port}"',
             )
             env = {"NOTIFY_SOCKET": notify.name, "WATCHDOG_USEC": "400000"}
             with daemon(cfg, env) as d:
@@ -246,6 +248,11 @@ def test_immediate_alert_sd_notify_metrics_status_and_sigterm(tmp_path: Path) ->
                 (mail,) = smtp.messages
                 assert mail.rcpt_tos == ["analyst@example.org"]
                 assert "Zebra escapes from the zoo" in mailed_texts(smtp)[0]
+                # The web view, served beside polling, finds what the daemon just stored.
+                found = urllib.request.urlopen(
+                    f"http://127.0.0.1:{web_port}/search?q=zebra", timeout=5
+                ).read().decode()
+                assert "Zebra escapes from the zoo" in found
                 assert any(m.startswith("STATUS=") for m in notify.drain())
                 wait_for(
                     "watchdog pings", lambda: sum("WATCHDOG=1" in m for m in notify.drain()) >= 2
