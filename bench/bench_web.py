@@ -10,7 +10,9 @@ the migration runs and indexes every existing row (its time is printed). ``monit
 serves it in a process of its own on 127.0.0.1; 16 clients send 500 requests per kind:
 ``/search?q=`` (a frequent word, a rare one, two words), ``/stories/ID`` (stories with a
 hit), ``/`` (the stories of the last 7 days) and, as the baseline measured in the same
-run, ``/healthz`` (HTTP and one trivial query). Prints the p50 of one client alone (the
+run, ``/healthz`` (HTTP and one trivial query). Then a poll cycle (`monitor poll --once`
+over 200 new local feeds of 50 items, 50 ms latency) is timed alone and while the 16 clients
+load the view (target: within 10 %). Prints the p50 of one client alone (the
 service time), then p50/p95/max and errors per kind under load,
 beside the targets (search p95 <= 200 ms, pages p95 <= 100 ms, no errors); asserts nothing.
 PostgreSQL is the server on 127.0.0.1:5432 (``MONITOR_TEST_PG``), in a schema of its own
@@ -44,6 +46,7 @@ from sqlalchemy import create_engine, text
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 from monitor.store import open_store  # noqa: E402
 from monitor.store.db import _alembic_config  # noqa: E402
@@ -249,6 +252,66 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
 
 
+def poll_seconds(url: str, feed_port: int, first: int, count: int, tmp: Path) -> float:
+    """Wall time of `monitor poll --once` over ``count`` new local feeds into the store."""
+    feeds = "".join(
+        f'[[feeds]]\nurl = "http://127.0.0.1:{feed_port}/feed/{n}.xml"\n'
+        for n in range(first, first + count)
+    )
+    config = tmp / f"poll-{first}.toml"
+    config.write_text(
+        f'[database]\nurl = "{url}"\n[watchlists]\ndir = "{REPO / "watchlists"}"\n'
+        "[polling]\nallow_private_addresses = true\nper_host = 100\nconcurrency = 100\n" + feeds
+    )
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", str(config), "poll", "--once"],
+        check=True, capture_output=True, cwd=tmp, timeout=600,
+    )  # fmt: skip
+    return time.perf_counter() - started
+
+
+def polling_beside_load(
+    url: str, base: str, paths: dict[str, list[str]], args: argparse.Namespace, tmp: Path
+) -> None:
+    """A poll cycle alone, then the same amount of work while 16 clients load the view."""
+    import multiprocessing
+    import threading
+
+    from bench_poll import serve
+
+    ctx = multiprocessing.get_context("spawn")
+    ports: Any = ctx.Queue()
+    feed_server = ctx.Process(
+        target=serve, args=(ports, args.poll_feeds * 2, 0.05), daemon=True
+    )
+    feed_server.start()
+    try:
+        port = ports.get(timeout=300)
+        alone = poll_seconds(url, port, 0, args.poll_feeds, tmp)
+        mixed = paths["search"] + paths["story page"] + paths["stories (/)"]
+        stop = threading.Event()
+        served = [0]
+
+        def hammer() -> None:
+            while not stop.is_set():
+                lat, _ = asyncio.run(load(base, mixed[:160], args.clients))
+                served[0] += len(lat)
+
+        loader = threading.Thread(target=hammer)
+        loader.start()
+        try:
+            loaded = poll_seconds(url, port, args.poll_feeds, args.poll_feeds, tmp)
+        finally:
+            stop.set()
+            loader.join()
+        print(f"poll cycle, {args.poll_feeds} new feeds x 50 items: {alone:.1f} s alone, "
+              f"{loaded:.1f} s beside the load ({served[0]} requests served meanwhile): "
+              f"x{loaded / alone:.2f} (target: within x1.10)", flush=True)  # fmt: skip
+    finally:
+        feed_server.terminate()
+
+
 def run_backend(name: str, url: str, args: argparse.Namespace, tmp: Path) -> None:
     print(f"\n== {name}: {args.items:,} items, {args.hits:,} hits ==", flush=True)
     migrate_to_before_search(url)
@@ -306,6 +369,8 @@ def run_backend(name: str, url: str, args: argparse.Namespace, tmp: Path) -> Non
                 f"p95 <= {target:.0f}: {'met' if p95 <= target and not errs else 'MISSED'}")
             print(f"{kind:<20}{pct(alone, 50):>13.1f}{statistics.median(p50s):>9.1f}{p95:>9.1f}"
                   f"{statistics.median(maxes):>9.1f}{errs:>8}  {verdict}", flush=True)  # fmt: skip
+        if args.poll_feeds:
+            polling_beside_load(url, base, paths, args, tmp)
     finally:
         server.terminate()
         server.wait(10)
@@ -319,6 +384,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--runs", type=int, default=3, help="repeats; medians are printed")
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--poll-feeds", type=int, default=200,
+                        help="feeds of the poll cycle timed alone and beside the load; 0: skip")  # fmt: skip
     args = parser.parse_args()
     print(f"{args.requests} requests per kind, {args.clients} clients, "
           f"median of {args.runs} runs; {os.cpu_count()} CPUs shared with whatever else runs")  # fmt: skip

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, func, literal_column, select, text
+from sqlalchemy.exc import DBAPIError
 
 from monitor.store.db import Store
 from monitor.store.schema import PG_SEARCH_DOCUMENT, feeds, hits, items, stories
@@ -115,23 +116,12 @@ def list_items(
         items.outerjoin(feeds, items.c.feed_id == feeds.c.id)
     )
     if q is not None:
-        if store.is_sqlite and not [c for c in conds if c is not before]:
-            # The common case, a bare search: FTS5 walks its index newest first and
-            # stops at ``limit``, however many items contain the words.
+        if not [c for c in conds if c is not before]:
+            # The common case, a bare search, newest first.
             words = query_words(q)
             if not words:
                 return []
-            with store.read() as conn:
-                ids = list(
-                    conn.execute(
-                        text(
-                            "SELECT rowid FROM items_fts WHERE items_fts MATCH :fts "
-                            "AND rowid < :before ORDER BY rowid DESC LIMIT :n"
-                        ),
-                        {"fts": _fts5_query(words), "n": limit, "before": before_id or 2**62},
-                    ).scalars()
-                )
-            return get_items(store, ids)
+            return get_items(store, _newest_matches(store, words, limit, before_id))
         found = _search(store, q)
         if found is None:
             return []
@@ -143,6 +133,51 @@ def list_items(
         rows = [ItemRow(**dict(r._mapping)) for r in conn.execute(query)]
         _attach_hits(conn, rows)
     return rows
+
+
+#: How long PostgreSQL may walk the newest items looking for matches before the search
+#: switches to collecting every match through the GIN index (see _newest_matches).
+PG_WALK_BUDGET_MS = 150
+
+
+def _newest_matches(
+    store: Store, words: Sequence[str], limit: int, before_id: int | None
+) -> list[int]:
+    """Ids of the newest ``limit`` items (below ``before_id``) containing every word."""
+    before = before_id or 2**62
+    if store.is_sqlite:
+        # FTS5 walks its index newest first and stops at ``limit``, however many match.
+        with store.read() as conn:
+            return list(
+                conn.execute(
+                    text(
+                        "SELECT rowid FROM items_fts WHERE items_fts MATCH :fts "
+                        "AND rowid < :before ORDER BY rowid DESC LIMIT :n"
+                    ),
+                    {"fts": _fts5_query(words), "n": limit, "before": before},
+                ).scalars()
+            )
+    # PostgreSQL: for frequent words, walking the primary key backwards finds the newest
+    # matches at once; for rare ones it would read the whole table, and collecting the
+    # matches through the GIN index first is the fast way. Neither the planner's estimate
+    # nor ours tells them apart reliably, so: walk within a small time budget, and on
+    # running out of it, collect.
+    params = {"words": " ".join(words), "n": limit, "before": before}
+    match = f"{PG_SEARCH_DOCUMENT} @@ plainto_tsquery('simple'::regconfig, :words)"
+    walk = text(f"SELECT id FROM items WHERE {match} AND id < :before ORDER BY id DESC LIMIT :n")
+    collect = text(
+        f"WITH found AS MATERIALIZED (SELECT id FROM items WHERE {match}) "
+        "SELECT id FROM found WHERE id < :before ORDER BY id DESC LIMIT :n"
+    )
+    with store.read() as conn:
+        try:
+            with conn.begin_nested():
+                conn.execute(text(f"SET LOCAL statement_timeout = {PG_WALK_BUDGET_MS}"))
+                return list(conn.execute(walk, params).scalars())
+        except DBAPIError as exc:
+            if "statement timeout" not in str(exc):
+                raise
+        return list(conn.execute(collect, params).scalars())
 
 
 def _search(store: Store, q: str) -> Any:

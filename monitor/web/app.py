@@ -146,10 +146,6 @@ def _page(request: web.Request, template: str, status: int = 200, **values: Any)
     return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
 
 
-def _error(request: web.Request, status: int, message: str) -> web.Response:
-    return _page(request, "error.html.j2", status=status, status_code=status, message=message)
-
-
 def _since(value: str | None) -> datetime | None:
     """``7d`` (that long ago) or an ISO date/time (UTC unless it says otherwise)."""
     if not value:
