@@ -180,6 +180,11 @@ def fill_postgres(url: str, source: Path) -> None:
                     for row in lite.execute(f"SELECT {names} FROM {table} ORDER BY rowid"):
                         copy.write_row(row)
             for table in COLUMNS:
+                # COPY gave explicit ids: move the sequences past them for later inserts.
+                cur.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                    f"(SELECT max(id) FROM {table}))"
+                )
                 cur.execute(f"ANALYZE {table}")
         conn.commit()
     lite.close()
@@ -264,10 +269,12 @@ def poll_seconds(url: str, feed_port: int, first: int, count: int, tmp: Path) ->
         "[polling]\nallow_private_addresses = true\nper_host = 100\nconcurrency = 100\n" + feeds
     )
     started = time.perf_counter()
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "monitor", "--config", str(config), "poll", "--once"],
-        check=True, capture_output=True, cwd=tmp, timeout=600,
+        capture_output=True, text=True, cwd=tmp, timeout=600,
     )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"monitor poll --once failed: {done.stderr.strip()[-500:]}")
     return time.perf_counter() - started
 
 
