@@ -630,6 +630,9 @@ def status(ctx: Context, as_json: bool) -> None:
             "outbox_oldest_age_s": None if report.outbox.oldest_queued_at is None
             else round((now - report.outbox.oldest_queued_at).total_seconds()),
             "outbox_failed": report.outbox.failed,
+            "stories_today_utc": report.stories.today if report.stories else None,
+            "stories_per_day_7d": report.stories.per_day_7d if report.stories else None,
+            "items_per_story_7d": report.stories.items_per_story_7d if report.stories else None,
         }, ensure_ascii=False))  # fmt: skip
         return
     if holder:
@@ -667,6 +670,12 @@ def status(ctx: Context, as_json: bool) -> None:
         click.echo(f"  {state:<12} {f.url}: {why or 'unknown'}")
     per = ", ".join(f"{w} {n}" for w, n in sorted(report.hits_today_by_watchlist.items()))
     click.echo(f"hits today (UTC): {report.hits_today}" + (f" ({per})" if per else ""))
+    if report.stories is not None:
+        st = report.stories
+        mean = f", {st.items_per_story_7d} items per story" if st.items_per_story_7d else ""
+        click.echo(
+            f"stories today (UTC): {st.today}; last 7 days: {st.per_day_7d} a day{mean}"
+        )
     box = report.outbox
     line = f"outbox: {box.queued} queued"
     if box.oldest_queued_at is not None:

@@ -16,8 +16,9 @@ Evidence, strongest first (each pair of items is judged on its own):
    to 6 letters, a crude stem), adjusted by the watchlists both items hit (shared ones
    add, ones only one of them hit subtract) and by the time between them; joined when it
    reaches ``event_similarity`` within ``event_window``. Items that share at least two
-   watchlists and hit no others need only ``entity_similarity`` (a Russian and an English
-   report share little more than names).
+   watchlists, where neither hits one the other lacks (one extra on one side is allowed:
+   a longer text names more), need only ``entity_similarity`` divided by one less than
+   the number they share (a Russian and an English report share little more than names).
 
 Precision comes first: merging two events hides one of them from the reader, splitting
 one event only repeats it. So every rule needs time proximity, and a candidate story is
@@ -33,18 +34,18 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import sys
+import zlib
 from array import array
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from monitor.fold import fold_text
 from monitor.models import StoryDecision
-
-if TYPE_CHECKING:
-    from datasketch import MinHashLSH
 
 #: MinHash permutations: 64 keeps a signature at 256 bytes and the Jaccard estimate's
 #: standard error at about 0.06, enough for a 0.6 threshold on whole paragraphs.
@@ -57,10 +58,20 @@ SHINGLE = 3
 STEM = 6
 #: How much text of an item is looked at (title + summary + the start of the content).
 MAX_CHARS = 2000
+#: Different write-ups must share at least this many words (stems) to be one event, or
+#: this many (names, mostly) when their watchlists agree: two short headlines that share
+#: two words ("Zebra sighting 1", "Zebra sighting 2") are not evidence enough.
+MIN_SHARED_TERMS = 4
+#: Watchlists two items must share for names alone to join them (two, such as c5plus1
+#: and gor, are shared by every report of the envoy's tour).
+MIN_SHARED_WATCHLISTS = 3
+MIN_SHARED_NAMES = 2
+#: Recent items per watchlist looked at for a report in the other script.
+CROSS_SCRIPT_CANDIDATES = 200
 #: Candidates scored exactly per new item, taken from the inverted index.
-CANDIDATES = 30
+CANDIDATES = 12
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+_WORD = re.compile(r"\d+|[^\W\d_]+", re.UNICODE)  # "250m" -> "250", "m"
 
 _STOPWORDS = frozenset(
     """a an and are as at be been but by for from has have he her his in into is it its
@@ -102,7 +113,10 @@ class StoryParams:
 class Doc:
     """One item's features, as the window keeps them."""
 
-    __slots__ = ("at", "entities", "exact", "key", "signature", "story", "terms", "weights")
+    __slots__ = (
+        "at", "cyrillic", "entities", "exact", "key", "keys", "names", "signature", "story",
+        "terms", "weights",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -112,8 +126,14 @@ class Doc:
         signature: Any,
         terms: array[int],
         weights: array[float],
+        names: frozenset[str] = frozenset(),
+        cyrillic: bool = False,
+        keys: frozenset[str] = frozenset(),
     ) -> None:
         self.at = at
+        self.names = names  # the names in the title, first four letters
+        self.keys = keys  # name keys of title and text, for matching across scripts
+        self.cyrillic = cyrillic  # written mostly in Cyrillic
         self.entities = entities
         self.exact = exact
         self.signature = signature  # numpy uint32 array, or None for very short texts
@@ -128,6 +148,61 @@ def words(text: str) -> list[str]:
     return _WORD.findall(fold_text(text[:MAX_CHARS]))
 
 
+_CAPITALISED = re.compile(r"\b[^\W\d_][\w'-]*", re.UNICODE)
+
+
+def title_names(title: str) -> list[str]:
+    """Words of a title that look like names: capitalised, not stop words, not short
+    acronyms (GDP, US). A headline in Title Case (no longer word in lower case) has none:
+    every word is capitalised."""
+    found = _CAPITALISED.findall(title)
+    if not any(w[0].islower() and len(w) > 3 and w not in _STOPWORDS for w in found):
+        return []
+    return [
+        w
+        for w in found
+        if w[0].isupper() and w.casefold() not in _STOPWORDS and not (w.isupper() and len(w) < 5)
+    ]
+
+
+_SKELETON = [("dzh", "j"), ("zh", "j"), ("kh", "h"), ("ch", "c"), ("sh", "s"), ("ts", "c"),
+             ("w", "v"), ("x", "ks"), ("q", "k")]  # fmt: skip
+
+
+def name_key(word: str) -> str:
+    """A spelling-independent key for a name, equal across Russian and English more often
+    than not: transliterated, a few digraphs merged, vowels dropped after the first letter,
+    four letters kept ("Токаеву", "Tokayev" -> "tkv"; "Жапаров", "Japarov" -> "jprv")."""
+    w = word.casefold().translate(_TRANSLIT)
+    for a, b in _SKELETON:
+        w = w.replace(a, b)
+    head, rest = w[:1], re.sub(r"[aeiouy_'-]", "", w[1:])
+    rest = re.sub(r"(.)\1+", r"\1", rest)
+    return (head + rest)[:4]
+
+
+def _name_keys(text: str) -> frozenset[str]:
+    return frozenset(
+        sys.intern(name_key(w))
+        for w in _CAPITALISED.findall(text[:MAX_CHARS])
+        if w[0].isupper() and len(w) > 2 and w.casefold() not in _STOPWORDS
+    )
+
+
+def _prefixes(index: StoryIndex, doc: Doc) -> set[str]:
+    return {index.stems[t][:4] for t in doc.terms}
+
+
+def _name_conflict(index: StoryIndex, doc: Doc, other: Doc) -> bool:
+    """Each title names someone or something the other item never mentions ("Japarov and
+    Mirziyoyev hold phone call" / "Japarov and Berdimuhamedov hold phone call"), judged by
+    the first four letters (Uzbek, Uzbekistan). Not across scripts: a Russian report
+    spells the names otherwise."""
+    if doc.cyrillic != other.cyrillic or not doc.names or not other.names:
+        return False
+    return bool(doc.names - _prefixes(index, other)) and bool(other.names - _prefixes(index, doc))
+
+
 def _stem(word: str) -> str:
     return word.translate(_TRANSLIT)[:STEM]
 
@@ -136,6 +211,8 @@ _PERMUTATIONS: Any = None
 
 
 def _signature(tokens: Sequence[str]) -> Any:
+    """MinHash of the word 3-grams. Shingles are hashed with CRC-32 (C speed; datasketch's
+    default SHA-1 costs more than the rest of the signature)."""
     from datasketch import MinHash
 
     global _PERMUTATIONS
@@ -143,7 +220,9 @@ def _signature(tokens: Sequence[str]) -> Any:
         return None
     if _PERMUTATIONS is None:
         _PERMUTATIONS = MinHash(num_perm=NUM_PERM, seed=1).permutations
-    m = MinHash(num_perm=NUM_PERM, seed=1, permutations=_PERMUTATIONS, scheme=SCHEME)
+    m = MinHash(
+        num_perm=NUM_PERM, seed=1, permutations=_PERMUTATIONS, scheme=SCHEME, hashfunc=zlib.crc32
+    )
     m.update_batch(
         sorted({" ".join(tokens[i : i + SHINGLE]).encode() for i in range(len(tokens) - 2)})
     )
@@ -161,7 +240,7 @@ class StoryIndex:
     """
 
     def __init__(self, params: StoryParams | None = None) -> None:
-        from datasketch import MinHashLSH
+        from datasketch.lsh import _optimal_param
 
         self.params = params or StoryParams()
         self.watermark: int | None = None
@@ -173,12 +252,17 @@ class StoryIndex:
         self._order: list[int] = []  # item ids as added (oldest first); see _expire
         self._first = 0  # index into _order of the oldest live entry
         self._term_ids: dict[str, int] = {}
+        self.stems: list[str] = []  # term id -> stem
         self._postings: list[array[int]] = []  # term id -> item ids, ascending
         self._df: list[int] = []
         self._exact: dict[bytes, int] = {}  # exact key -> newest item id with it
-        self._lsh: MinHashLSH = MinHashLSH(
-            threshold=self.params.duplicate_similarity, num_perm=NUM_PERM
-        )
+        self._by_watchlist: dict[str, deque[int]] = {}  # recent items each watchlist hit
+        # LSH banding with datasketch's choice of bands and rows for the threshold; the
+        # buckets are one dict per band holding the newest item (datasketch's
+        # MinHashLSH keeps a set per bucket: about 3 KB an item, 300 MB at 100,000).
+        bands, rows = _optimal_param(self.params.duplicate_similarity, NUM_PERM, 0.5, 0.5)
+        self._bands = [(b * rows, (b + 1) * rows) for b in range(bands)]
+        self._buckets: list[dict[int, int]] = [{} for _ in range(bands)]
 
     def __len__(self) -> int:
         return len(self._docs)
@@ -209,16 +293,20 @@ class StoryIndex:
         exact = hashlib.blake2b(" ".join(tokens).encode(), digest_size=12).digest()
         counts: dict[int, float] = {}
         for i, w in enumerate(tokens):
-            if w in _STOPWORDS or len(w) < 2:
+            if w in _STOPWORDS or (len(w) < 2 and not w.isdigit()):
                 continue
             stem = _stem(w)
             tid = self._term_ids.get(stem)
             if tid is None:
                 tid = self._term_ids[stem] = len(self._postings)
+                self.stems.append(stem)
                 self._postings.append(array("q"))
                 self._df.append(0)
             counts[tid] = counts.get(tid, 0.0) + (2.0 if i < len(title_words) else 1.0)
         ordered = sorted(counts)
+        names = frozenset(w[:4] for n in title_names(title) for w in words(n))
+        letters = "".join(tokens)
+        cyrillic = sum(1 for c in letters if "\u0400" <= c <= "\u04ff") * 2 > len(letters)
         return Doc(
             at=at.timestamp(),
             entities=frozenset(watchlists),
@@ -226,6 +314,10 @@ class StoryIndex:
             signature=_signature(tokens),
             terms=array("q", ordered),
             weights=array("d", (counts[t] for t in ordered)),
+            names=names,
+            cyrillic=cyrillic,
+            # Only items some watchlist hit are matched across scripts: keep keys for those.
+            keys=_name_keys(f"{title}\n{text}") if watchlists else frozenset(),
         )
 
     # ------------------------------------------------------------------ decisions
@@ -234,8 +326,24 @@ class StoryIndex:
         return math.log((len(self._docs) + 1) / (self._df[tid] + 1)) + 1.0
 
     def _vector(self, doc: Doc) -> tuple[dict[int, float], float]:
-        vec = {t: w * self._idf(t) for t, w in zip(doc.terms, doc.weights, strict=True)}
+        idf = self._idf
+        vec = {t: w * idf(t) for t, w in zip(doc.terms, doc.weights, strict=True)}
         return vec, math.sqrt(sum(v * v for v in vec.values())) or 1.0
+
+    def _cosine(self, vec: dict[int, float], norm: float, other: Doc) -> tuple[float, int]:
+        """Cosine of ``vec`` with ``other`` under today's IDF, and the terms they share."""
+        logn = math.log(len(self._docs) + 1) + 1.0
+        df, log = self._df, math.log
+        dot = onorm = 0.0
+        common = 0
+        for t, w in zip(other.terms, other.weights, strict=True):
+            ow = w * (logn - log(df[t] + 1))
+            onorm += ow * ow
+            v = vec.get(t)
+            if v is not None:
+                dot += v * ow
+                common += 1
+        return dot / (norm * (math.sqrt(onorm) or 1.0)), common
 
     def decide(self, doc: Doc) -> StoryDecision:
         """The story ``doc`` belongs to, judged against the window (from which items
@@ -251,18 +359,12 @@ class StoryIndex:
                 if abs(doc.at - other.at) <= p.duplicate_window:
                     return StoryDecision(other.story, "copy", 1.0, key)
         if doc.signature is not None and self._docs:
-            from datasketch import MinHash
-
-            probe = MinHash(
-                num_perm=NUM_PERM,
-                hashvalues=doc.signature,
-                permutations=_PERMUTATIONS,
-                scheme=SCHEME,
-            )
-            near = sorted(k for k in self._lsh.query(probe) if k in self._docs)
+            near = sorted({k for k in self._band_matches(doc.signature) if k in self._docs})
             for key in near:
                 other = self._docs[key]
                 if other.signature is None or abs(doc.at - other.at) > p.duplicate_window:
+                    continue
+                if _name_conflict(self, doc, other):
                     continue
                 jaccard = float((doc.signature == other.signature).mean())
                 if jaccard >= p.duplicate_similarity and _better(jaccard, other, best):
@@ -275,35 +377,79 @@ class StoryIndex:
             dt = abs(doc.at - other.at)
             if dt > p.event_window:
                 continue
-            ovec, onorm = self._vector(other)
-            cosine = sum(v * ovec.get(t, 0.0) for t, v in vec.items()) / (norm * onorm)
-            shared = doc.entities & other.entities
-            only = doc.entities ^ other.entities
+            cosine, common = self._cosine(vec, norm, other)
+            if common < MIN_SHARED_NAMES:
+                continue
+            shared = len(doc.entities & other.entities)
+            mine, theirs = len(doc.entities - other.entities), len(other.entities - doc.entities)
+            # Watchlists on both sides that the other lacks contradict ("Gor meets
+            # Mirziyoyev" / "Gor meets Tokayev"); one side naming more does not.
+            conflict = min(mine, theirs)
+            extra = mine + theirs - 2 * conflict
             score = (
                 cosine
-                + 0.05 * min(len(shared), 2)
-                - 0.1 * min(len(only), 2)
+                + 0.05 * min(shared, 2)
+                - 0.15 * min(conflict, 2)
+                - 0.02 * min(extra, 3)
                 - 0.1 * dt / p.event_window
             )
-            if score >= p.event_similarity:
-                if _better(score, other, best):
+            if score >= p.event_similarity and common >= MIN_SHARED_TERMS:
+                if _better(score, other, best) and not _name_conflict(self, doc, other):
                     best = StoryDecision(other.story, "same event", score, key)
             elif (
-                len(shared) >= 2
-                and not only
-                and cosine >= p.entity_similarity
+                shared >= MIN_SHARED_WATCHLISTS
+                and not conflict
+                and extra <= 1
+                and cosine >= p.entity_similarity / (shared - 1)
                 and best.reason != "same event"
                 and _better(cosine, other, best)
+                and not _name_conflict(self, doc, other)
             ):
                 best = StoryDecision(other.story, "same names", cosine, key)
+        if best.story is None and doc.keys:
+            best = self._across_scripts(doc)
         return best
+
+    def _across_scripts(self, doc: Doc) -> StoryDecision:
+        """A report of the same event in the other script (Russian / English): they share
+        little text, so what counts is watchlists (at least one shared, none contradicting)
+        and names spelled alike once transliterated (``name_key``), close in time."""
+        p = self.params
+        best = StoryDecision(None, "new")
+        seen: set[int] = set()
+        for watchlist in sorted(doc.entities):
+            for key in self._by_watchlist.get(watchlist, ()):
+                other = self._docs.get(key)
+                if other is None or key in seen or other.cyrillic == doc.cyrillic:
+                    continue
+                seen.add(key)
+                if abs(doc.at - other.at) > p.event_window / 3:
+                    continue
+                shared = len(doc.entities & other.entities)
+                if min(len(doc.entities - other.entities), len(other.entities - doc.entities)):
+                    continue
+                names = len(doc.keys & other.keys)
+                if names < (2 if shared >= 2 else 3):
+                    continue
+                score = names / len(doc.keys | other.keys)
+                if _better(score, other, best):
+                    best = StoryDecision(other.story, "same names", score, key)
+        return best
+
+    def _band_matches(self, signature: Any) -> list[int]:
+        keys = _band_keys(self._bands, signature)
+        return [
+            k
+            for bucket, band in zip(self._buckets, keys, strict=True)
+            if (k := bucket.get(band)) is not None
+        ]
 
     def _candidates(self, doc: Doc, vec: dict[int, float]) -> list[int]:
         """Window items sharing the new item's rarer terms, best partial dot product first."""
         n = len(self._docs)
         if not n:
             return []
-        max_df = max(50, n // 20)
+        max_df = max(50, n // 100)  # commoner words find no one in particular
         partial: dict[int, float] = {}
         for tid, weight in vec.items():
             if self._df[tid] == 0 or self._df[tid] > max_df:
@@ -364,19 +510,16 @@ class StoryIndex:
             self._df[tid] += 1
         if doc.exact is not None:
             self._exact[doc.exact] = item_id
+        for watchlist in sorted(doc.entities):
+            recent = self._by_watchlist.get(watchlist)
+            if recent is None:
+                recent = self._by_watchlist[watchlist] = deque(maxlen=CROSS_SCRIPT_CANDIDATES)
+            recent.append(item_id)
         if doc.signature is not None:
-            from datasketch import MinHash
-
-            self._lsh.insert(
-                item_id,
-                MinHash(
-                    num_perm=NUM_PERM,
-                    hashvalues=doc.signature,
-                    permutations=_PERMUTATIONS,
-                    scheme=SCHEME,
-                ),
-                check_duplication=False,
-            )
+            for bucket, band in zip(
+                self._buckets, _band_keys(self._bands, doc.signature), strict=True
+            ):
+                bucket[band] = item_id
         if len(self._docs) > self.params.max_items:
             self._drop_oldest()
 
@@ -427,7 +570,16 @@ class StoryIndex:
         if doc.exact is not None and self._exact.get(doc.exact) == key:
             del self._exact[doc.exact]
         if doc.signature is not None:
-            self._lsh.remove(key)
+            for bucket, band in zip(
+                self._buckets, _band_keys(self._bands, doc.signature), strict=True
+            ):
+                if bucket.get(band) == key:
+                    del bucket[band]
+
+
+def _band_keys(bands: Sequence[tuple[int, int]], signature: Any) -> list[int]:
+    """One deterministic key per LSH band of a signature."""
+    return [zlib.crc32(signature[lo:hi].tobytes()) for lo, hi in bands]
 
 
 def _better(score: float, other: Doc, best: StoryDecision) -> bool:

@@ -241,7 +241,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("digest", "templates_dir", _optional_str, None,
             "folder with digest.html.j2 / digest.txt.j2 overriding the shipped templates"),
     Setting("digest", "max_items_per_watchlist", _positive_int, 25,
-            "items listed per watchlist in one digest; the rest are counted as waiting"),
+            "stories shown in full (snippet, other outlets) per watchlist in one digest; the "
+            "next ones are listed as one-line headlines"),
+    Setting("digest", "max_headlines_per_watchlist", _int, 100,
+            "stories past max_items_per_watchlist listed as one-line headlines (title, link) "
+            "per watchlist while the mail stays under ~90 KB; the rest wait, counted in the mail"),
     Setting("digest", "unsubscribe", _optional_str, None,
             "mailto: address for List-Unsubscribe and the footer; default: the sender"),
     Setting("stories", "duplicate_similarity", _fraction, 0.6,
@@ -254,13 +258,14 @@ SETTINGS: tuple[Setting, ...] = (
             "TF-IDF cosine (adjusted for shared and differing watchlist hits and time apart) "
             "two different write-ups need to count as one event; higher merges less"),
     Setting("stories", "entity_similarity", _fraction, 0.2,
-            "TF-IDF cosine enough for items hit by the same two or more watchlists and no "
-            "others (a Russian and an English report of one event)"),
+            "TF-IDF cosine enough when two items share two or more watchlist hits and neither "
+            "has one the other contradicts; divided by one less than the number shared (a "
+            "Russian and an English report of one event share little but names)"),
     Setting("stories", "event_window", parse_duration, 129600.0,
             "how far apart in time two write-ups of one event may be"),
     Setting("stories", "max_items", _positive_int, 100000,
             "most recent items kept in the in-memory window stories are matched against "
-            "(about 2 KB each)"),
+            "(about 3 KB each)"),
     Setting("metrics", "listen", _listen, None,
             "host:port for a Prometheus /metrics endpoint; empty: off"),
     Setting("web", "listen", _listen, None,
@@ -296,6 +301,8 @@ SUBSCRIBER_KEYS: dict[str, str] = {
     "quiet_hours": 'a "HH:MM-HH:MM" span in which no mail is sent; it waits until the end',
     "immediate_priority": "high-priority watchlists mailed at once, the rest on the schedule "
     "(default false)",
+    "updates": "mail a story again, marked as an update, when new reports join it after it "
+    "was mailed (default false: only when it gains a watchlist you follow)",
 }
 
 _SECTIONS = {s.section for s in SETTINGS}
@@ -317,6 +324,7 @@ class SubscriberConfig:
     timezone: str = "UTC"
     quiet_hours: tuple[str, str] | None = None
     immediate_priority: bool = False
+    updates: bool = False  # stories mailed already come back when they grow
 
     def follows(self, watchlist: str) -> bool:
         return "*" in self.watchlists or watchlist in self.watchlists
@@ -562,6 +570,7 @@ def _subscribers(raw: object, where: str) -> list[SubscriberConfig]:
             ("timezone", _timezone),
             ("quiet_hours", _quiet_hours),
             ("immediate_priority", _bool),
+            ("updates", _bool),
         ):
             if key in table:
                 kwargs[key] = _convert(convert, table[key], f"{label}.{key}")

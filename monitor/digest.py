@@ -9,11 +9,21 @@ Rules the mail keeps:
 
 * Feed text is data. The HTML template is autoescaped, links are kept only when they are
   http(s) URLs, and the subject is collapsed to one clean line.
+* The digest speaks in stories (one event across outlets, ``store/stories.py``): one entry
+  per story, whatever number of copies and watchlists it has. The representative is the
+  story's earliest report among the group's hits (the original usually comes first, and
+  the choice does not change as copies arrive); under it, "also reported by" links the
+  other outlets, the first few by name and then "and N more".
 * A story matched by several watchlists appears once, in the first group that shows it,
   naming the other watchlists; the hits of all of them count as delivered.
-* Each group lists at most ``max_items_per_watchlist`` stories, oldest pending first, and
-  says how many more are waiting (they stay pending for the next digest). When the HTML
-  is still larger than ``html_budget`` (Gmail clips mail near 100 KB), the caps shrink.
+* Within a group, stories go by the highest priority of the watchlists that hit them, then
+  by how many outlets carry them, then newest first.
+* Each group shows at most ``max_items_per_watchlist`` stories in full, then up to
+  ``max_headlines_per_watchlist`` as one-line headlines (title and link), and says how
+  many more are waiting (they stay pending for the next digest). When the HTML is larger
+  than ``html_budget`` (Gmail clips mail near 100 KB), headlines go first, then stories.
+* A story mailed before comes back only as an update (what is new: a watchlist, or more
+  outlets); which ones come back is the pending plan's business (``store/outbox.py``).
 * Only the hits in :attr:`RenderedDigest.hit_ids` are in the mail; only those may be
   recorded as delivered.
 
@@ -32,8 +42,8 @@ import math
 import re
 import textwrap
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from email.header import Header
 from email.message import EmailMessage
@@ -76,6 +86,7 @@ FEED_NAME_MAX = 80
 FAILING_FEEDS_SHOWN = 10
 BAR_MAX_PX = 28
 SPARK = "▁▂▃▄▅▆▇█"
+OUTLETS_SHOWN = 3  # other outlets named under a story; the rest are counted
 
 
 # --- what the renderer is given -----------------------------------------------------
@@ -110,6 +121,23 @@ class HitLike(Protocol):
     def feed_url(self) -> str | None: ...
     @property
     def feed_title(self) -> str | None: ...
+    @property
+    def story_id(self) -> int | None: ...
+
+
+class MemberLike(Protocol):
+    """An item of a story, as "also reported by" needs it (``store.stories.StoryItem``)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def feed(self) -> str | None: ...  # the feed URL
+    @property
+    def feed_title(self) -> str | None: ...
+    @property
+    def link(self) -> str | None: ...
+    @property
+    def first_seen(self) -> datetime: ...
 
 
 class FeedHealthLike(Protocol):
@@ -148,7 +176,8 @@ class SubscriberLike(Protocol):
 class DigestOptions:
     sender: str = "Monitor <monitor@localhost>"
     unsubscribe: str | None = None  # mailto address; default: the sender's address
-    max_items_per_watchlist: int = 25
+    max_items_per_watchlist: int = 25  # stories in full per group
+    max_headlines_per_watchlist: int = 0  # stories after those, as one-line headlines
     html_budget: int = HTML_BUDGET
     templates_dir: Path | None = None
     #: The web view's public URL: titles then link to story pages, "N more" to the list.
@@ -182,6 +211,32 @@ class Story:
     snippet_wrapped: str  # plain text, marked, wrapped at 76 columns, indented 2
     also_in: tuple[str, ...]  # names of the other watchlists that matched the story
     hit_ids: tuple[int, ...]
+    others: tuple[Outlet, ...] = ()  # "also reported by", the first OUTLETS_SHOWN
+    others_more: int = 0  # "and N more"
+    outlets: int = 1  # feeds carrying the story
+    update: str = ""  # set when the story was mailed before: what is new
+    page: str | None = None  # the story's page in the web view (with web.base_url)
+
+
+@dataclass(frozen=True, slots=True)
+class Outlet:
+    """Another feed that carried a story, linked to its own report."""
+
+    name: str
+    url: str | None  # http(s) only
+
+
+@dataclass(frozen=True, slots=True)
+class Headline:
+    """A story past a group's cap: one line, title and link."""
+
+    title_text: str
+    url: str | None
+    feed: str
+    when: str
+    outlets: int
+    update: str
+    hit_ids: tuple[int, ...]
     page: str | None = None  # the story's page in the web view (with web.base_url)
 
 
@@ -199,11 +254,12 @@ class Group:
     watchlist: str
     name: str
     stories: tuple[Story, ...]
-    more: int  # pending in this watchlist but not in this digest
+    more: int  # stories pending in this watchlist but not in this digest
     volume: tuple[VolumeDay, ...]
     volume_total: int
     sparkline: str
     surge: bool  # today well above the days before
+    headlines: tuple[Headline, ...] = ()
     more_url: str | None = None  # the watchlist's full list in the web view
 
 
@@ -513,7 +569,7 @@ def _subject(groups: Sequence[Group], count: int) -> str:
     shown = ", ".join(names[:3])
     if len(names) > 3:
         shown += f" +{len(names) - 3} more"
-    return f"{clean_header(shown, 110)}: {count} new item{'s' if count != 1 else ''}"
+    return f"{clean_header(shown, 110)}: {count} new stor{'ies' if count != 1 else 'y'}"
 
 
 def _unsubscribe(options: DigestOptions, email: str) -> tuple[str, str]:
@@ -533,6 +589,79 @@ def _schedule_text(schedule: str) -> str:
     if parts[0] == "weekly" and len(parts) == 3:
         return f"weekly on {parts[1].capitalize()} at {parts[2]}"
     return f"on the schedule {s}"
+
+
+# --- stories ------------------------------------------------------------------------
+
+
+def _story_key(h: HitLike) -> int:
+    """The story of a hit; a hit without one (built outside the store) is its own."""
+    story = getattr(h, "story_id", None)
+    return story if story is not None else -h.item_id
+
+
+@dataclass(frozen=True, slots=True)
+class _Member:
+    id: int
+    feed: str | None
+    feed_title: str | None
+    link: str | None
+    first_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    members: tuple[MemberLike, ...]  # oldest first
+    outlets: int  # distinct feeds
+    importance: tuple[Any, ...]  # sort key: smaller first
+
+
+def _facts(
+    key: int,
+    hits: Sequence[HitLike],
+    members: Mapping[int, Sequence[MemberLike]],
+    priorities: Mapping[str, int],
+) -> _Facts:
+    """What orders a story within its group: the highest priority of the watchlists that
+    hit it, then how many outlets carry it, then how recent its latest report is."""
+    found: Sequence[MemberLike] | None = members.get(key)
+    if not found:
+        seen: dict[int, MemberLike] = {}
+        for h in hits:
+            seen.setdefault(
+                h.item_id, _Member(h.item_id, h.feed_url, h.feed_title, h.link, h.first_seen_at)
+            )
+        found = list(seen.values())
+    ordered = tuple(sorted(found, key=lambda m: (m.first_seen, m.id)))
+    outlets = len({m.feed or m.link or m.id for m in ordered})
+    priority = max((priorities.get(h.watchlist, 0) for h in hits), default=0)
+    latest = max(m.first_seen for m in ordered)
+    return _Facts(ordered, outlets, (-priority, -outlets, -latest.timestamp(), key))
+
+
+def _others(rep: HitLike, members: Sequence[MemberLike]) -> tuple[Outlet, ...]:
+    """The other outlets of a story, one per feed, oldest report first."""
+    out: dict[str, Outlet] = {}
+    for m in members:
+        if m.id == rep.item_id or (m.feed is not None and m.feed == rep.feed_url):
+            continue
+        name = _feed_name(m.feed_title, m.feed or m.link)
+        out.setdefault(m.feed or name, Outlet(name, http_url_or_none(m.link)))
+    return tuple(out.values())
+
+
+def _update_note(
+    before: frozenset[str], hits: Sequence[HitLike], outlets: int, names: Mapping[str, str]
+) -> str:
+    """For a story mailed before: what is new (a watchlist, or more reports)."""
+    if not before:
+        return ""
+    new = dict.fromkeys(
+        names.get(h.watchlist, h.watchlist) for h in hits if h.watchlist not in before
+    )
+    if new:
+        return "update: now also in " + ", ".join(new)
+    return f"update: {outlets} outlet{'s' if outlets != 1 else ''} now"
 
 
 # --- building -----------------------------------------------------------------------
@@ -608,6 +737,15 @@ class DigestRenderer:
             parts = self._parts[key] = _story_parts(hits, zone)
         return parts
 
+    def _page(self, story_key: int) -> str | None:
+        """The story's page in the web view (a hit outside the store has none)."""
+        base = self.options.web_base_url
+        return f"{base}/stories/{story_key}" if base and story_key > 0 else None
+
+    def _list_url(self, watchlist: str) -> str | None:
+        base = self.options.web_base_url
+        return f"{base}/?watchlist={quote(watchlist, safe='')}" if base else None
+
     def build(
         self,
         subscriber: SubscriberLike,
@@ -619,73 +757,141 @@ class DigestRenderer:
         failing_feeds: Sequence[FeedHealthLike] = (),
         pending_counts: Mapping[str, int] | None = None,
         caps: Mapping[str, int] | None = None,
+        headline_caps: Mapping[str, int] | None = None,
+        members: Mapping[int, Sequence[MemberLike]] | None = None,
+        mailed: Mapping[int, Iterable[str]] | None = None,
+        priorities: Mapping[str, int] | None = None,
     ) -> Digest:
-        """Group ``hits`` (oldest first) into a digest; see the module docstring."""
+        """Group ``hits`` (oldest first) into a digest of stories; see the module docstring.
+
+        ``members``: every item of each story (for "also reported by"; default: the items
+        of ``hits``). ``mailed``: per story, the watchlists it was already mailed under to
+        this subscriber (such a story is shown as an update). ``priorities``: a rank per
+        watchlist (higher first). ``pending_counts``: stories pending per watchlist.
+        """
         names = names or {}
         volumes = volumes or {}
+        members = members or {}
+        mailed = mailed or {}
+        priorities = priorities or {}
         zone = ZoneInfo(subscriber.timezone)
-        by_watchlist: dict[str, list[HitLike]] = {}
-        by_item: dict[int, list[HitLike]] = {}
+        by_story: dict[int, list[HitLike]] = {}
+        in_group: dict[str, dict[int, list[HitLike]]] = {}
         for h in hits:
-            by_watchlist.setdefault(h.watchlist, []).append(h)
-            by_item.setdefault(h.item_id, []).append(h)
-        order = _order(subscriber, list(by_watchlist), names)
+            key = _story_key(h)
+            by_story.setdefault(key, []).append(h)
+            in_group.setdefault(h.watchlist, {}).setdefault(key, []).append(h)
+        order = _order(subscriber, list(in_group), names)
         rank = {w: i for i, w in enumerate(order)}
-        shown_items: set[int] = set()
+        facts = {k: _facts(k, hs, members, priorities) for k, hs in by_story.items()}
+        shown: set[int] = set()
         delivered: set[int] = set()
-        delivered_in: dict[str, int] = {}
+        shown_in: dict[str, int] = {}  # stories with a hit of the watchlist, shown anywhere
         groups: list[Group] = []
         today = now.astimezone(zone).date()
-        base = self.options.web_base_url
         for watchlist in order:
             cap = (caps or {}).get(watchlist, self.options.max_items_per_watchlist)
+            hcap = (headline_caps or {}).get(watchlist, self.options.max_headlines_per_watchlist)
+            # Chosen by weight (priority, outlets), oldest first among equals so that a
+            # backlog drains; shown by weight, newest first among equals.
+            waiting = [k for k in in_group[watchlist] if k not in shown]
+            waiting.sort(key=lambda k: facts[k].importance[:2])
             stories: list[Story] = []
-            for h in by_watchlist[watchlist]:
-                if h.item_id in shown_items or len(stories) >= cap:
-                    continue
-                item_hits = sorted(by_item[h.item_id], key=lambda x: rank.get(x.watchlist, 0))
+            headlines: list[Headline] = []
+            story_keys: list[int] = []
+            headline_keys: list[int] = []
+            for key in waiting[: cap + max(0, hcap)]:
+                story_hits = by_story[key]
+                rep = min(in_group[watchlist][key], key=lambda x: (x.first_seen_at, x.item_id))
+                item_hits = sorted(
+                    (x for x in story_hits if x.item_id == rep.item_id),
+                    key=lambda x: rank.get(x.watchlist, 0),
+                )
                 parts = self._parts_for(item_hits, zone)
-                others = tuple(
-                    dict.fromkeys(
-                        names.get(x.watchlist, x.watchlist)
-                        for x in item_hits
-                        if x.watchlist != watchlist
+                before = frozenset(mailed.get(key, ()))
+                update = _update_note(before, story_hits, facts[key].outlets, names)
+                others = _others(rep, facts[key].members)
+                ids = tuple(x.id for x in story_hits)
+                if len(stories) < cap:
+                    story_keys.append(key)
+                    stories.append(
+                        Story(
+                            **_asdict(parts),
+                            also_in=tuple(
+                                dict.fromkeys(
+                                    names.get(x.watchlist, x.watchlist)
+                                    for x in sorted(
+                                        story_hits, key=lambda x: rank.get(x.watchlist, 0)
+                                    )
+                                    if x.watchlist != watchlist
+                                )
+                            ),
+                            hit_ids=ids,
+                            others=others[:OUTLETS_SHOWN],
+                            others_more=max(0, len(others) - OUTLETS_SHOWN),
+                            outlets=facts[key].outlets,
+                            page=self._page(key),
+                            update=update,
+                        )
                     )
-                )
-                story_id = getattr(h, "story_id", None)
-                page = f"{base}/stories/{story_id}" if base and story_id is not None else None
-                stories.append(
-                    Story(
-                        **_asdict(parts),
-                        also_in=others,
-                        hit_ids=tuple(x.id for x in item_hits),
-                        page=page,
+                else:
+                    headline_keys.append(key)
+                    headlines.append(
+                        Headline(
+                            title_text=parts.title_text,
+                            url=parts.url,
+                            feed=parts.feed,
+                            when=parts.when,
+                            outlets=facts[key].outlets,
+                            update=update,
+                            hit_ids=ids,
+                            page=self._page(key),
+                        )
                     )
-                )
-                shown_items.add(h.item_id)
-                for x in item_hits:
-                    delivered.add(x.id)
-                    delivered_in[x.watchlist] = delivered_in.get(x.watchlist, 0) + 1
+                shown.add(key)
+                delivered.update(ids)
+                for w in {x.watchlist for x in story_hits}:
+                    shown_in[w] = shown_in.get(w, 0) + 1
             if not stories:
                 continue
-            stories.reverse()  # newest first on the page
-            pending = (pending_counts or {}).get(watchlist, len(by_watchlist[watchlist]))
+            stories = [
+                stories[i]
+                for i in sorted(range(len(stories)), key=lambda i: facts[story_keys[i]].importance)
+            ]
+            headlines = [
+                headlines[i]
+                for i in sorted(
+                    range(len(headlines)), key=lambda i: facts[headline_keys[i]].importance
+                )
+            ]
             bars, total, spark, surge = _volume(volumes.get(watchlist, ()), today)
             groups.append(
                 Group(
                     watchlist=watchlist,
                     name=clean_header(names.get(watchlist, watchlist), 80) or watchlist,
                     stories=tuple(stories),
-                    more=max(0, pending - delivered_in.get(watchlist, 0)),
-                    more_url=f"{base}/?watchlist={quote(watchlist, safe='')}" if base else None,
+                    more=0,  # set below, once every group is known
                     volume=bars,
                     volume_total=total,
                     sparkline=spark,
                     surge=surge,
+                    headlines=tuple(headlines),
+                    more_url=self._list_url(watchlist),
                 )
             )
-        # "more" counts hits; a hit also shown under another group is not waiting.
-        story_count = sum(len(g.stories) for g in groups)
+        # "more" counts stories; one shown under another group is not waiting.
+        groups = [
+            replace(
+                g,
+                more=max(
+                    0,
+                    (pending_counts or {}).get(g.watchlist, len(in_group[g.watchlist]))
+                    - shown_in.get(g.watchlist, 0),
+                ),
+            )
+            for g in groups
+        ]
+        story_count = sum(len(g.stories) + len(g.headlines) for g in groups)
         notes, notes_more = _feed_notes(failing_feeds, zone)
         unsub, unsub_href = _unsubscribe(self.options, subscriber.email)
         follows = [w for w in subscriber.watchlists if w != "*"]
@@ -736,10 +942,14 @@ class DigestRenderer:
         volumes: Mapping[str, Sequence[tuple[date, int]]] | None = None,
         failing_feeds: Sequence[FeedHealthLike] = (),
         pending_counts: Mapping[str, int] | None = None,
+        members: Mapping[int, Sequence[MemberLike]] | None = None,
+        mailed: Mapping[int, Iterable[str]] | None = None,
+        priorities: Mapping[str, int] | None = None,
     ) -> RenderedDigest | None:
         """The digest of ``hits`` as a message, or None when there is nothing to say.
 
-        Keeps the HTML under ``html_budget`` bytes by listing fewer stories per group.
+        Keeps the HTML under ``html_budget`` bytes by listing fewer headlines per group
+        first, then fewer stories in full.
         """
         if not hits:
             return None
@@ -749,12 +959,25 @@ class DigestRenderer:
             "volumes": volumes,
             "failing_feeds": failing_feeds,
             "pending_counts": pending_counts,
+            "members": members,
+            "mailed": mailed,
+            "priorities": priorities,
         }
         caps: dict[str, int] = {}
+        hcaps: dict[str, int] = {}
         digest = self.build(subscriber, hits, **kwargs)
         text, html = self.render_parts(digest)
         size = len(html.encode("utf-8"))
         while size > self.options.html_budget:
+            factor = self.options.html_budget / size * 0.95
+            if any(g.headlines for g in digest.groups):
+                for g in digest.groups:
+                    hcaps[g.watchlist] = min(len(g.headlines) - 1, int(len(g.headlines) * factor))
+                    hcaps[g.watchlist] = max(0, hcaps[g.watchlist])
+                digest = self.build(subscriber, hits, caps=caps, headline_caps=hcaps, **kwargs)
+                text, html = self.render_parts(digest)
+                size = len(html.encode("utf-8"))
+                continue
             largest = max((len(g.stories) for g in digest.groups), default=1)
             if largest <= 1:
                 log.warning(
@@ -764,10 +987,10 @@ class DigestRenderer:
                 )
                 break
             # Shrink in proportion to the overshoot, at least by one story per group.
-            factor = self.options.html_budget / size * 0.95
             for g in digest.groups:
                 caps[g.watchlist] = max(1, min(len(g.stories) - 1, int(len(g.stories) * factor)))
-            digest = self.build(subscriber, hits, caps=caps, **kwargs)
+                hcaps[g.watchlist] = 0
+            digest = self.build(subscriber, hits, caps=caps, headline_caps=hcaps, **kwargs)
             text, html = self.render_parts(digest)
             size = len(html.encode("utf-8"))
             log.debug("digest for %s shrunk to %d bytes (caps %s)", subscriber.email, size, caps)

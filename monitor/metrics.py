@@ -28,10 +28,19 @@ class OutboxProbe:
         self.read = read
 
 
+class StoriesProbe:
+    """What the story gauges need: stories today and the 7-day mean items per story."""
+
+    def __init__(self, read: Callable[[], tuple[int, float | None]]) -> None:
+        self.read = read
+
+
 class Metrics:
     """The registry and its metrics; :meth:`serve` starts the HTTP endpoint."""
 
-    def __init__(self, outbox: OutboxProbe | None = None) -> None:
+    def __init__(
+        self, outbox: OutboxProbe | None = None, stories: StoriesProbe | None = None
+    ) -> None:
         try:
             import prometheus_client as prom
         except ImportError:
@@ -71,6 +80,8 @@ class Metrics:
         )
         if outbox is not None:
             r.register(_OutboxCollector(prom, outbox))
+        if stories is not None:
+            r.register(_StoriesCollector(stories))
         self._server: Any = None
         self._thread: Any = None
 
@@ -130,6 +141,33 @@ class Metrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+class _StoriesCollector:
+    """Stories today and their mean size over 7 days, read at scrape time."""
+
+    def __init__(self, probe: StoriesProbe) -> None:
+        self._probe = probe
+
+    def describe(self) -> Iterator[Any]:
+        return iter(())
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        try:
+            today, mean = self._probe.read()
+        except Exception as exc:  # a scrape must not break on a busy database
+            log.warning("metrics: cannot read the stories: %s", exc)
+            return
+        yield GaugeMetricFamily(
+            "monitor_stories_today", "Stories first seen since 00:00 UTC", value=today
+        )
+        yield GaugeMetricFamily(
+            "monitor_story_items_mean_7d",
+            "Mean items per story over the stories of the last 7 days",
+            value=mean or 0.0,
+        )
 
 
 class _OutboxCollector:

@@ -236,13 +236,18 @@ class Daemon:
         listen = self.settings["metrics.listen"]
         if not listen:
             return
-        from monitor.metrics import Metrics, OutboxProbe
+        from monitor.metrics import Metrics, OutboxProbe, StoriesProbe
+        from monitor.store import stories as story_store
 
         def read() -> tuple[int, datetime | None]:
             state = status_store.outbox_state(self.store)
             return state.queued, state.oldest_queued_at
 
-        self.metrics = Metrics(OutboxProbe(read))
+        def stories() -> tuple[int, float | None]:
+            stats = story_store.story_stats(self.store, now=utcnow())
+            return stats.today, stats.items_per_story_7d
+
+        self.metrics = Metrics(OutboxProbe(read), StoriesProbe(stories))
         self.metrics.serve(listen)
 
     async def _start_web(self) -> None:

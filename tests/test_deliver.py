@@ -520,7 +520,7 @@ async def test_preview_marks_nothing(tmp_path: Path, store: Store) -> None:
     titles = new_hits(store, "gor", 2, T0)
     msg = preview_digest(settings, store, PEOPLE[0], now=T0 + timedelta(minutes=1))
     assert msg is not None and sorted(titles_in(msg)) == titles
-    assert msg["Subject"] == "Sergio Gor: 2 new items"
+    assert msg["Subject"] == "Sergio Gor: 2 new stories"
     assert ob.list_outbox(store, statuses=("queued", "sent", "failed")) == []
     assert len(ob.pending_hits(store, PEOPLE[0], None)) == 2
     assert preview_digest(settings, store, PEOPLE[0], now=T0) is not None
@@ -550,7 +550,7 @@ def test_cli_send_now_preview_and_outbox(tmp_path: Path, plain: SMTPServer) -> N
     out = runner.invoke(cli, ["--config", str(config), "digest", "preview", "ana@example.org",
                               "--html", str(html)])  # fmt: skip
     assert out.exit_code == 0, out.output
-    assert "Subject: gor: 2 new items" in out.output and titles[0] in out.output
+    assert "Subject: gor: 2 new stories" in out.output and titles[0] in out.output
     assert "<table" in html.read_text()
     plain.refuse("ana@example.org", "550 5.7.1 not here")
     sent = runner.invoke(cli, ["--config", str(config), "digest", "--send-now",

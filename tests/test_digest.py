@@ -118,7 +118,7 @@ def test_message_headers_and_parts() -> None:
     assert msg["Date"] == "Sun, 30 Mar 2025 03:00:00 +0000"
     assert msg["Auto-Submitted"] == "auto-generated"
     assert msg["List-Unsubscribe"].startswith("<mailto:monitor@example.org?subject=unsubscribe")
-    assert msg["Subject"] == "C5+1, Sergio Gor: 4 new items"
+    assert msg["Subject"] == "C5+1, Sergio Gor: 4 new stories"
     text, html = parts(msg)
     assert text == r.text and html == r.html
     assert "Sergio Gor" in text and "<table" in html
@@ -205,7 +205,7 @@ def test_same_story_appears_once_under_its_first_group() -> None:
     assert groups[0].stories[0].also_in == ("Sergio Gor",)
     assert r.hit_ids == {in_gor.id, in_c5.id, other.id}
     assert r.digest.story_count == 2
-    assert r.message["Subject"] == "C5+1, Sergio Gor: 2 new items"
+    assert r.message["Subject"] == "C5+1, Sergio Gor: 2 new stories"
     assert "also in Sergio Gor" in r.text
     assert groups[1].more == 0
 

@@ -65,6 +65,8 @@ def test_status_report_from_the_database(sqlite_url: str) -> None:
         age = datetime.now(UTC) - report.outbox.oldest_queued_at
         assert timedelta(minutes=29) < age < timedelta(minutes=31)
         assert [i.id for i in report.instances] == ["host:1"]
+        assert report.stories is not None  # three items stored today, a story each
+        assert (report.stories.today, report.stories.items_per_story_7d) == (3, 1.0)
         # Hits of earlier UTC days are not today's.
         tomorrow = datetime.now(UTC) + timedelta(days=1)
         assert status_report(store, now=tomorrow).hits_today == 0
@@ -91,10 +93,12 @@ def test_status_command_text_and_json(tmp_path: Path) -> None:
     assert "failing(1)   http://bad.test/: connection refused" in out
     assert "hits today (UTC): 2 (zoo 2)" in out
     assert "outbox: 1 queued, oldest 30m" in out
+    assert "stories today (UTC): 3; last 7 days: 0.4 a day, 1.0 items per story" in out
     as_json = runner.invoke(cli, ["--config", str(cfg), "status", "--json"])
     assert as_json.exit_code == 0, as_json.output
     data = json.loads(as_json.output)
     assert data["hits_today_utc"] == 2 and data["outbox_queued"] == 1
+    assert (data["stories_today_utc"], data["items_per_story_7d"]) == (3, 1.0)
     assert 1790 <= data["outbox_oldest_age_s"] <= 1810
     assert data["failing_feeds"][0]["last_error"] == "connection refused"
     assert data["last_poll"]["new_hits"] == 2 and data["daemon_pid"] is None

@@ -33,15 +33,18 @@ from monitor.pipeline.poll import instance_name
 from monitor.schedules import in_quiet_hours, next_digest_time
 from monitor.store import Store
 from monitor.store import outbox as outbox_store
+from monitor.store import stories as story_store
 from monitor.store.db import utcnow
 from monitor.store.feeds import StoredHit
 
 log = logging.getLogger(__name__)
 
 
-#: Pending hits read per watchlist for one digest: the cap, times this, to leave room
-#: for stories that turn out to be shown under another group.
+#: Pending stories read per watchlist for one digest: the cap (stories in full and
+#: headlines), times this, to leave room for stories shown under another group.
 _PENDING_SLACK = 2
+#: Watchlist priorities as digest order ranks them.
+_PRIORITY_RANK = {"high": 2, "normal": 1, "low": 0}
 #: Rendered digests waiting for the sender; bounds the memory a run holds.
 _HANDOFF = 16
 
@@ -78,22 +81,23 @@ def _digest_options(settings: Settings) -> DigestOptions:
         sender=settings["smtp.sender"],
         unsubscribe=settings["digest.unsubscribe"],
         max_items_per_watchlist=settings["digest.max_items_per_watchlist"],
+        max_headlines_per_watchlist=settings["digest.max_headlines_per_watchlist"],
         templates_dir=Path(templates) if templates else None,
         web_base_url=settings["web.base_url"],
     )
 
 
-def _watchlist_facts(settings: Settings) -> tuple[dict[str, str], set[str]]:
-    """Display names and high-priority ids of the watchlists (ids alone if they are broken:
-    a bad watchlist edit must not stop the mail)."""
+def _watchlist_facts(settings: Settings) -> tuple[dict[str, str], dict[str, int]]:
+    """Display names and priority ranks of the watchlists (nothing if they are broken: a
+    bad watchlist edit must not stop the mail)."""
     from monitor.watchlists import load_watchlists
 
     try:
         found = load_watchlists(settings.watchlists_dir)
     except MonitorError as exc:
         log.warning("digests use watchlist ids: %s", exc.one_line())
-        return {}, set()
-    return {w.id: w.name for w in found}, {w.id for w in found if w.priority == "high"}
+        return {}, {}
+    return {w.id: w.name for w in found}, {w.id: _PRIORITY_RANK.get(w.priority, 1) for w in found}
 
 
 def _chosen_subscribers(settings: Settings, email: str | None) -> list[SubscriberConfig]:
@@ -116,10 +120,12 @@ class _DigestBuilder:
         self.settings, self.store, self.now = settings, store, now
         self.options = _digest_options(settings)
         self.renderer = DigestRenderer(self.options)
-        self.names, self.priority = _watchlist_facts(settings)
+        self.names, self.ranks = _watchlist_facts(settings)
+        self.priority = {w for w, r in self.ranks.items() if r == _PRIORITY_RANK["high"]}
         self.failing = outbox_store.failing_feeds(store)
         self._volumes: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
         self._hits: dict[int, StoredHit] = {}
+        self._members: dict[int, list[story_store.StoryItem]] = {}
 
     def volumes(self, timezone: str, watchlists: Sequence[str]) -> dict[str, Any]:
         key = (timezone, tuple(sorted(set(watchlists))))
@@ -130,11 +136,15 @@ class _DigestBuilder:
         return self._volumes[key]
 
     def render(self, sub: SubscriberConfig, watchlists: list[str] | None) -> RenderedDigest | None:
+        per_watchlist = self.options.max_items_per_watchlist + max(
+            0, self.options.max_headlines_per_watchlist
+        )
         plan = outbox_store.pending_plan(
             self.store,
             sub.email,
             watchlists,
-            limit_per_watchlist=self.options.max_items_per_watchlist * _PENDING_SLACK,
+            limit_per_watchlist=per_watchlist * _PENDING_SLACK,
+            updates=sub.updates,
         )
         if not plan.hit_ids:
             return None
@@ -155,7 +165,20 @@ class _DigestBuilder:
             volumes=self.volumes(sub.timezone, [h.watchlist for h in hits]),
             failing_feeds=self.failing,
             pending_counts=plan.counts,
+            members=self.members({h.story_id for h in hits if h.story_id is not None}),
+            mailed=plan.mailed,
+            priorities=self.ranks,
         )
+
+    def members(self, story_ids: set[int]) -> dict[int, list[story_store.StoryItem]]:
+        """Every item of these stories (for "also reported by"), cached for the run."""
+        missing = sorted(s for s in story_ids if s not in self._members)
+        if missing:
+            if len(self._members) > 20_000:
+                self._members.clear()
+                missing = sorted(story_ids)
+            self._members.update(story_store.story_items(self.store, missing))
+        return {s: self._members[s] for s in story_ids if s in self._members}
 
     def scope(
         self, sub: SubscriberConfig, force: bool

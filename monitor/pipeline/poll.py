@@ -31,6 +31,7 @@ from monitor.models import FetchResult, Item, Match, Outcome, ParsedFeed
 from monitor.parse import parse
 from monitor.store import Store
 from monitor.store import feeds as feed_store
+from monitor.store import stories as story_store
 from monitor.store.db import utcnow
 from monitor.store.stories import StoryAssigner
 from monitor.watchlists import Watchlist
@@ -397,6 +398,9 @@ async def poll_due(
             lambda: feed_store.count_due_feeds(store, started, everything=everything)
         )
         run_id = await in_writer(lambda: feed_store.start_poll_run(store, instance=instance))
+        stories = stories if stories is not None else story_index(settings)
+        if stories.watermark is None:  # a new window: fill it before the first write
+            await in_writer(lambda: story_store.warm(store, stories, utcnow()))
         summary = PollSummary()
         own_pool = pool is None
         pool = pool or ParsePool(settings["polling.parse_workers"], watchlists, matcher)
@@ -415,7 +419,7 @@ async def poll_due(
                     session,
                     pool,
                     group,
-                    stories if stories is not None else story_index(settings),
+                    stories,
                 )
                 # A fetch's deadline includes waiting for a connection, so feeds of one
                 # host queue here, before their clock starts, not inside the connector.

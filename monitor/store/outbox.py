@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Protocol
@@ -43,7 +43,7 @@ from sqlalchemy import (
 
 from monitor.store.db import Store, utcnow
 from monitor.store.feeds import REMOVED_FROM_CONFIG, StoredHit, _hit_query, hit_from_row
-from monitor.store.schema import deliveries, feeds, hits, outbox
+from monitor.store.schema import deliveries, feeds, hits, items, outbox
 from monitor.store.schema import subscribers as subscriber_rows
 
 log = logging.getLogger(__name__)
@@ -125,11 +125,29 @@ def set_last_digest(store: Store, email: str, at: datetime) -> None:
 # --- pending hits -------------------------------------------------------------------
 
 
-def _pending_conditions(email: str, watchlists: Sequence[str] | None, since: Any) -> Any:
+def _story_mailed(email: Any) -> Any:
+    """True for a hit whose story was mailed to ``email`` already under the hit's own
+    watchlist: a copy joining a story is not news again (see ``updates``)."""
+    mine, other_item, other_hit = items.alias("mine"), items.alias("other_item"), hits.alias("h2")
+    return exists().where(
+        mine.c.id == hits.c.item_id,
+        other_item.c.story_id == mine.c.story_id,
+        other_hit.c.item_id == other_item.c.id,
+        other_hit.c.watchlist == hits.c.watchlist,
+        deliveries.c.hit_id == other_hit.c.id,
+        deliveries.c.subscriber == email,
+    )
+
+
+def _pending_conditions(
+    email: str, watchlists: Sequence[str] | None, since: Any, *, updates: bool = False
+) -> Any:
     delivered = exists().where(
         and_(deliveries.c.subscriber == email, deliveries.c.hit_id == hits.c.id)
     )
     conds = [hits.c.created_at >= since, ~delivered]
+    if not updates:
+        conds.append(~_story_mailed(email))
     if watchlists is not None:
         conds.append(hits.c.watchlist.in_(list(watchlists)))
     return and_(*conds)
@@ -146,17 +164,20 @@ def pending_hits(
     watchlists: Sequence[str] | None,
     *,
     limit_per_watchlist: int | None = None,
+    updates: bool = False,
 ) -> list[StoredHit]:
     """Hits the subscriber has not been sent: for the given watchlists (None: all), stored
-    at or after the subscriber's row was created, not in ``deliveries``. Oldest first,
-    so a backlog drains in order; with ``limit_per_watchlist``, the oldest N of each.
+    at or after the subscriber's row was created, not in ``deliveries``, and (unless
+    ``updates``) not of a story already mailed to the subscriber under the same watchlist.
+    Oldest first, so a backlog drains in order; with ``limit_per_watchlist``, the oldest
+    N of each.
 
     A subscriber without a row (see :func:`sync_subscribers`) has nothing pending.
     """
     since = _since(store, email)
     if since is None:
         return []
-    cond = _pending_conditions(email, watchlists, since)
+    cond = _pending_conditions(email, watchlists, since, updates=updates)
     if limit_per_watchlist is None:
         query = _hit_query().where(cond).order_by(hits.c.created_at, hits.c.id)
         with store.read() as conn:
@@ -179,15 +200,17 @@ def pending_hits(
 
 @dataclass(frozen=True, slots=True)
 class PendingPlan:
-    """Which pending hits a digest may show (the oldest ``limit`` of each watchlist) and
-    how many are pending in all, per watchlist."""
+    """Which pending hits a digest may show (those of the oldest ``limit`` stories of each
+    watchlist), how many stories are pending in all per watchlist, and, for the stories
+    shown, the watchlists they were mailed under before (an update when not empty)."""
 
     hit_ids: list[int]  # oldest first
-    counts: dict[str, int]
+    counts: dict[str, int]  # stories
+    mailed: dict[int, set[str]] = field(default_factory=dict)
 
 
-@lru_cache(maxsize=2)
-def _plan_query(filtered: bool) -> Any:
+@lru_cache(maxsize=4)
+def _plan_query(filtered: bool, updates: bool) -> Any:
     """The pending-plan statement, built once (parameters: email, watchlists)."""
     email = bindparam("email", type_=String)
     since = (
@@ -199,45 +222,82 @@ def _plan_query(filtered: bool) -> Any:
         and_(deliveries.c.subscriber == email, deliveries.c.hit_id == hits.c.id)
     )
     conds = [hits.c.created_at >= since, ~delivered]
+    if not updates:
+        conds.append(~_story_mailed(email))
     if filtered:
         conds.append(hits.c.watchlist.in_(bindparam("watchlists", expanding=True)))
-    ranked = (
-        select(
-            hits.c.id,
-            hits.c.watchlist,
-            hits.c.created_at,
-            func.row_number()
-            .over(partition_by=hits.c.watchlist, order_by=(hits.c.created_at, hits.c.id))
-            .label("rank"),
-            func.count().over(partition_by=hits.c.watchlist).label("total"),
-        )
+    # Stories are ranked by their oldest pending hit in the watchlist (a story id of
+    # None, which only a hit stored outside the pipeline has, counts as the item's own).
+    story = func.coalesce(items.c.story_id, -items.c.id)
+    first = func.min(hits.c.id).over(partition_by=(hits.c.watchlist, story)).label("first_hit")
+    base = (
+        select(hits.c.id, hits.c.watchlist, hits.c.created_at, story.label("story"), first)
+        .select_from(hits.join(items, hits.c.item_id == items.c.id))
         .where(and_(*conds))
         .subquery()
     )
-    return select(ranked.c.id, ranked.c.watchlist, ranked.c.rank, ranked.c.total).order_by(
+    ranked = select(
+        base.c.id,
+        base.c.watchlist,
+        base.c.created_at,
+        base.c.story,
+        func.dense_rank()
+        .over(partition_by=base.c.watchlist, order_by=base.c.first_hit)
+        .label("rank"),
+    ).subquery()
+    return select(ranked.c.id, ranked.c.watchlist, ranked.c.rank, ranked.c.story).order_by(
         ranked.c.created_at, ranked.c.id
     )
 
 
 def pending_plan(
-    store: Store, email: str, watchlists: Sequence[str] | None, *, limit_per_watchlist: int
+    store: Store,
+    email: str,
+    watchlists: Sequence[str] | None,
+    *,
+    limit_per_watchlist: int,
+    updates: bool = False,
 ) -> PendingPlan:
-    """:func:`pending_hits` ids and :func:`pending_counts` in one query, for callers that
-    keep the hits themselves in a cache (see :func:`hits_by_id`). A subscriber without a
-    row has nothing pending."""
+    """:func:`pending_hits` ids and story counts in one query, for callers that keep the
+    hits themselves in a cache (see :func:`hits_by_id`); ``limit_per_watchlist`` counts
+    stories. A subscriber without a row has nothing pending."""
     params: dict[str, Any] = {"email": email}
     if watchlists is not None:
         params["watchlists"] = list(watchlists)
     ids: list[int] = []
     counts: dict[str, int] = {}
+    shown: set[int] = set()
     with store.read() as conn:
-        for hit_id, watchlist, rank, total in conn.execute(
-            _plan_query(watchlists is not None), params
+        for hit_id, watchlist, rank, story in conn.execute(
+            _plan_query(watchlists is not None, updates), params
         ):
-            counts[watchlist] = int(total)
+            counts[watchlist] = max(counts.get(watchlist, 0), int(rank))
             if rank <= limit_per_watchlist:
                 ids.append(int(hit_id))
-    return PendingPlan(ids, counts)
+                shown.add(int(story))
+        mailed = _mailed_watchlists(conn, email, sorted(s for s in shown if s > 0))
+    return PendingPlan(ids, counts, mailed)
+
+
+def _mailed_watchlists(
+    conn: Connection, email: str, story_ids: Sequence[int]
+) -> dict[int, set[str]]:
+    """Per story, the watchlists under which its hits were mailed to ``email``."""
+    out: dict[int, set[str]] = {}
+    for chunk in _chunks(list(story_ids), 500):
+        rows = conn.execute(
+            select(items.c.story_id, hits.c.watchlist)
+            .select_from(
+                deliveries.join(hits, deliveries.c.hit_id == hits.c.id).join(
+                    items, hits.c.item_id == items.c.id
+                )
+            )
+            .where(deliveries.c.subscriber == email, items.c.story_id.in_(chunk))
+            .distinct()
+        )
+        for story_id, watchlist in rows:
+            out.setdefault(int(story_id), set()).add(watchlist)
+    return out
 
 
 def hits_by_id(store: Store, ids: Sequence[int]) -> dict[int, StoredHit]:

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from monitor.store import feeds as feed_store
 from monitor.store import instances as instance_store
 from monitor.store import outbox as outbox_store
+from monitor.store import stories as story_store
 from monitor.store.db import Store
 from monitor.store.schema import feeds, hits, outbox
 
@@ -39,6 +40,7 @@ class StatusReport:
     instances: list[instance_store.Instance]
     #: Live claims per holder (``host:pid``); a holder absent from ``instances`` is gone.
     holdings: dict[str, instance_store.Holdings]
+    stories: story_store.StoryStats | None = None
 
     def alive(self, instance: instance_store.Instance) -> bool:
         """Whether the instance's heartbeat is recent."""
@@ -87,4 +89,5 @@ def status_report(store: Store, *, now: datetime | None = None) -> StatusReport:
         outbox=outbox_state(store),
         instances=instance_store.list_instances(store),
         holdings=instance_store.holdings(store, now=now),
+        stories=story_store.story_stats(store, now=now),
     )

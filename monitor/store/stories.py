@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
@@ -71,6 +71,7 @@ class StoryItem:
     published: datetime | None
     first_seen: datetime
     watchlists: list[str]  # sorted ids of the watchlists that hit it
+    feed_title: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +178,14 @@ def catch_up(conn: Connection, assigner: StoryAssigner, now: datetime) -> int:
     return int(top)
 
 
+def warm(store: Store, assigner: StoryAssigner, now: datetime) -> int:
+    """Fill an empty window from the store in a read transaction, so that the first
+    write transaction only catches up with what is newer (rebuilding a window of
+    100,000 items takes a minute or two of CPU, which must not hold the write lock)."""
+    with store.read() as conn:
+        return catch_up(conn, assigner, now)
+
+
 def assign(
     conn: Connection,
     assigner: StoryAssigner | None,
@@ -191,7 +200,6 @@ def assign(
         seq = catch_up(conn, assigner, now)
     else:
         seq = conn.execute(select(func.max(items.c.story_seq))).scalar() or 0
-    joined: dict[int, int] = {}  # story id -> items joining
     placed: dict[int, int] = {}
     item_rows: list[dict[str, Any]] = []
     for item_id, item, watchlists in new:
@@ -206,6 +214,8 @@ def assign(
                 _when(item.published, now),
             )
             story_id = decision.story
+        if story_id is not None and not _grow(conn, story_id, now):
+            story_id = None  # the window named a story the database does not have
         if story_id is None:
             story_id = conn.execute(
                 insert(stories)
@@ -218,8 +228,6 @@ def assign(
                 )
                 .returning(stories.c.id)
             ).scalar_one()
-        else:
-            joined[story_id] = joined.get(story_id, 0) + 1
         if assigner is not None:
             assigner.commit(item_id, story_id, seq)
         placed[item_id] = story_id
@@ -230,17 +238,57 @@ def assign(
         .values(story_id=bindparam("story_id"), story_seq=bindparam("story_seq")),
         item_rows,
     )
-    if joined:
-        conn.execute(
-            update(stories)
-            .where(stories.c.id == bindparam("id_"))
-            .values(item_count=stories.c.item_count + bindparam("n"), last_seen_at=now),
-            [{"id_": sid, "n": n} for sid, n in sorted(joined.items())],
-        )
     return placed
 
 
+def _grow(conn: Connection, story_id: int, now: datetime) -> bool:
+    """One more item in the story; False if there is no such story."""
+    result = conn.execute(
+        update(stories)
+        .where(stories.c.id == story_id)
+        .values(item_count=stories.c.item_count + 1, last_seen_at=now)
+    )
+    return bool(result.rowcount)
+
+
 # --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True, slots=True)
+class StoryStats:
+    """For ``monitor status`` and the metrics: how much news there is, in stories."""
+
+    today: int  # stories first seen since 00:00 UTC
+    per_day_7d: float  # stories first seen in the last 7 days, a day
+    items_per_story_7d: float | None  # their mean size (None: no story)
+
+
+def story_stats(store: Store, *, now: datetime) -> StoryStats:
+    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    week = now - timedelta(days=7)
+    with store.read() as conn:
+        today = conn.execute(
+            select(func.count()).select_from(stories).where(stories.c.first_seen_at >= midnight)
+        ).scalar_one()
+        count, total = conn.execute(
+            select(func.count(), func.sum(stories.c.item_count)).where(
+                stories.c.first_seen_at >= week
+            )
+        ).one()
+    return StoryStats(
+        today=int(today),
+        per_day_7d=round(int(count) / 7, 1),
+        items_per_story_7d=round(int(total) / int(count), 2) if count else None,
+    )
+
+
+def story_items(store: Store, story_ids: Sequence[int]) -> dict[int, list[StoryItem]]:
+    """The items of these stories, oldest first, by story id."""
+    out: dict[int, list[StoryItem]] = {}
+    with store.read() as conn:
+        for start in range(0, len(story_ids), 500):
+            out.update(_story_items(conn, story_ids[start : start + 500]))
+    return out
 
 
 def _story_items(conn: Connection, story_ids: Iterable[int]) -> dict[int, list[StoryItem]]:
@@ -252,6 +300,7 @@ def _story_items(conn: Connection, story_ids: Iterable[int]) -> dict[int, list[S
             items.c.id,
             items.c.story_id,
             feeds.c.url,
+            feeds.c.title.label("feed_title"),
             items.c.link,
             items.c.title,
             items.c.published_at,
@@ -281,6 +330,7 @@ def _story_items(conn: Connection, story_ids: Iterable[int]) -> dict[int, list[S
                 published=r.published_at,
                 first_seen=r.first_seen_at,
                 watchlists=sorted(by_item.get(r.id, ())),
+                feed_title=r.feed_title,
             )
         )
     return out
