@@ -41,8 +41,7 @@ class Notifier:
         try:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            # Never block the event loop on a full socket: a lost ping beats a stalled daemon.
-            self._sock.sendto(text.encode(), socket.MSG_DONTWAIT, self._address)
+            self._sock.sendto(text.encode(), self._address)
         except OSError as exc:
             log.debug("sd_notify %r failed: %s", text, exc)
             return False

@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -130,7 +131,11 @@ def write_config(
 
 
 class NotifyListener:
-    """A Unix datagram socket standing in for systemd's $NOTIFY_SOCKET (abstract name)."""
+    """A Unix datagram socket standing in for systemd's $NOTIFY_SOCKET (abstract name).
+
+    Like systemd, it reads all the time (a thread): a full socket would block the daemon's
+    event loop in sendto() while the test is busy elsewhere.
+    """
 
     def __init__(self) -> None:
         self.name = f"@monitor-test-{uuid.uuid4().hex}"
@@ -138,18 +143,32 @@ class NotifyListener:
         self.sock.bind(b"\0" + self.name[1:].encode())
         self.sock.settimeout(0.05)
         self.messages: list[str] = []
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._reader = threading.Thread(target=self._receive, daemon=True)
+        self._reader.start()
+
+    def _receive(self) -> None:
+        while not self._closing.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except (TimeoutError, BlockingIOError):
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self.messages.append(data.decode())
 
     def drain(self) -> list[str]:
-        while True:
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except (TimeoutError, BlockingIOError):
-                return self.messages
+        with self._lock:
+            return list(self.messages)
 
     def seen(self, line: str) -> bool:
         return any(line in m.splitlines() for m in self.drain())
 
     def close(self) -> None:
+        self._closing.set()
+        self._reader.join(5)
         self.sock.close()
 
 
