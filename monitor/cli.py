@@ -106,6 +106,7 @@ COMMAND_SECTIONS: dict[str, str] = {
     "match": "Watchlists",
     "digest": "Mail",
     "outbox": "Mail",
+    "web": "Daily use",
     "run": "Operations",
     "db": "Operations",
 }
@@ -328,6 +329,7 @@ def hits(
     limit: int | None,
 ) -> None:
     """List stored hits, oldest first."""
+    from monitor.records import hit_record
     from monitor.store import feeds as feed_store
 
     rows = feed_store.list_hits(
@@ -335,22 +337,7 @@ def hits(
     )
     for hit in rows:
         if as_json:
-            record = {
-                "id": hit.id,
-                "watchlist": hit.watchlist,
-                "title": hit.title,
-                "link": hit.link,
-                "guid": hit.guid,
-                "feed": hit.feed_url,
-                "feed_title": hit.feed_title,
-                "terms": hit.terms,
-                "entries": sorted({str(m.get("entry")) for m in hit.matches}),
-                "first_seen": _iso(hit.first_seen_at),
-                "published": _iso(hit.published_at),
-                "matched_at": _iso(hit.created_at),
-                "story": hit.story_id,
-                "lang": hit.lang,
-            }
+            record = hit_record(hit)
             click.echo(json.dumps(record, ensure_ascii=False))
         else:
             terms = ", ".join(hit.terms)
@@ -728,6 +715,49 @@ def run(ctx: Context) -> None:
     settings = ctx.settings
     setup_logging(ctx.verbose, settings["log.level"])
     sys.exit(run_daemon(ctx.config, settings))
+
+
+@cli.command("web")
+@click.option("--listen", metavar="HOST:PORT", help="default: [web] listen, else 127.0.0.1:8470")
+@pass_ctx
+def web_command(ctx: Context, listen: str | None) -> None:
+    """The read-only web view, Atom feeds and JSON API, until Ctrl-C or SIGTERM.
+
+    `monitor run` serves the same when [web] listen is set. Any address but loopback
+    needs [web] token_file or trust_proxy_auth.
+    """
+    import asyncio
+    import time
+
+    from monitor.config import _listen
+    from monitor.pipeline import watchlist_registry
+    from monitor.store import open_store
+    from monitor.web import DEFAULT_LISTEN, WebServer, serve_forever
+
+    settings = ctx.settings
+    setup_logging(ctx.verbose, settings["log.level"])
+    try:
+        address = _listen(listen) if listen else None
+    except ValueError as exc:
+        raise click.BadParameter(f"{listen!r}: expected {exc}", param_hint="--listen") from None
+    address = address or settings["web.listen"] or DEFAULT_LISTEN
+    ctx.store().dispose()  # migrated; the view itself only reads
+    store = open_store(settings.database_url, read_only=True)
+    registry = watchlist_registry(settings.watchlists_dir)
+    checked = [time.monotonic()]
+
+    def watchlists() -> tuple[Any, Any]:
+        if time.monotonic() - checked[0] > 5:  # edits show without a restart
+            checked[0] = time.monotonic()
+            registry.refresh()
+        return registry.watchlists, registry.matcher
+
+    server = WebServer(address, store, watchlists, lambda: settings)
+    click.echo(f"monitor web: http://{address}/ (Ctrl-C to stop)", err=True)
+    try:
+        asyncio.run(serve_forever(server))
+    finally:
+        store.dispose()
 
 
 def _age(seconds: float) -> str:

@@ -166,6 +166,15 @@ def _listen(value: object) -> str | None:
     return text
 
 
+def _base_url(value: object) -> str | None:
+    text = _str(value).strip()
+    if not text:
+        return None
+    if not re.match(r"^https?://[^/\s]+", text, re.IGNORECASE):
+        raise ValueError("an http:// or https:// URL")
+    return text.rstrip("/")
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
     """One scalar key: its section, name, converter, default and help text."""
@@ -304,6 +313,18 @@ SETTINGS: tuple[Setting, ...] = (
             "(about 3 KB each)"),
     Setting("metrics", "listen", _listen, None,
             "host:port for a Prometheus /metrics endpoint; empty: off"),
+    Setting("web", "listen", _listen, None,
+            "host:port of the read-only web view, Atom feeds and JSON API served by "
+            "monitor run (e.g. 127.0.0.1:8470); empty: off (monitor web defaults to "
+            "127.0.0.1:8470)"),
+    Setting("web", "base_url", _base_url, None,
+            "public http(s) URL of the web view; digests then link titles to story pages"),
+    Setting("web", "token_file", _optional_str, None,
+            "file holding the access token (Bearer, or the basic-auth password); a bare "
+            "name is looked up in $CREDENTIALS_DIRECTORY"),
+    Setting("web", "trust_proxy_auth", _optional_str, None,
+            "name of a header set by an authenticating reverse proxy (e.g. X-Remote-User); "
+            "requests without it are refused"),
     Setting("log", "level", _choice("debug", "info", "warning", "error"), "info",
             "log level (-v on the command line means debug)"),
 )  # fmt: skip
@@ -437,6 +458,33 @@ class Settings:
         out += [(f.url, f.interval, floor) for f in self.feeds
                 if f.interval is not None and f.interval < floor]  # fmt: skip
         return out
+
+    def web_token(self) -> str | None:
+        """The web view's access token, read from ``web.token_file`` (never logged)."""
+        name = self.values.get("web.token_file")
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not name:
+            default = Path(creds) / "web-token" if creds else None
+            if default is None or not default.is_file():
+                return None
+            name = str(default)
+        path = Path(name)
+        candidates = [path]
+        if creds and not path.is_absolute() and len(path.parts) == 1:
+            candidates.insert(0, Path(creds) / path)
+        for candidate in candidates:
+            try:
+                token = candidate.read_text(encoding="utf-8").strip()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise ConfigError(
+                    f"web.token_file: cannot read {candidate}: {exc.strerror}"
+                ) from None
+            if not token:
+                raise ConfigError(f"web.token_file: {candidate} is empty")
+            return token
+        raise ConfigError(f"web.token_file: {name} not found")
 
     def smtp_password(self) -> str | None:
         """The SMTP password, read from its file when one is configured (never logged)."""

@@ -148,6 +148,8 @@ class DigestOptions:
     max_headlines_per_watchlist: int = 0  # stories after those, as one-line headlines
     html_budget: int = HTML_BUDGET
     templates_dir: Path | None = None
+    #: The web view's public URL: titles then link to story pages, "N more" to the list.
+    web_base_url: str | None = None
 
 
 # --- what the templates see ---------------------------------------------------------
@@ -181,6 +183,7 @@ class Story:
     others_more: int = 0  # "and N more"
     outlets: int = 1  # feeds carrying the story
     update: str = ""  # set when the story was mailed before: what is new
+    page: str | None = None  # the story's page in the web view (with web.base_url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +205,7 @@ class Headline:
     outlets: int
     update: str
     hit_ids: tuple[int, ...]
+    page: str | None = None  # the story's page in the web view (with web.base_url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +228,7 @@ class Group:
     sparkline: str
     surge: bool  # today well above the days before
     headlines: tuple[Headline, ...] = ()
+    more_url: str | None = None  # the watchlist's full list in the web view
 
 
 @dataclass(frozen=True, slots=True)
@@ -700,6 +705,15 @@ class DigestRenderer:
             parts = self._parts[key] = _story_parts(hits, zone)
         return parts
 
+    def _page(self, story_key: int) -> str | None:
+        """The story's page in the web view (a hit outside the store has none)."""
+        base = self.options.web_base_url
+        return f"{base}/stories/{story_key}" if base and story_key > 0 else None
+
+    def _list_url(self, watchlist: str) -> str | None:
+        base = self.options.web_base_url
+        return f"{base}/?watchlist={quote(watchlist, safe='')}" if base else None
+
     def build(
         self,
         subscriber: SubscriberLike,
@@ -784,6 +798,7 @@ class DigestRenderer:
                             others=others[:OUTLETS_SHOWN],
                             others_more=max(0, len(others) - OUTLETS_SHOWN),
                             outlets=facts[key].outlets,
+                            page=self._page(key),
                             update=update,
                         )
                     )
@@ -798,6 +813,7 @@ class DigestRenderer:
                             outlets=facts[key].outlets,
                             update=update,
                             hit_ids=ids,
+                            page=self._page(key),
                         )
                     )
                 shown.add(key)
@@ -828,6 +844,7 @@ class DigestRenderer:
                     sparkline=spark,
                     surge=surge,
                     headlines=tuple(headlines),
+                    more_url=self._list_url(watchlist),
                 )
             )
         # "more" counts stories; one shown under another group is not waiting.

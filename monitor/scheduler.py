@@ -76,7 +76,9 @@ DATABASE_RETRY = 30.0
 DATABASE_RETRY_MAX = 600.0
 HEARTBEAT_EVERY = instance_store.HEARTBEAT_EVERY.total_seconds()
 #: Settings that only a restart can change.
-RESTART_ONLY = ("database.url", "metrics.listen")
+RESTART_ONLY = (
+    "database.url", "metrics.listen", "web.listen", "web.token_file", "web.trust_proxy_auth",
+)  # fmt: skip
 
 
 class _SkippedRunFilter(logging.Filter):
@@ -118,6 +120,7 @@ class Daemon:
         self.instance = pipeline.instance_name()
         self.notifier = Notifier()
         self.metrics: Any = None
+        self.web: Any = None
         self.scheduler: AsyncIOScheduler | None = None
         self.pool: pipeline.ParsePool | None = None
         self.stories = pipeline.story_index(settings)  # the window of recent items
@@ -151,6 +154,7 @@ class Daemon:
                 self.registry.matcher,
             )
             self._start_metrics()
+            await self._start_web()
             self.scheduler = AsyncIOScheduler(timezone=UTC)
             self._schedule_poll(first=True)
             self.scheduler.add_job(
@@ -227,6 +231,10 @@ class Daemon:
             await asyncio.to_thread(self.pool.close)
         if self.metrics is not None:
             self.metrics.close()
+        if self.web is not None:
+            with contextlib.suppress(Exception):
+                await self.web.stop()
+            await asyncio.to_thread(self.web.context.store.dispose)
         with contextlib.suppress(Exception):
             await asyncio.to_thread(instance_store.unregister, self.store, self.instance)
         log.info("stopped in %.1fs", time.monotonic() - started)
@@ -254,6 +262,27 @@ class Daemon:
 
         self.metrics = Metrics(OutboxProbe(read), StoriesProbe(stories))
         self.metrics.serve(listen)
+
+    async def _start_web(self) -> None:
+        """The web view beside polling, on its own read-only connections."""
+        listen = self.settings["web.listen"]
+        if not listen:
+            return
+        from monitor.web import WebServer
+
+        store = await asyncio.to_thread(open_store, self.settings.database_url, read_only=True)
+        try:
+            server = WebServer(
+                listen,
+                store,
+                lambda: (self.registry.watchlists, self.registry.matcher),
+                lambda: self.settings,
+            )
+            await server.start()
+        except BaseException:
+            store.dispose()
+            raise
+        self.web = server
 
     # -- jobs
 

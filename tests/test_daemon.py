@@ -131,8 +131,11 @@ def write_config(
 
 
 class NotifyListener:
-    """A Unix datagram socket standing in for systemd's $NOTIFY_SOCKET (abstract name),
-    read all the time, as systemd reads it."""
+    """A Unix datagram socket standing in for systemd's $NOTIFY_SOCKET (abstract name).
+
+    Like systemd, it reads all the time (a thread): a full socket would block the daemon's
+    event loop in sendto() while the test is busy elsewhere.
+    """
 
     def __init__(self) -> None:
         self.name = f"@monitor-test-{uuid.uuid4().hex}"
@@ -140,28 +143,31 @@ class NotifyListener:
         self.sock.bind(b"\0" + self.name[1:].encode())
         self.sock.settimeout(0.05)
         self.messages: list[str] = []
-        self._closed = threading.Event()
-        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._reader = threading.Thread(target=self._receive, daemon=True)
         self._reader.start()
 
-    def _read(self) -> None:
-        while not self._closed.is_set():
+    def _receive(self) -> None:
+        while not self._closing.is_set():
             try:
-                self.messages.append(self.sock.recv(4096).decode())
+                data = self.sock.recv(4096)
             except (TimeoutError, BlockingIOError):
                 continue
             except OSError:
                 return
+            with self._lock:
+                self.messages.append(data.decode())
 
     def drain(self) -> list[str]:
-        time.sleep(0.06)  # what was sent before now has been read
-        return list(self.messages)
+        with self._lock:
+            return list(self.messages)
 
     def seen(self, line: str) -> bool:
         return any(line in m.splitlines() for m in self.drain())
 
     def close(self) -> None:
-        self._closed.set()
+        self._closing.set()
         self._reader.join(5)
         self.sock.close()
 
@@ -236,6 +242,7 @@ def mailed_texts(smtp: SMTPServer) -> list[str]:
 def test_immediate_alert_sd_notify_metrics_status_and_sigterm(tmp_path: Path) -> None:
     notify = NotifyListener()
     metrics_port = free_port()
+    web_port = free_port()
     try:
         with FeedServer() as server, SMTPServer() as smtp:
             feed = Feed(server, "/news.xml")
@@ -244,7 +251,8 @@ def test_immediate_alert_sd_notify_metrics_status_and_sigterm(tmp_path: Path) ->
                 tmp_path,
                 [feed.url],
                 smtp_port=smtp.port,
-                extra=f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"',
+                extra=f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
+                f'[web]\nlisten = "127.0.0.1:{web_port}"',
             )
             env = {"NOTIFY_SOCKET": notify.name, "WATCHDOG_USEC": "400000"}
             with daemon(cfg, env) as d:
@@ -259,6 +267,11 @@ def test_immediate_alert_sd_notify_metrics_status_and_sigterm(tmp_path: Path) ->
                 (mail,) = smtp.messages
                 assert mail.rcpt_tos == ["analyst@example.org"]
                 assert "Zebra escapes from the zoo" in mailed_texts(smtp)[0]
+                # The web view, served beside polling, finds what the daemon just stored.
+                found = urllib.request.urlopen(
+                    f"http://127.0.0.1:{web_port}/search?q=zebra", timeout=5
+                ).read().decode()
+                assert "Zebra escapes from the zoo" in found
                 assert any(m.startswith("STATUS=") for m in notify.drain())
                 wait_for(
                     "watchdog pings", lambda: sum("WATCHDOG=1" in m for m in notify.drain()) >= 2

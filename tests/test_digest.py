@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import re
@@ -348,3 +349,16 @@ def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert "US envoy" in dom and "Sergio Gor" in dom and "C5+1" in dom
     assert "Feeds with problems" not in dom
     assert "write to" in dom
+
+
+def test_with_the_web_view_titles_link_to_story_pages_and_more_to_the_list() -> None:
+    hits = [dataclasses.replace(hit("gor", minutes=i), story_id=40 + i) for i in range(5)]
+    options = DigestOptions(max_items_per_watchlist=3, web_base_url="https://monitor.example")
+    r = render(hits, options=options, pending_counts={"gor": 5})
+    assert 'href="https://monitor.example/stories/42"' in r.html
+    assert 'href="https://news.example/story?id=1&amp;ref=feed"' not in r.html
+    assert '<a href="https://monitor.example/?watchlist=gor">2 more in Sergio Gor</a>' in r.html
+    assert "all coverage: https://monitor.example/stories/42" in r.text
+    assert "the full list: https://monitor.example/?watchlist=gor" in r.text
+    plain = render(hits, pending_counts={"gor": 5})  # without base_url: the article links
+    assert "monitor.example" not in plain.html and "news.example/story" in plain.html

@@ -86,6 +86,7 @@ def _digest_options(settings: Settings) -> DigestOptions:
         max_items_per_watchlist=settings["digest.max_items_per_watchlist"],
         max_headlines_per_watchlist=settings["digest.max_headlines_per_watchlist"],
         templates_dir=Path(templates) if templates else None,
+        web_base_url=settings["web.base_url"],
     )
 
 

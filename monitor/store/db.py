@@ -123,8 +123,13 @@ def _short(exc: BaseException) -> str:
     return str(getattr(exc, "orig", None) or exc).splitlines()[0]
 
 
-def open_store(url: str, *, upgrade: bool = False) -> Store:
-    """Open the database at ``url``; with ``upgrade``, apply pending migrations first."""
+def open_store(url: str, *, upgrade: bool = False, read_only: bool = False) -> Store:
+    """Open the database at ``url``; with ``upgrade``, apply pending migrations first.
+
+    ``read_only`` (the web view): the database refuses every write on these connections,
+    and on SQLite a read does not take the write lock (plain ``BEGIN``), so readers never
+    queue behind the daemon's writer or hold it up.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -157,9 +162,11 @@ def open_store(url: str, *, upgrade: bool = False) -> Store:
     except ImportError as exc:
         raise _missing_driver(parsed.drivername, exc) from exc
     if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, read_only=read_only)
         name = (parsed.database or ":memory:").removeprefix("file:").partition("?")[0]
         _report_sqlite_problems(engine, name)
+    elif read_only:
+        _configure_read_only(engine)
     store = Store(engine)
     try:
         with engine.connect() as conn:
@@ -187,7 +194,18 @@ def _missing_driver(drivername: str, exc: ImportError) -> StoreError:
     )
 
 
-def _configure_sqlite(engine: Engine) -> None:
+
+def _configure_read_only(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        cur.execute("SET statement_timeout = '30s'")
+        cur.close()
+        dbapi_conn.commit()
+
+
+def _configure_sqlite(engine: Engine, *, read_only: bool = False) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN IMMEDIATE instead of pysqlite's
@@ -198,11 +216,13 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")
+        if read_only:
+            cur.execute("PRAGMA query_only = ON")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 # What SQLite says about a file it cannot use -> what it means, and what to do. Matched in

@@ -645,6 +645,7 @@ def list_hits(
     since: datetime | None = None,
     watchlists: Sequence[str] | None = None,
     limit: int | None = None,
+    newest_first: bool = False,
 ) -> list[StoredHit]:
     query = _hit_query()
     conds = []
@@ -654,7 +655,10 @@ def list_hits(
         conds.append(hits.c.watchlist.in_(list(watchlists)))
     if conds:
         query = query.where(and_(*conds))
-    query = query.order_by(hits.c.created_at, hits.c.id)
+    if newest_first:
+        query = query.order_by(hits.c.created_at.desc(), hits.c.id.desc())
+    else:
+        query = query.order_by(hits.c.created_at, hits.c.id)
     if limit is not None:
         query = query.limit(limit)
     with store.read() as conn:

@@ -215,3 +215,38 @@ instances = Table(
     Column("started_at", UTCDateTime, nullable=False),
     Column("heartbeat_at", UTCDateTime, nullable=False, index=True),
 )
+
+# The web view lists the most recently seen stories first.
+Index("ix_stories_last_seen_at", stories.c.last_seen_at)
+
+# Full-text search over items (title, summary, content), kept in sync by the database in
+# the transaction that writes the item. SQLite: an FTS5 table over ``items`` (external
+# content, rowid = items.id) and triggers. PostgreSQL: a GIN index on the expression
+# below, queried with the same expression. Migration 0006 creates both and indexes the
+# items already stored.
+ITEMS_FTS = "items_fts"
+SQLITE_SEARCH_DDL: tuple[str, ...] = (
+    "CREATE VIRTUAL TABLE items_fts USING fts5(title, summary, content, content='items', "
+    "content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER items_fts_insert AFTER INSERT ON items BEGIN "
+    "INSERT INTO items_fts(rowid, title, summary, content) "
+    "VALUES (new.id, new.title, new.summary, new.content); END",
+    "CREATE TRIGGER items_fts_delete AFTER DELETE ON items BEGIN "
+    "INSERT INTO items_fts(items_fts, rowid, title, summary, content) "
+    "VALUES ('delete', old.id, old.title, old.summary, old.content); END",
+    "CREATE TRIGGER items_fts_update AFTER UPDATE OF title, summary, content ON items BEGIN "
+    "INSERT INTO items_fts(items_fts, rowid, title, summary, content) "
+    "VALUES ('delete', old.id, old.title, old.summary, old.content); "
+    "INSERT INTO items_fts(rowid, title, summary, content) "
+    "VALUES (new.id, new.title, new.summary, new.content); END",
+    "INSERT INTO items_fts(items_fts) VALUES ('rebuild')",
+)
+SQLITE_SEARCH_TRIGGERS = ("items_fts_insert", "items_fts_delete", "items_fts_update")
+#: The document PostgreSQL searches ('simple': no stemming, so every language works alike).
+PG_SEARCH_DOCUMENT = (
+    "to_tsvector('simple'::regconfig, coalesce(title, '') || ' ' || coalesce(summary, '') "
+    "|| ' ' || coalesce(content, ''))"
+)
+PG_SEARCH_DDL: tuple[str, ...] = (
+    f"CREATE INDEX ix_items_search ON items USING gin ({PG_SEARCH_DOCUMENT})",
+)

@@ -1,0 +1,419 @@
+"""The web view under load: search and story pages over a generated store.
+
+    .venv/bin/python bench/bench_web.py [--items 1000000] [--hits 100000] [--requests 500]
+                                        [--clients 16] [--backends sqlite,postgresql]
+
+A store of N items (1,000 feeds, stories of 1-5 items, short titles and summaries drawn
+from a Zipf-distributed vocabulary) and M hits over 30 days is written with bulk inserts
+(SQLite: executemany; PostgreSQL: COPY) at the schema before the search migration; then
+the migration runs and indexes every existing row (its time is printed). ``monitor web``
+serves it in a process of its own on 127.0.0.1; 16 clients send 500 requests per kind:
+``/search?q=`` (a frequent word, a rare one, two words), ``/stories/ID`` (stories with a
+hit), ``/`` (the stories of the last 7 days) and, as the baseline measured in the same
+run, ``/healthz`` (HTTP and one trivial query). Then a poll cycle (`monitor poll --once`
+over 200 new local feeds of 50 items, 50 ms latency) is timed alone and while the 16 clients
+load the view (target: within 10 %). Prints the p50 of one client alone (the
+service time), then p50/p95/max and errors per kind under load,
+beside the targets (search p95 <= 200 ms, pages p95 <= 100 ms, no errors); asserts nothing.
+PostgreSQL is the server on 127.0.0.1:5432 (``MONITOR_TEST_PG``), in a schema of its own
+that is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from sqlalchemy import create_engine, text
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from monitor.store import open_store  # noqa: E402
+from monitor.store.db import _alembic_config  # noqa: E402
+
+PG_URL = os.environ.get("MONITOR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+NOW = datetime.now(UTC).replace(microsecond=0)
+WATCHLISTS = ["gor", "landau", "c5plus1", "middle-corridor", "tokayev", "mirziyoyev",
+              "japarov", "caspian", "critical-minerals", "jackson-vanik"]  # fmt: skip
+FEEDS = 1000
+
+
+def vocabulary(rng: random.Random, size: int = 20000) -> tuple[list[str], list[float]]:
+    syll = ["ka", "ta", "shi", "ro", "mun", "zel", "gor", "lan", "dau", "tas", "hk", "ent",
+            "ast", "ana", "bi", "sh", "kek", "tur", "kme", "nis", "tan", "ber", "dy", "mir"]  # fmt: skip
+    words: dict[str, None] = {}
+    while len(words) < size:
+        words["".join(rng.choices(syll, k=rng.randint(2, 4)))] = None
+    ranked = list(words)
+    weights = [1.0 / (i + 1) for i in range(size)]  # Zipf: a few words in most items
+    cum = []
+    total = 0.0
+    for w in weights:
+        total += w
+        cum.append(total)
+    return ranked, cum
+
+
+def generate(n_items: int, n_hits: int, seed: int = 7) -> Iterator[tuple[str, Any]]:
+    """Rows in insertion order: ("feeds"|"stories"|"items"|"hits", row dict)."""
+    rng = random.Random(seed)
+    words, cum = vocabulary(rng)
+    for f in range(1, FEEDS + 1):
+        yield "feeds", {"id": f, "url": f"http://127.0.0.1:9/feed{f}.xml", "title": f"Outlet {f}",
+                        "source": "config", "headers": "{}", "consecutive_failures": 0,
+                        "quiet_polls": 0, "created_at": NOW - timedelta(days=60)}  # fmt: skip
+    span = timedelta(days=30).total_seconds()
+    item_id = 0
+    story_id = 0
+    hit_items = set(rng.sample(range(1, n_items + 1), n_hits))
+    while item_id < n_items:
+        story_id += 1
+        size = min(rng.choice((1, 1, 1, 2, 2, 3, 5)), n_items - item_id)
+        first = NOW - timedelta(seconds=span * (1 - (item_id + 1) / n_items))
+        title = " ".join(rng.choices(words, cum_weights=cum, k=8)).capitalize()
+        lead = item_id + 1
+        yield "stories", {"id": story_id, "title": title, "first_seen_at": first,
+                          "last_seen_at": first + timedelta(minutes=size - 1),
+                          "item_count": size, "lead_item_id": lead}  # fmt: skip
+        for k in range(size):
+            item_id += 1
+            seen = first + timedelta(minutes=k)
+            summary = " ".join(rng.choices(words, cum_weights=cum, k=30))
+            yield "items", {
+                "id": item_id, "identity": f"bench-{item_id}", "feed_id": rng.randint(1, FEEDS),
+                "guid": f"urn:bench:{item_id}", "link": f"https://news.example/{item_id}",
+                "title": title if k == 0 else " ".join(rng.choices(words, cum_weights=cum, k=8)),
+                "summary": summary, "content": "", "published_at": seen, "first_seen_at": seen,
+                "story_id": story_id, "story_seq": item_id,
+            }  # fmt: skip
+            if item_id in hit_items:
+                wl = rng.choice(WATCHLISTS)
+                term = summary.split()[0]
+                yield "hits", {
+                    "item_id": item_id, "watchlist": wl, "created_at": seen,
+                    "matches": json.dumps([{"watchlist": wl, "entry": "e", "terms": [term],
+                                            "spans": [{"field": "summary", "start": 0,
+                                                       "end": len(term), "text": term}]}]),
+                }  # fmt: skip
+
+
+COLUMNS = {
+    "feeds": ["id", "url", "title", "source", "headers", "consecutive_failures", "quiet_polls",
+              "created_at"],
+    "stories": ["id", "title", "first_seen_at", "last_seen_at", "item_count", "lead_item_id"],
+    "items": ["id", "identity", "feed_id", "guid", "link", "title", "summary", "content",
+              "published_at", "first_seen_at", "story_id", "story_seq"],
+    "hits": ["item_id", "watchlist", "created_at", "matches"],
+}  # fmt: skip
+
+
+def migrate_to_before_search(url: str) -> None:
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    before = ScriptDirectory.from_config(_alembic_config(None)).get_revision("0006").down_revision
+    store = open_store(url)
+    with store.engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), str(before))
+    store.dispose()
+
+
+def fill_sqlite(path: Path, n_items: int, n_hits: int) -> None:
+    def naive(v: Any) -> Any:
+        return v.replace(tzinfo=None).isoformat(sep=" ") if isinstance(v, datetime) else v
+
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA synchronous = OFF")
+    batches: dict[str, list[tuple[Any, ...]]] = {t: [] for t in COLUMNS}
+
+    def flush(table: str) -> None:
+        cols = COLUMNS[table]
+        conn.executemany(
+            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            batches[table],
+        )
+        batches[table].clear()
+
+    for table, row in generate(n_items, n_hits):
+        batches[table].append(tuple(naive(row[c]) for c in COLUMNS[table]))
+        if len(batches[table]) >= 20000:
+            flush(table)
+    for table in COLUMNS:
+        flush(table)
+    conn.commit()
+    conn.execute("ANALYZE")
+    conn.close()
+
+
+def fill_postgres(url: str, source: Path) -> None:
+    """Copy the generated SQLite store's rows into PostgreSQL with COPY."""
+    import psycopg
+
+    schema = url.split("search_path%3D")[1]
+    lite = sqlite3.connect(source)
+    with psycopg.connect(PG_URL.replace("postgresql+psycopg", "postgresql")) as conn:
+        conn.execute(f'SET search_path = "{schema}"')
+        with conn.cursor() as cur:
+            for table, cols in COLUMNS.items():
+                names = ", ".join(cols)
+                with cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                    for row in lite.execute(f"SELECT {names} FROM {table} ORDER BY rowid"):
+                        copy.write_row(row)
+            for table in COLUMNS:
+                # COPY gave explicit ids: move the sequences past them for later inserts.
+                cur.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                    f"(SELECT max(id) FROM {table}))"
+                )
+                cur.execute(f"ANALYZE {table}")
+        conn.commit()
+    lite.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pick_paths(url: str, n: int, seed: int = 11) -> dict[str, list[str]]:
+    rng = random.Random(seed)
+    words, _ = vocabulary(random.Random(7))
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        story_ids = [r[0] for r in conn.execute(text(
+            "SELECT DISTINCT items.story_id FROM hits JOIN items ON items.id = hits.item_id "
+            "ORDER BY 1 LIMIT 20000"))]  # fmt: skip
+    engine.dispose()
+    queries = []
+    for i in range(n):
+        kind = i % 3
+        if kind == 0:
+            q = words[rng.randint(0, 20)]  # frequent: in a large share of items
+        elif kind == 1:
+            q = words[rng.randint(2000, 19999)]  # rare
+        else:
+            q = f"{words[rng.randint(0, 50)]} {words[rng.randint(100, 2000)]}"
+        queries.append("/search?q=" + urllib.request.quote(q))
+    return {
+        "healthz (baseline)": ["/healthz"] * n,
+        "search": queries,
+        "story page": [f"/stories/{rng.choice(story_ids)}" for _ in range(n)],
+        "stories (/)": ["/?since=7d"] * n,
+    }
+
+
+async def load(base: str, paths: list[str], clients: int) -> tuple[list[float], int]:
+    latencies: list[float] = []
+    errors = 0
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for p in paths:
+        queue.put_nowait(p)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=clients), timeout=timeout
+    ) as session:
+
+        async def worker() -> None:
+            nonlocal errors
+            while not queue.empty():
+                path = queue.get_nowait()
+                started = time.perf_counter()
+                try:
+                    async with session.get(base + path) as resp:
+                        await resp.read()
+                        if resp.status != 200:
+                            errors += 1
+                except (aiohttp.ClientError, TimeoutError):
+                    errors += 1
+                latencies.append(time.perf_counter() - started)
+
+        await asyncio.gather(*(worker() for _ in range(clients)))
+    return latencies, errors
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
+
+
+def poll_seconds(url: str, feed_port: int, first: int, count: int, tmp: Path) -> float:
+    """Wall time of `monitor poll --once` over ``count`` new local feeds into the store."""
+    feeds = "".join(
+        f'[[feeds]]\nurl = "http://127.0.0.1:{feed_port}/feed/{n}.xml"\n'
+        for n in range(first, first + count)
+    )
+    config = tmp / f"poll-{first}.toml"
+    config.write_text(
+        f'[database]\nurl = "{url}"\n[watchlists]\ndir = "{REPO / "watchlists"}"\n'
+        "[polling]\nallow_private_addresses = true\nper_host = 100\nconcurrency = 100\n" + feeds
+    )
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", str(config), "poll", "--once"],
+        capture_output=True, text=True, cwd=tmp, timeout=600,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"monitor poll --once failed: {done.stderr.strip()[-500:]}")
+    return time.perf_counter() - started
+
+
+def polling_beside_load(
+    url: str, base: str, paths: dict[str, list[str]], args: argparse.Namespace, tmp: Path
+) -> None:
+    """A poll cycle alone, then the same amount of work while 16 clients load the view."""
+    import multiprocessing
+    import threading
+
+    from bench_poll import serve
+
+    ctx = multiprocessing.get_context("spawn")
+    ports: Any = ctx.Queue()
+    feed_server = ctx.Process(
+        target=serve, args=(ports, args.poll_feeds * 2, 0.05), daemon=True
+    )
+    feed_server.start()
+    try:
+        port = ports.get(timeout=300)
+        alone = poll_seconds(url, port, 0, args.poll_feeds, tmp)
+        mixed = paths["search"] + paths["story page"] + paths["stories (/)"]
+        stop = threading.Event()
+        served = [0]
+
+        def hammer() -> None:
+            while not stop.is_set():
+                lat, _ = asyncio.run(load(base, mixed[:160], args.clients))
+                served[0] += len(lat)
+
+        loader = threading.Thread(target=hammer)
+        loader.start()
+        try:
+            loaded = poll_seconds(url, port, args.poll_feeds, args.poll_feeds, tmp)
+        finally:
+            stop.set()
+            loader.join()
+        print(f"poll cycle, {args.poll_feeds} new feeds x 50 items: {alone:.1f} s alone, "
+              f"{loaded:.1f} s beside the load ({served[0]} requests served meanwhile): "
+              f"x{loaded / alone:.2f} (target: within x1.10)", flush=True)  # fmt: skip
+    finally:
+        feed_server.terminate()
+
+
+def run_backend(name: str, url: str, args: argparse.Namespace, tmp: Path) -> None:
+    print(f"\n== {name}: {args.items:,} items, {args.hits:,} hits ==", flush=True)
+    migrate_to_before_search(url)
+    started = time.perf_counter()
+    source = tmp / "generated.db"
+    if not source.exists():
+        migrate_to_before_search(f"sqlite:///{source}")
+        fill_sqlite(source, args.items, args.hits)
+    if name == "sqlite":
+        shutil.copy(source, url.removeprefix("sqlite:///"))
+    else:
+        fill_postgres(url, source)
+    print(f"generated in {time.perf_counter() - started:.0f} s", flush=True)
+    started = time.perf_counter()
+    store = open_store(url)
+    store.upgrade()
+    store.dispose()
+    print(f"migration 0006 (search index over existing rows): "
+          f"{time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
+    port = free_port()
+    config = tmp / f"{name}.toml"
+    config.write_text(f'[database]\nurl = "{url}"\n[watchlists]\ndir = "{REPO / "watchlists"}"\n')
+    server = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "--config", str(config), "web",
+         "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=2).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("monitor web did not start") from None
+                time.sleep(0.2)
+        paths = pick_paths(url, args.requests)
+        asyncio.run(load(base, paths["search"][:50] + paths["story page"][:50], args.clients))
+        print(f"{'kind':<20}{'1 client p50':>13}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}"
+              f"{'errors':>8}  target")  # fmt: skip
+        for kind, kind_paths in paths.items():
+            alone, _ = asyncio.run(load(base, kind_paths[:50], 1))
+            p50s, p95s, maxes, errs = [], [], [], 0
+            for _ in range(args.runs):
+                lat, e = asyncio.run(load(base, kind_paths, args.clients))
+                p50s.append(pct(lat, 50))
+                p95s.append(pct(lat, 95))
+                maxes.append(max(lat) * 1000)
+                errs += e
+            target = {"search": 200.0, "story page": 100.0, "stories (/)": 100.0}.get(kind)
+            p95 = statistics.median(p95s)
+            verdict = "" if target is None else (
+                f"p95 <= {target:.0f}: {'met' if p95 <= target and not errs else 'MISSED'}")
+            print(f"{kind:<20}{pct(alone, 50):>13.1f}{statistics.median(p50s):>9.1f}{p95:>9.1f}"
+                  f"{statistics.median(maxes):>9.1f}{errs:>8}  {verdict}", flush=True)  # fmt: skip
+        if args.poll_feeds:
+            polling_beside_load(url, base, paths, args, tmp)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--hits", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--runs", type=int, default=3, help="repeats; medians are printed")
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--poll-feeds", type=int, default=200,
+                        help="feeds of the poll cycle timed alone and beside the load; 0: skip")  # fmt: skip
+    args = parser.parse_args()
+    print(f"{args.requests} requests per kind, {args.clients} clients, "
+          f"median of {args.runs} runs; {os.cpu_count()} CPUs shared with whatever else runs")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        for backend in args.backends.split(","):
+            if backend == "sqlite":
+                run_backend("sqlite", f"sqlite:///{tmp / 'bench.db'}", args, tmp)
+            else:
+                schema = f"bench_{uuid.uuid4().hex[:10]}"
+                admin = create_engine(PG_URL)
+                with admin.begin() as conn:
+                    conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+                try:
+                    run_backend("postgresql", f"{PG_URL}?options=-csearch_path%3D{schema}",
+                                args, tmp)  # fmt: skip
+                finally:
+                    with admin.begin() as conn:
+                        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+                    admin.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The JSON records of stored data, one shape for the CLI's ``--json`` and the web API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from monitor.store.browse import ItemRow
+    from monitor.store.feeds import StoredHit
+
+
+def iso(when: datetime | None) -> str | None:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z") if when else None
+
+
+def hit_record(hit: StoredHit) -> dict[str, Any]:
+    """A hit as ``monitor hits --json`` prints it."""
+    return {
+        "id": hit.id,
+        "watchlist": hit.watchlist,
+        "title": hit.title,
+        "link": hit.link,
+        "guid": hit.guid,
+        "feed": hit.feed_url,
+        "feed_title": hit.feed_title,
+        "terms": hit.terms,
+        "entries": sorted({str(m.get("entry")) for m in hit.matches}),
+        "first_seen": iso(hit.first_seen_at),
+        "published": iso(hit.published_at),
+        "matched_at": iso(hit.created_at),
+        "story": hit.story_id,
+        "lang": hit.lang,
+    }
+
+
+def item_record(item: ItemRow) -> dict[str, Any]:
+    """An item with the watchlists (and terms) that matched it: the fields of
+    ``monitor items --json`` and ``watchlists``."""
+    from monitor.store.articles import item_text
+
+    return {
+        "id": item.id,
+        "feed": item.feed_url,
+        "feed_title": item.feed_title,
+        "title": item.title,
+        "link": item.link,
+        "guid": item.guid,
+        "published": iso(item.published),
+        "first_seen": iso(item.first_seen),
+        "story": item.story_id,
+        "lang": item.lang,
+        "text": item_text(item.summary, item.content),
+        "text_source": item.text_source,
+        "summary": item.summary,
+        "watchlists": item.watchlists,
+    }

@@ -1,0 +1,387 @@
+"""Read-only queries behind the web view and the JSON API: items (with search), hits per
+day, top outlets.
+
+Search uses the full-text index of migration 0006: FTS5 on SQLite, a GIN index over a
+``tsvector`` expression on PostgreSQL. The user's words are never passed through as query
+syntax: each word is searched as it is (all of them must occur), so no input is an error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, literal_column, select, text
+from sqlalchemy.exc import DBAPIError
+
+from monitor.store.db import Store
+from monitor.store.schema import PG_SEARCH_DOCUMENT, feeds, hits, items, stories
+from monitor.store.stories import StoryItem, StoryRecord
+
+#: Longest search input considered; the rest is ignored.
+MAX_QUERY = 200
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRow:
+    """A stored item with its feed and the watchlists (and terms) that matched it."""
+
+    id: int
+    feed_id: int | None
+    feed_url: str | None
+    feed_title: str | None
+    guid: str | None
+    link: str | None
+    title: str
+    summary: str
+    content: str
+    published: datetime | None
+    first_seen: datetime
+    story_id: int | None = None
+    lang: str | None = None
+    text_source: str = "feed"
+    watchlists: dict[str, list[str]] = field(default_factory=dict)  # id -> terms
+    marks: list[str] = field(default_factory=list)  # the matched words as they stand
+
+    @property
+    def outlet(self) -> str:
+        return self.feed_title or self.feed_url or "unknown feed"
+
+
+def query_words(q: str) -> list[str]:
+    """The words of a search input, as searched (at most 16)."""
+    return _WORD.findall(q[:MAX_QUERY])[:16]
+
+
+def _fts5_query(words: Sequence[str]) -> str:
+    return " ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
+_ITEM_COLUMNS = (
+    items.c.id,
+    items.c.feed_id,
+    feeds.c.url.label("feed_url"),
+    feeds.c.title.label("feed_title"),
+    items.c.guid,
+    items.c.link,
+    items.c.title,
+    items.c.summary,
+    items.c.content,
+    items.c.published_at.label("published"),
+    items.c.first_seen_at.label("first_seen"),
+    items.c.story_id,
+    items.c.lang,
+    items.c.text_source,
+)
+
+
+def list_items(
+    store: Store,
+    *,
+    q: str | None = None,
+    since: datetime | None = None,
+    watchlist: str | None = None,
+    watchlists: Sequence[str] | None = None,
+    feed_id: int | None = None,
+    story_id: int | None = None,
+    matched_only: bool = False,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[ItemRow]:
+    """Items newest first, filtered; ``q`` searches title, summary and content."""
+    conds: list[Any] = []
+    if since is not None:
+        conds.append(items.c.first_seen_at >= since)
+    if feed_id is not None:
+        conds.append(items.c.feed_id == feed_id)
+    before = None
+    if before_id is not None:
+        before = items.c.id < before_id
+        conds.append(before)
+    if story_id is not None:
+        conds.append(items.c.story_id == story_id)
+    if watchlist is not None:
+        conds.append(
+            exists().where(and_(hits.c.item_id == items.c.id, hits.c.watchlist == watchlist))
+        )
+    elif watchlists is not None:
+        conds.append(
+            exists().where(
+                and_(hits.c.item_id == items.c.id, hits.c.watchlist.in_(list(watchlists)))
+            )
+        )
+    elif matched_only:
+        conds.append(exists().where(hits.c.item_id == items.c.id))
+    query = select(*_ITEM_COLUMNS).select_from(
+        items.outerjoin(feeds, items.c.feed_id == feeds.c.id)
+    )
+    if q is not None:
+        if not [c for c in conds if c is not before]:
+            # The common case, a bare search, newest first.
+            words = query_words(q)
+            if not words:
+                return []
+            return get_items(store, _newest_matches(store, words, limit, before_id))
+        found = _search(store, q)
+        if found is None:
+            return []
+        conds.append(items.c.id.in_(found))
+    if conds:
+        query = query.where(and_(*conds))
+    query = query.order_by(items.c.id.desc()).limit(limit)
+    with store.read() as conn:
+        rows = [ItemRow(**dict(r._mapping)) for r in conn.execute(query)]
+        _attach_hits(conn, rows)
+    return rows
+
+
+#: How long PostgreSQL may walk the newest items looking for matches before the search
+#: switches to collecting every match through the GIN index (see _newest_matches).
+PG_WALK_BUDGET_MS = 150
+
+
+def _newest_matches(
+    store: Store, words: Sequence[str], limit: int, before_id: int | None
+) -> list[int]:
+    """Ids of the newest ``limit`` items (below ``before_id``) containing every word."""
+    before = before_id or 2**62
+    if store.is_sqlite:
+        # FTS5 walks its index newest first and stops at ``limit``, however many match.
+        with store.read() as conn:
+            return list(
+                conn.execute(
+                    text(
+                        "SELECT rowid FROM items_fts WHERE items_fts MATCH :fts "
+                        "AND rowid < :before ORDER BY rowid DESC LIMIT :n"
+                    ),
+                    {"fts": _fts5_query(words), "n": limit, "before": before},
+                ).scalars()
+            )
+    # PostgreSQL: for frequent words, walking the primary key backwards finds the newest
+    # matches at once; for rare ones it would read the whole table, and collecting the
+    # matches through the GIN index first is the fast way. Neither the planner's estimate
+    # nor ours tells them apart reliably, so: walk within a small time budget, and on
+    # running out of it, collect.
+    params = {"words": " ".join(words), "n": limit, "before": before}
+    match = f"{PG_SEARCH_DOCUMENT} @@ plainto_tsquery('simple'::regconfig, :words)"
+    walk = text(f"SELECT id FROM items WHERE {match} AND id < :before ORDER BY id DESC LIMIT :n")
+    collect = text(
+        f"WITH found AS MATERIALIZED (SELECT id FROM items WHERE {match}) "
+        "SELECT id FROM found WHERE id < :before ORDER BY id DESC LIMIT :n"
+    )
+    with store.read() as conn:
+        try:
+            with conn.begin_nested():
+                conn.execute(text(f"SET LOCAL statement_timeout = {PG_WALK_BUDGET_MS}"))
+                return list(conn.execute(walk, params).scalars())
+        except DBAPIError as exc:
+            if "statement timeout" not in str(exc):
+                raise
+        return list(conn.execute(collect, params).scalars())
+
+
+def _search(store: Store, q: str) -> Any:
+    """A subquery of the ids of items containing every word of ``q``; None: no words."""
+    words = query_words(q)
+    if not words:
+        return None
+    if store.is_sqlite:
+        matched = text("SELECT rowid FROM items_fts WHERE items_fts MATCH :fts").bindparams(
+            fts=_fts5_query(words)
+        )
+        return matched.columns(literal_column("rowid"))
+    # Materialised first, so that the planner uses the GIN index rather than walking
+    # the primary key backwards and computing every item's tsvector.
+    found = (
+        select(items.c.id)
+        .where(
+            text(
+                f"{PG_SEARCH_DOCUMENT} @@ plainto_tsquery('simple'::regconfig, :words)"
+            ).bindparams(words=" ".join(words))
+        )
+        .cte("found")
+        .prefix_with("MATERIALIZED")
+    )
+    return select(found.c.id)
+
+
+def get_items(store: Store, ids: Sequence[int]) -> list[ItemRow]:
+    """The items with these ids (newest first), with their hits."""
+    if not ids:
+        return []
+    query = (
+        select(*_ITEM_COLUMNS)
+        .select_from(items.outerjoin(feeds, items.c.feed_id == feeds.c.id))
+        .where(items.c.id.in_(list(ids)))
+        .order_by(items.c.id.desc())
+    )
+    with store.read() as conn:
+        rows = [ItemRow(**dict(r._mapping)) for r in conn.execute(query)]
+        _attach_hits(conn, rows)
+    return rows
+
+
+def _attach_hits(conn: Any, rows: Sequence[ItemRow]) -> None:
+    if not rows:
+        return
+    by_id = {r.id: r for r in rows}
+    query = select(hits.c.item_id, hits.c.watchlist, hits.c.matches).where(
+        hits.c.item_id.in_(list(by_id))
+    )
+    for item_id, watchlist, matches in conn.execute(query.order_by(hits.c.id)):
+        terms: dict[str, None] = {}
+        row = by_id[item_id]
+        for m in matches or []:
+            for t in m.get("terms", []):
+                terms.setdefault(str(t), None)
+            for span in m.get("spans", []):
+                if span.get("text") and span["text"] not in row.marks:
+                    row.marks.append(str(span["text"]))
+        row.watchlists[watchlist] = list(terms)
+
+
+def hits_per_day(store: Store, watchlist: str, *, days: int, today: date) -> list[tuple[date, int]]:
+    """Hits stored per UTC day over the ``days`` days ending ``today`` (zeros included)."""
+    start = datetime(today.year, today.month, today.day) - timedelta(days=days - 1)
+    start_utc = start.replace(tzinfo=UTC)
+    day = func.date(hits.c.created_at)  # stored as naive UTC on both backends
+    query = (
+        select(day.label("day"), func.count().label("n"))
+        .where(and_(hits.c.watchlist == watchlist, hits.c.created_at >= start_utc))
+        .group_by(day)
+    )
+    counts: dict[date, int] = {}
+    with store.read() as conn:
+        for d, n in conn.execute(query):
+            key = d if isinstance(d, date) else date.fromisoformat(str(d))
+            counts[key] = int(n)
+    first = start.date()
+    span = [first + timedelta(days=i) for i in range(days)]
+    return [(d, counts.get(d, 0)) for d in span]
+
+
+def top_outlets(
+    store: Store, watchlist: str, *, since: datetime, limit: int = 10
+) -> list[tuple[str, str | None, int]]:
+    """The feeds with the most hits of ``watchlist`` since ``since``: (name, site, hits)."""
+    n = func.count().label("n")
+    query = (
+        select(feeds.c.title, feeds.c.url, feeds.c.site_url, n)
+        .select_from(
+            hits.join(items, hits.c.item_id == items.c.id).join(
+                feeds, items.c.feed_id == feeds.c.id
+            )
+        )
+        .where(and_(hits.c.watchlist == watchlist, hits.c.created_at >= since))
+        .group_by(feeds.c.id, feeds.c.title, feeds.c.url, feeds.c.site_url)
+        .order_by(n.desc(), feeds.c.url)
+        .limit(limit)
+    )
+    with store.read() as conn:
+        return [(r.title or r.url, r.site_url, int(r.n)) for r in conn.execute(query)]
+
+
+def matched_stories(
+    store: Store,
+    *,
+    since: datetime | None = None,
+    watchlists: Sequence[str] | None = None,
+    feed_id: int | None = None,
+    q: str | None = None,
+    limit: int = 50,
+) -> list[StoryRecord]:
+    """Stories with a hit (of one of ``watchlists``, if given) stored since ``since``,
+    the most recently seen first, each with its items; ``q``: only stories with an item
+    containing every word (then stories without hits count too)."""
+    conds: list[Any] = []
+    if q is not None:
+        found = _search(store, q)
+        if found is None:
+            return []
+        source: Any = items
+        conds.append(items.c.id.in_(found))
+    else:
+        source = hits.join(items, hits.c.item_id == items.c.id)
+    if since is not None:
+        conds.append((items.c.first_seen_at if q is not None else hits.c.created_at) >= since)
+    if watchlists is not None:
+        if q is not None:
+            source = source.join(hits, hits.c.item_id == items.c.id)
+        conds.append(hits.c.watchlist.in_(list(watchlists)))
+    if feed_id is not None:
+        conds.append(items.c.feed_id == feed_id)
+    cols = (stories.c.id, stories.c.title, stories.c.first_seen_at, stories.c.last_seen_at)
+    if q is None and feed_id is None:
+        # Walk the stories most recently seen first (an index) and keep those with a
+        # hit: a few probes per story shown, whatever the number of hits.
+        probe = hits.join(items, hits.c.item_id == items.c.id)
+        has_hit = [items.c.story_id == stories.c.id]
+        if watchlists is not None:
+            has_hit.append(hits.c.watchlist.in_(list(watchlists)))
+        query = select(*cols).where(exists().select_from(probe).where(and_(*has_hit)))
+        if since is not None:
+            query = query.where(stories.c.last_seen_at >= since)
+    else:
+        wanted = select(items.c.story_id).distinct().select_from(source)
+        if conds:
+            wanted = wanted.where(and_(*conds))
+        sub = wanted.subquery()
+        query = select(*cols).select_from(stories.join(sub, stories.c.id == sub.c.story_id))
+    query = query.order_by(stories.c.last_seen_at.desc(), stories.c.id.desc()).limit(limit)
+    with store.read() as conn:
+        rows = list(conn.execute(query))
+        members = _story_members(conn, [r.id for r in rows])
+    return [
+        StoryRecord(r.id, r.title, r.first_seen_at, r.last_seen_at, members.get(r.id, []))
+        for r in rows
+    ]
+
+
+def _story_members(conn: Any, story_ids: Sequence[int]) -> dict[int, list[StoryItem]]:
+    if not story_ids:
+        return {}
+    query = (
+        select(
+            items.c.id,
+            items.c.story_id,
+            feeds.c.url,
+            items.c.link,
+            items.c.title,
+            items.c.published_at,
+            items.c.first_seen_at,
+        )
+        .select_from(items.outerjoin(feeds, items.c.feed_id == feeds.c.id))
+        .where(items.c.story_id.in_(list(story_ids)))
+        .order_by(items.c.first_seen_at, items.c.id)
+    )
+    rows = list(conn.execute(query))
+    by_item: dict[int, set[str]] = {}
+    if rows:
+        for item_id, watchlist in conn.execute(
+            select(hits.c.item_id, hits.c.watchlist).where(hits.c.item_id.in_([r.id for r in rows]))
+        ):
+            by_item.setdefault(item_id, set()).add(watchlist)
+    out: dict[int, list[StoryItem]] = {}
+    for r in rows:
+        out.setdefault(r.story_id, []).append(
+            StoryItem(
+                id=r.id,
+                feed=r.url,
+                link=r.link,
+                title=r.title,
+                published=r.published_at,
+                first_seen=r.first_seen_at,
+                watchlists=sorted(by_item.get(r.id, ())),
+            )
+        )
+    return out
+
+
+def feed_names(store: Store) -> dict[str, str]:
+    """Feed URL -> the name to show (its title, else the URL)."""
+    with store.read() as conn:
+        return {r.url: r.title or r.url for r in conn.execute(select(feeds.c.url, feeds.c.title))}

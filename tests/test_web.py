@@ -1,0 +1,349 @@
+"""The web view on a real server on 127.0.0.1 over a real store (SQLite and PostgreSQL):
+pages, search, Atom (parsed by feedparser), the JSON API, auth, and pages rendered in
+headless chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import pytest
+from browser import CHROMIUM, Browser
+from conftest import REPO
+from sqlalchemy import text
+
+from monitor.config import settings_from_mapping
+from monitor.errors import ConfigError
+from monitor.models import FetchResult, Item, Outcome, ParsedFeed
+from monitor.pipeline import watchlist_registry
+from monitor.store import Store, open_store
+from monitor.store import feeds as fs
+from monitor.watchlists import WatchlistRegistry
+from monitor.web import WebServer
+
+HOSTILE = '<script>alert(1)</script><img src=x onerror=alert(2)> Sergio Gor "quoted" & co'
+NOW = fs.utcnow()
+
+
+def ok(url: str) -> FetchResult:
+    return FetchResult(outcome=Outcome.OK, url=url, final_url=url, status=200)
+
+
+def seed(store: Store, registry: WatchlistRegistry) -> None:
+    """Two feeds, items through the real write path and the real matcher."""
+    fs.sync_config_feeds(
+        store,
+        [fs.FeedSpec("http://127.0.0.1:9/wire.xml", title="Wire"),
+         fs.FeedSpec("http://127.0.0.1:9/daily.xml", title="Daily")],
+    )  # fmt: skip
+    wire, daily = sorted(fs.list_feeds(store), key=lambda f: f.id)
+    batches = [
+        (wire, [
+            Item("w1", "US envoy Sergio Gor arrives in Tashkent for C5+1 talks",
+                 link="https://wire.example/gor-tashkent",
+                 summary="Special Envoy Sergio Gor met President Mirziyoyev in Tashkent on Monday."),
+            Item("w2", HOSTILE, link="javascript:alert(3)",
+                 summary="Ambassador Sergio Gor <b>spoke</b> in Almaty."),
+            Item("w3", "Grain prices steady", link="https://wire.example/grain",
+                 summary="Nothing about diplomacy here; Tashkent market report."),
+        ]),
+        (daily, [
+            Item("d1", "Christopher Landau visits Astana", link="https://daily.example/landau",
+                 summary="Deputy Secretary of State Christopher Landau discussed the Middle Corridor."),
+        ]),
+    ]  # fmt: skip
+    for feed, batch in batches:
+        fs.save_poll(
+            store, feed, ok(feed.url), ParsedFeed(items=batch),
+            next_due_at=NOW + timedelta(minutes=15), hint_s=None,
+            match=registry.matcher.match,
+        )  # fmt: skip
+
+
+class Served:
+    """A WebServer on 127.0.0.1 (a port of its own) in a thread with its own loop."""
+
+    def __init__(self, store: Store, registry: WatchlistRegistry, config: dict[str, Any]) -> None:
+        settings = settings_from_mapping(config, {})
+        self.server = WebServer(
+            "127.0.0.1:0", store, lambda: (registry.watchlists, registry.matcher),
+            lambda: settings,
+        )  # fmt: skip
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._started.wait(10)
+        self.base = f"http://127.0.0.1:{self.server.port}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self.server.start())
+        self._started.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self.server.stop())
+        self._loop.close()
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def get(self, path: str, headers: dict[str, str] | None = None,
+            data: bytes | None = None) -> tuple[int, dict[str, str], str]:  # fmt: skip
+        req = urllib.request.Request(self.base + path, headers=headers or {}, data=data)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, dict(resp.headers), resp.read().decode("utf-8")
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read().decode("utf-8")
+
+
+@pytest.fixture
+def registry() -> WatchlistRegistry:
+    return watchlist_registry(REPO / "watchlists")
+
+
+@pytest.fixture
+def site(store: Store, store_url: str, registry: WatchlistRegistry) -> Iterator[Served]:
+    seed(store, registry)
+    reader = open_store(store_url, read_only=True)
+    served = Served(reader, registry, {"subscribers": [
+        {"email": "analyst@example.org", "watchlists": ["gor"]}]})
+    try:
+        yield served
+    finally:
+        served.stop()
+        reader.dispose()
+
+
+def test_pages_search_and_api(site: Served) -> None:
+    status, headers, body = site.get("/")
+    assert status == 200
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    assert "script-src" not in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "no-referrer"
+    assert "US envoy Sergio Gor arrives in Tashkent" in body
+    assert "Christopher Landau visits Astana" in body
+    assert "Grain prices" not in body  # matched nothing
+    # Hostile feed text is inert: escaped, and its javascript: link is not a link.
+    assert "<script>alert(1)" not in body and "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+    assert "javascript:" not in body
+    assert "<script" not in body and "style=" not in body  # nothing inline at all
+
+    story = json.loads(site.get("/api/stories?watchlist=gor")[2])
+    assert [s["title"] for s in story] == [HOSTILE, "US envoy Sergio Gor arrives in Tashkent for C5+1 talks"]
+    assert {"story", "title", "first_seen", "items"} <= set(story[0])
+    assert f'href="/stories/{story[1]["story"]}"' in body
+    status, _, page = site.get(f"/stories/{story[1]['story']}")
+    assert status == 200
+    assert "US envoy Sergio Gor arrives in Tashkent for C5+1 talks" in page
+    assert 'href="https://wire.example/gor-tashkent"' in page and "Wire" in page
+    assert "<mark>Sergio Gor</mark> met President" in page  # the matched words, highlighted
+    assert site.get("/stories/999999")[0] == 404 and site.get("/stories/x")[0] == 404
+    assert json.loads(site.get("/api/stories?q=almaty")[2])[0]["title"] == HOSTILE
+
+    status, _, body = site.get("/search?q=" + urllib.parse.quote("tashkent"))
+    assert status == 200
+    assert "Sergio Gor arrives in Tashkent" in body and "Grain prices steady" in body
+    assert "<mark>Tashkent</mark>" in body
+    _, _, body = site.get("/search?q=" + urllib.parse.quote("gor mirziyoyev"))
+    assert "arrives in Tashkent" in body and "Grain" not in body  # every word must occur
+    _, _, body = site.get("/search?q=" + urllib.parse.quote('"AND OR NEAR( * -'))
+    assert "No items contain" in body  # query syntax is just text
+
+    status, _, body = site.get("/watchlists/gor")
+    assert status == 200
+    assert "Hits per day" in body and "<svg" in body and "Wire" in body
+    assert "Sergio Gor by full name" in body
+    assert site.get("/watchlists/nope")[0] == 404
+
+    _, _, body = site.get("/feeds")
+    assert "Wire" in body and "Daily" in body and "ok" in body
+    _, _, body = site.get("/outbox")
+    assert "Nothing queued or failed" in body
+
+    form = urllib.parse.urlencode({"title": "Sergio Gor lands in Bishkek", "text": "x"}).encode()
+    status, _, body = site.get("/try", data=form)
+    assert status == 200 and "gor" in body and "<mark>Sergio Gor</mark>" in body
+
+    status, headers, body = site.get("/api/items?q=tashkent")
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    records = json.loads(body)
+    assert {r["title"] for r in records} == {
+        "US envoy Sergio Gor arrives in Tashkent for C5+1 talks", "Grain prices steady"}
+    assert {"id", "feed", "title", "link", "guid", "published", "first_seen"} <= set(records[0])
+    hits = json.loads(site.get("/api/hits?watchlist=gor&since=1d")[2])
+    assert {h["watchlist"] for h in hits} == {"gor"} and len(hits) == 2
+    assert {"watchlist", "title", "link", "guid", "feed", "terms", "first_seen"} <= set(hits[0])
+    assert site.get("/api/hits?since=soon")[0] == 400
+    assert json.loads(site.get("/healthz")[2]) == {"status": "ok"}
+
+
+def test_atom_feeds_parse_cleanly(site: Served) -> None:
+    status, headers, body = site.get("/watchlists/gor.atom")
+    assert status == 200 and headers["Content-Type"].startswith("application/atom+xml")
+    parsed = feedparser.parse(body.encode())
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    assert parsed.version == "atom10"
+    titles = [e.title for e in parsed.entries]
+    assert titles[0] == HOSTILE  # newest first; text, not markup
+    assert "US envoy Sergio Gor arrives in Tashkent for C5+1 talks" in titles
+    assert all(not e.get("link", "").startswith("javascript") for e in parsed.entries)
+    sub = feedparser.parse(site.get("/subscribers/analyst@example.org.atom")[2].encode())
+    assert not sub.bozo and len(sub.entries) == 2
+    assert site.get("/subscribers/nobody@example.org.atom")[0] == 404
+
+
+def test_search_index_covers_rows_stored_before_the_migration(
+    store_url: str, registry: WatchlistRegistry
+) -> None:
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    from monitor.store.db import _alembic_config
+
+    before = ScriptDirectory.from_config(_alembic_config(None)).get_revision("0006").down_revision
+    store = open_store(store_url)
+    try:
+        with store.engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), str(before))
+        seed(store, registry)
+        store.upgrade()
+        from monitor.store import browse
+
+        found = browse.list_items(store, q="Almaty")
+        assert [r.title for r in found] == [HOSTILE]
+        # ...and kept in sync by the writes after it, in the same transaction.
+        feed = fs.list_feeds(store)[0]
+        fs.save_poll(store, feed, ok(feed.url), ParsedFeed(items=[Item("n1", "Almaty again")]),
+                     next_due_at=NOW, hint_s=None, match=registry.matcher.match)  # fmt: skip
+        assert len(browse.list_items(store, q="almaty")) == 2
+        with store.write() as conn:
+            conn.execute(text("DELETE FROM items WHERE identity = 'n1'"))
+        assert len(browse.list_items(store, q="almaty")) == 1
+    finally:
+        store.dispose()
+
+
+def test_read_only_store_refuses_writes(store: Store, store_url: str) -> None:
+    reader = open_store(store_url, read_only=True)
+    try:
+        with pytest.raises(Exception, match=r"(?i)read.?only"), reader.read() as conn:
+            conn.execute(text("DELETE FROM feeds"))
+    finally:
+        reader.dispose()
+
+
+def test_credentials(tmp_path: Path, sqlite_url: str, registry: WatchlistRegistry) -> None:
+    store = open_store(sqlite_url, upgrade=True)
+    try:
+        settings = settings_from_mapping({}, {})
+        with pytest.raises(ConfigError, match=r"refusing to serve on 0\.0\.0\.0:8470"):
+            WebServer("0.0.0.0:8470", store, lambda: ([], registry.matcher), lambda: settings)
+        token = tmp_path / "token"
+        token.write_text("s3cret-token\n")
+        site = Served(store, registry, {"web": {"token_file": str(token)}})
+        try:
+            assert site.get("/")[0] == 401
+            assert site.get("/", {"Authorization": "Bearer wrong"})[0] == 401
+            status, headers, _ = site.get("/api/items", {"Authorization": "Bearer nope"})
+            assert status == 401 and headers["WWW-Authenticate"].startswith("Basic")
+            assert site.get("/", {"Authorization": "Bearer s3cret-token"})[0] == 200
+            basic = base64.b64encode(b"anyone:s3cret-token").decode()
+            assert site.get("/feeds", {"Authorization": f"Basic {basic}"})[0] == 200
+            assert site.get("/healthz")[0] == 200  # for load balancers, says nothing
+        finally:
+            site.stop()
+        site = Served(store, registry, {"web": {"trust_proxy_auth": "X-Remote-User"}})
+        try:
+            assert site.get("/")[0] == 401
+            assert site.get("/", {"X-Remote-User": "analyst"})[0] == 200
+        finally:
+            site.stop()
+    finally:
+        store.dispose()
+
+
+def test_cli_refuses_an_exposed_bind_without_credentials(tmp_path: Path) -> None:
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "m.db"}"\n'
+        f'[watchlists]\ndir = "{REPO / "watchlists"}"\n[web]\nlisten = "0.0.0.0:8470"\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", str(config), "web"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "MONITOR_CONFIG": ""},
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "monitor: error: web: refusing to serve on 0.0.0.0:8470 without credentials"
+    )
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+@pytest.mark.timeout(120)
+def test_pages_in_headless_chromium(site: Served, tmp_path: Path, store_url: str) -> None:
+    if not store_url.startswith("sqlite"):
+        pytest.skip("rendering does not depend on the backend; run once")
+
+    async def visit() -> None:
+        async with Browser(tmp_path / "profile") as b:
+            await b.open(site.base + "/")
+            await b.screenshot(tmp_path / "index.png")
+            page = await b.text()
+            assert "US envoy Sergio Gor arrives in Tashkent" in page
+            assert HOSTILE.split(">")[-1].strip() in page  # shown as text...
+            assert await b.js("document.querySelectorAll('script, img').length") == 0  # ...inert
+            assert await b.js("window.alerted === undefined")
+            links = await b.links()
+            assert "/watchlists/gor" in links
+            story = next(h for h in links if h.startswith("/stories/"))
+            assert not [h for h in links if h and h.lower().startswith("javascript")]
+            # Keyboard: the first Tab reaches the skip link, the next ones the navigation.
+            assert await b.tab() == "A #main"
+            assert (await b.tab()).startswith("A /")
+            assert (await b.tab()).startswith("A /watchlists")
+            await b.press("Enter", 13)
+            await asyncio.sleep(0.5)
+            assert await b.js("location.pathname") == "/watchlists"
+
+            for path, expected in [
+                (story, "Coverage"),
+                ("/watchlists/gor", "Hits per day"),
+                ("/search?q=tashkent", "Grain prices steady"),
+                ("/feeds", "Wire"),
+                ("/outbox", "Nothing queued"),
+                ("/try", "Nothing is stored"),
+            ]:
+                await b.open(site.base + path)
+                name = path.strip("/").split("?")[0].split("/")[0]
+                await b.screenshot(tmp_path / f"{name}.png")
+                assert expected in await b.text(), path
+            assert await b.js("document.querySelector('svg.chart') === null")  # on /try
+            await b.open(site.base + "/watchlists/gor")
+            bars = await b.js("document.querySelectorAll('svg.chart rect.bar').length")
+            assert bars == 30
+            assert await b.js("getComputedStyle(document.querySelector('rect.bar')).fill") != ""
+
+        assert b.console == [], b.console  # no errors, no CSP violations
+        outside = [u for u in b.requests if not u.startswith(site.base + "/")]
+        assert outside == [], outside
+
+    asyncio.run(visit())
+    for shot in ("index", "stories", "watchlists", "search", "feeds", "outbox", "try"):
+        png = tmp_path / f"{shot}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
