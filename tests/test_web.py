@@ -54,7 +54,8 @@ def seed(store: Store, registry: WatchlistRegistry) -> None:
         (wire, [
             Item("w1", "US envoy Sergio Gor arrives in Tashkent for C5+1 talks",
                  link="https://wire.example/gor-tashkent",
-                 summary="Special Envoy Sergio Gor met President Mirziyoyev in Tashkent on Monday."),
+                 summary="Special Envoy Sergio Gor met President Mirziyoyev in Tashkent on Monday.",
+                 lang="en"),
             Item("w2", HOSTILE, link="javascript:alert(3)",
                  summary="Ambassador Sergio Gor <b>spoke</b> in Almaty."),
             Item("w3", "Grain prices steady", link="https://wire.example/grain",
@@ -347,3 +348,14 @@ def test_pages_in_headless_chromium(site: Served, tmp_path: Path, store_url: str
     for shot in ("index", "stories", "watchlists", "search", "feeds", "outbox", "try"):
         png = tmp_path / f"{shot}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
+
+
+def test_stories_filtered_by_language(site: Served) -> None:
+    status, _, page = site.get("/?lang=en")
+    assert status == 200
+    assert "arrives in Tashkent" in page and "Landau visits Astana" not in page
+    assert '<option value="en" selected>' in page
+    status, _, page = site.get("/")
+    assert "arrives in Tashkent" in page and "Landau visits Astana" in page
+    status, _, text = site.get("/?lang=fr")
+    assert status == 400 and "lang: one of en, ru, kk, uz-Latn, uz-Cyrl" in text

@@ -291,11 +291,13 @@ def matched_stories(
     since: datetime | None = None,
     watchlists: Sequence[str] | None = None,
     feed_id: int | None = None,
+    lang: str | None = None,
     q: str | None = None,
     limit: int = 50,
 ) -> list[StoryRecord]:
     """Stories with a hit (of one of ``watchlists``, if given) stored since ``since``,
-    the most recently seen first, each with its items; ``q``: only stories with an item
+    the most recently seen first, each with its items; ``feed_id``, ``lang``: only stories
+    with an item of that feed, in that language; ``q``: only stories with an item
     containing every word (then stories without hits count too)."""
     conds: list[Any] = []
     if q is not None:
@@ -314,8 +316,10 @@ def matched_stories(
         conds.append(hits.c.watchlist.in_(list(watchlists)))
     if feed_id is not None:
         conds.append(items.c.feed_id == feed_id)
+    if lang is not None:
+        conds.append(items.c.lang == lang)
     cols = (stories.c.id, stories.c.title, stories.c.first_seen_at, stories.c.last_seen_at)
-    if q is None and feed_id is None:
+    if q is None and feed_id is None and lang is None:
         # Walk the stories most recently seen first (an index) and keep those with a
         # hit: a few probes per story shown, whatever the number of hits.
         probe = hits.join(items, hits.c.item_id == items.c.id)

@@ -23,6 +23,7 @@ import jinja2
 from aiohttp import web
 
 from monitor.config import Settings, parse_duration
+from monitor.lang import TAGS as LANGUAGES
 from monitor.records import hit_record, item_record
 from monitor.store import Store, browse
 from monitor.store import feeds as feed_store
@@ -203,6 +204,9 @@ async def index(request: web.Request) -> web.Response:
     """Stories of the last days with a hit, grouped by watchlist, newest and largest first."""
     wl = _known_watchlist(request, request.query.get("watchlist"))
     feed_id = _int_arg(request, "feed", None, top=2**62)
+    lang = request.query.get("lang") or None
+    if lang is not None and lang not in LANGUAGES:
+        raise web.HTTPBadRequest(text=f"lang: one of {', '.join(LANGUAGES)}\n")
     since_arg = request.query.get("since") or "7d"
     since = _since(since_arg)
     store = request.app[CTX].store
@@ -214,6 +218,7 @@ async def index(request: web.Request) -> web.Response:
         since=since,
         watchlists=[wl.id] if wl else None,
         feed_id=feed_id,
+        lang=lang,
         limit=STORIES_PAGE,
     )
     names = await _feed_names(request)
@@ -237,6 +242,8 @@ async def index(request: web.Request) -> web.Response:
         watchlist=wl,
         since=since_arg,
         feed_id=feed_id,
+        lang=lang,
+        languages=LANGUAGES,
         full=len(found) == STORIES_PAGE,
     )
 
