@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar
 
@@ -203,22 +203,15 @@ def _quiet_exit_on_closed_pipe() -> NoReturn:
 
 
 def _since(value: str | None) -> datetime | None:
-    """``7d`` (that long ago) or an ISO date/time (UTC unless it says otherwise)."""
+    """``--since``: ``7d`` (that long ago) or an ISO date/time (UTC unless it says otherwise)."""
     if not value:
         return None
-    try:
-        from monitor.config import parse_duration
+    from monitor.config import SINCE_EXPECTED, parse_since
 
-        return datetime.now(UTC) - timedelta(seconds=parse_duration(value))
-    except ValueError:
-        pass
     try:
-        when = datetime.fromisoformat(value)
+        return parse_since(value)
     except ValueError:
-        raise click.BadParameter(
-            f"{value!r}: expected a duration such as 7d or 12h, or a date such as 2026-11-01"
-        ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+        raise click.BadParameter(f"{value!r}: expected {SINCE_EXPECTED}") from None
 
 
 def _iso(when: datetime | None) -> str | None:

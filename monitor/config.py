@@ -24,6 +24,7 @@ import tomllib
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -57,6 +58,21 @@ def parse_duration(value: object) -> float:
     if seconds < 0:
         raise ValueError("a duration that is not negative")
     return seconds
+
+
+#: What a ``--since``/``?since=`` value may be, for error messages.
+SINCE_EXPECTED = "a duration such as 7d or 12h, or a date such as 2026-11-01"
+
+
+def parse_since(value: str, *, now: datetime | None = None) -> datetime:
+    """``7d`` (that long before ``now``) or an ISO date/time (UTC unless it says
+    otherwise); ValueError (see :data:`SINCE_EXPECTED`) for anything else."""
+    try:
+        return (now or datetime.now(UTC)) - timedelta(seconds=parse_duration(value))
+    except ValueError:
+        pass
+    when = datetime.fromisoformat(value)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def format_duration(seconds: float) -> str:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from monitor.store.db import Store
 from monitor.store.schema import PG_SEARCH_DOCUMENT, feeds, hits, items, stories
-from monitor.store.stories import StoryItem, StoryRecord
+from monitor.store.stories import StoryRecord, items_by_story
 
 #: Longest search input considered; the rest is ignored.
 MAX_QUERY = 200
@@ -338,51 +338,11 @@ def matched_stories(
     query = query.order_by(stories.c.last_seen_at.desc(), stories.c.id.desc()).limit(limit)
     with store.read() as conn:
         rows = list(conn.execute(query))
-        members = _story_members(conn, [r.id for r in rows])
+        members = items_by_story(conn, [r.id for r in rows])
     return [
         StoryRecord(r.id, r.title, r.first_seen_at, r.last_seen_at, members.get(r.id, []))
         for r in rows
     ]
-
-
-def _story_members(conn: Any, story_ids: Sequence[int]) -> dict[int, list[StoryItem]]:
-    if not story_ids:
-        return {}
-    query = (
-        select(
-            items.c.id,
-            items.c.story_id,
-            feeds.c.url,
-            items.c.link,
-            items.c.title,
-            items.c.published_at,
-            items.c.first_seen_at,
-        )
-        .select_from(items.outerjoin(feeds, items.c.feed_id == feeds.c.id))
-        .where(items.c.story_id.in_(list(story_ids)))
-        .order_by(items.c.first_seen_at, items.c.id)
-    )
-    rows = list(conn.execute(query))
-    by_item: dict[int, set[str]] = {}
-    if rows:
-        for item_id, watchlist in conn.execute(
-            select(hits.c.item_id, hits.c.watchlist).where(hits.c.item_id.in_([r.id for r in rows]))
-        ):
-            by_item.setdefault(item_id, set()).add(watchlist)
-    out: dict[int, list[StoryItem]] = {}
-    for r in rows:
-        out.setdefault(r.story_id, []).append(
-            StoryItem(
-                id=r.id,
-                feed=r.url,
-                link=r.link,
-                title=r.title,
-                published=r.published_at,
-                first_seen=r.first_seen_at,
-                watchlists=sorted(by_item.get(r.id, ())),
-            )
-        )
-    return out
 
 
 def feed_names(store: Store) -> dict[str, str]:

@@ -288,11 +288,12 @@ def story_items(store: Store, story_ids: Sequence[int]) -> dict[int, list[StoryI
     out: dict[int, list[StoryItem]] = {}
     with store.read() as conn:
         for start in range(0, len(story_ids), 500):
-            out.update(_story_items(conn, story_ids[start : start + 500]))
+            out.update(items_by_story(conn, story_ids[start : start + 500]))
     return out
 
 
-def _story_items(conn: Connection, story_ids: Iterable[int]) -> dict[int, list[StoryItem]]:
+def items_by_story(conn: Connection, story_ids: Iterable[int]) -> dict[int, list[StoryItem]]:
+    """The items of these stories, oldest first, by story id, in an open transaction."""
     ids = sorted(set(story_ids))
     if not ids:
         return {}
@@ -362,7 +363,7 @@ def list_stories(
         query = query.limit(limit)
     with store.read() as conn:
         rows = list(conn.execute(query))
-        members = _story_items(conn, (r.id for r in rows))
+        members = items_by_story(conn, (r.id for r in rows))
     return [
         StoryRecord(r.id, r.title, r.first_seen_at, r.last_seen_at, members.get(r.id, []))
         for r in rows
@@ -379,7 +380,7 @@ def get_story(store: Store, story_id: int) -> StoryRecord | None:
         ).first()
         if row is None:
             return None
-        members = _story_items(conn, [row.id])
+        members = items_by_story(conn, [row.id])
     return StoryRecord(
         row.id, row.title, row.first_seen_at, row.last_seen_at, members.get(row.id, [])
     )

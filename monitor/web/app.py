@@ -22,7 +22,7 @@ from urllib.parse import quote, urlencode
 import jinja2
 from aiohttp import web
 
-from monitor.config import Settings, parse_duration
+from monitor.config import SINCE_EXPECTED, Settings, parse_since
 from monitor.lang import TAGS as LANGUAGES
 from monitor.records import hit_record, item_record
 from monitor.store import Store, browse
@@ -148,21 +148,13 @@ def _page(request: web.Request, template: str, status: int = 200, **values: Any)
 
 
 def _since(value: str | None) -> datetime | None:
-    """``7d`` (that long ago) or an ISO date/time (UTC unless it says otherwise)."""
+    """``?since=``: ``7d`` (that long ago) or an ISO date/time (UTC unless it says otherwise)."""
     if not value:
         return None
     try:
-        return datetime.now(UTC) - timedelta(seconds=parse_duration(value))
+        return parse_since(value)
     except ValueError:
-        pass
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise web.HTTPBadRequest(
-            text=f"since={value!r}: expected a duration such as 7d or 12h, or a date such as "
-            "2026-11-01\n"
-        ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+        raise web.HTTPBadRequest(text=f"since={value!r}: expected {SINCE_EXPECTED}\n") from None
 
 
 def _int_arg(request: web.Request, name: str, default: int | None, *, top: int) -> int | None:
