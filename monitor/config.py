@@ -612,6 +612,17 @@ def _check_keys(table: Mapping[str, Any], allowed: Mapping[str, str], label: str
             )
 
 
+def _optional_keys(
+    table: Mapping[str, Any], label: str, converters: Mapping[str, Callable[[Any], Any]]
+) -> dict[str, Any]:
+    """The keys of ``table`` that ``converters`` names, each converted (errors name it)."""
+    return {
+        key: _convert(convert, table[key], f"{label}.{key}")
+        for key, convert in converters.items()
+        if key in table
+    }
+
+
 def _http_url(table: Mapping[str, Any], label: str, *, show: bool) -> str:
     """The table's required ``url``, an http(s) URL; ``show`` puts it in the error."""
     if "url" not in table:
@@ -690,6 +701,24 @@ def _quiet_hours(value: object) -> tuple[str, str]:
     return (f"{int(m.group(1)):02d}:{m.group(2)}", f"{int(m.group(3)):02d}:{m.group(4)}")
 
 
+#: Optional keys of a [[subscribers]] and a [[webhooks]] table, and their converters.
+_SUBSCRIBER_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "watchlists": _str_list,
+    "schedule": validate_schedule,
+    "timezone": _timezone,
+    "quiet_hours": _quiet_hours,
+    "immediate_priority": _bool,
+    "updates": _bool,
+}
+_WEBHOOK_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "watchlists": _str_list,
+    "schedule": validate_schedule,
+    "timezone": _timezone,
+    "quiet_hours": _quiet_hours,
+    "secret_file": _optional_str,
+}
+
+
 def _subscribers(raw: object, where: str) -> list[SubscriberConfig]:
     out: list[SubscriberConfig] = []
     seen: set[str] = set()
@@ -704,18 +733,8 @@ def _subscribers(raw: object, where: str) -> list[SubscriberConfig]:
         if email.lower() in seen:
             raise ConfigError(f"{label}.email: {email} is listed twice")
         seen.add(email.lower())
-        kwargs: dict[str, Any] = {"email": email}
-        for key, convert in (
-            ("watchlists", _str_list),
-            ("schedule", validate_schedule),
-            ("timezone", _timezone),
-            ("quiet_hours", _quiet_hours),
-            ("immediate_priority", _bool),
-            ("updates", _bool),
-        ):
-            if key in table:
-                kwargs[key] = _convert(convert, table[key], f"{label}.{key}")
-        out.append(SubscriberConfig(**kwargs))
+        kwargs = _optional_keys(table, label, _SUBSCRIBER_CONVERTERS)
+        out.append(SubscriberConfig(email=email, **kwargs))
     return out
 
 
@@ -749,17 +768,8 @@ def _webhooks(raw: object, where: str) -> list[WebhookConfig]:
         if name.lower() in seen:
             raise ConfigError(f"{label}.name: {name} is used twice; give each webhook a name")
         seen.add(name.lower())
-        kwargs: dict[str, Any] = {"url": url, "name": name}
-        for key, convert in (
-            ("watchlists", _str_list),
-            ("schedule", validate_schedule),
-            ("timezone", _timezone),
-            ("quiet_hours", _quiet_hours),
-            ("secret_file", _optional_str),
-        ):
-            if key in table:
-                kwargs[key] = _convert(convert, table[key], f"{label}.{key}")
-        out.append(WebhookConfig(**kwargs))
+        kwargs = _optional_keys(table, label, _WEBHOOK_CONVERTERS)
+        out.append(WebhookConfig(url=url, name=name, **kwargs))
     return out
 
 

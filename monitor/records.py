@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from monitor.store.articles import item_text
+
 if TYPE_CHECKING:
     from monitor.store.browse import ItemRow
     from monitor.store.feeds import StoredHit
@@ -37,8 +39,6 @@ def hit_record(hit: StoredHit) -> dict[str, Any]:
 def item_record(item: ItemRow) -> dict[str, Any]:
     """An item with the watchlists (and terms) that matched it: the fields of
     ``monitor items --json`` and ``watchlists``."""
-    from monitor.store.articles import item_text
-
     return {
         "id": item.id,
         "feed": item.feed_url,

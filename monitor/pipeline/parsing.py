@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from monitor.lang import detect as detect_language
 from monitor.models import Item, Match, ParsedFeed
 
 if TYPE_CHECKING:
@@ -112,8 +113,6 @@ def parse_and_match(
 
 def with_language(item: Item) -> Item:
     """The item with its detected language (``monitor.lang``)."""
-    from monitor.lang import detect as detect_language
-
     if item.lang is not None:
         return item
     return replace(item, lang=detect_language(item.title, item.summary, item.content))
