@@ -455,6 +455,18 @@ class WebhookConfig:
     def key(self) -> str:
         return f"{WEBHOOK_PREFIX}{self.name}"
 
+    @property
+    def shown_url(self) -> str:
+        """The URL as shown (``monitor outbox``): scheme, host and port; the path, query
+        and any user info left out as "…" (an incoming webhook's path is its secret)."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{parts.port}" if parts.port else ""
+        rest = "/…" if parts.path.strip("/") or parts.query else "/"
+        return f"{parts.scheme}://{host}{port}{rest}"
+
     def secret(self) -> bytes | None:
         """The signing secret, read from its file now (so a rotated file takes effect at
         the next delivery); None without ``secret_file``."""

@@ -21,6 +21,12 @@ A story is an event across outlets; ``id`` is null for an item not yet assigned 
 webhook are in ``items``: a story that grows after it was sent comes again, with the new
 items alone, under the same ``id``.
 
+One body holds the leading stories that fit: ``text`` within ``max_text`` characters
+(one line per story, every story of the body: a chat channel sees nothing else) and the
+JSON within ``max_bytes`` bytes. The caller queues the rest in the next bodies, each with
+its own delivery id. A story is never split: one story alone over a cap goes as it is, its
+line in ``text`` without the link and cut to fit.
+
 Headers: ``X-Monitor-Delivery`` (the same on every retry of one body: receivers drop a
 delivery id they have already seen), ``X-Monitor-Signature: sha256=<hex>`` (HMAC-SHA256
 of the body with the webhook's secret) when a secret is configured.

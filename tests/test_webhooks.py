@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -623,3 +624,90 @@ async def test_a_failed_delivery_requeued_goes_again_as_it_was(
     json.loads(seen[1][1])  # still the JSON body, untouched
     (row,) = ob.list_outbox(store, statuses=("sent",))
     assert row.kind == "webhook"
+
+
+async def test_status_outbox_and_metrics_tell_webhooks_from_mail(tmp_path: Path) -> None:
+    """Queued, failed and sent per kind in `monitor status` (text and JSON) and in the
+    metrics; `monitor outbox` shows each row's kind and a webhook's receiver without the
+    secret path and query of its URL."""
+    from click.testing import CliRunner
+
+    from monitor.cli import cli
+    from monitor.metrics import Metrics, OutboxFigures, OutboxProbe
+    from monitor.store.status import outbox_state
+
+    db = tmp_path / "m.db"
+    with FeedServer() as server:
+        server.route("/hooks/T000/s3cr3t", lambda request: web.Response(status=503))
+        secret_url = server.url("/hooks/T000/s3cr3t") + "?token=hunter2"
+        cfg = tmp_path / "monitor.toml"
+        cfg.write_text(
+            f'[database]\nurl = "sqlite:///{db}"\n'
+            f'[watchlists]\ndir = "{REPO / "watchlists"}"\n'
+            f'[delivery]\ndir = "{tmp_path / "mail"}"\n'
+            '[[subscribers]]\nemail = "a@example.org"\nschedule = "immediate"\n'
+            f'[[webhooks]]\nname = "desk"\nurl = "{secret_url}"\nallow_private_addresses = true\n'
+            '[[webhooks]]\nname = "closed"\nurl = "http://10.0.0.1/hook"\n',
+            encoding="utf-8",
+        )
+        from monitor.config import load_settings
+
+        config = load_settings(cfg, environ={})
+        store = open_store(f"sqlite:///{db}", upgrade=True)
+        try:
+            await send_digests(config, store)
+            await send_webhooks(config, store)
+            add_story(store, "Gor", "https://news.example/k", ["gor"], datetime.now(UTC))
+            assert (await send_digests(config, store)).sent == 1
+            hooks = await send_webhooks(config, store)
+            assert [n for n, _ in hooks.retrying] == ["desk"]
+            assert [n for n, _ in hooks.failed] == ["closed"]
+            state = outbox_state(store)
+        finally:
+            store.dispose()
+    assert (state.queued, state.failed) == (1, 1)
+    mail, hook = state.by_kind["mail"], state.by_kind["webhook"]
+    assert (mail.queued, mail.failed, mail.sent) == (0, 0, 1)
+    assert (hook.queued, hook.failed, hook.sent) == (1, 1, 0) and hook.oldest_queued_at
+
+    runner = CliRunner()
+    text = runner.invoke(cli, ["--config", str(cfg), "status"])
+    assert text.exit_code == 0, text.output
+    assert re.search(r"outbox: 1 queued, oldest \d+s; 1 failed \(see `monitor outbox`\)",
+                     text.output)  # fmt: skip
+    assert "  mail: 0 queued, 0 failed, 1 sent\n" in text.output
+    assert re.search(r"  webhooks: 1 queued \(oldest \d+s\), 1 failed, 0 sent\n", text.output)
+    data = json.loads(runner.invoke(cli, ["--config", str(cfg), "status", "--json"]).output)
+    assert data["outbox_by_kind"]["mail"] == {"queued": 0, "oldest_age_s": None, "failed": 0,
+                                              "sent": 1}  # fmt: skip
+    assert data["outbox_by_kind"]["webhook"]["queued"] == 1
+    assert data["outbox_by_kind"]["webhook"]["failed"] == 1
+
+    box = runner.invoke(cli, ["--config", str(cfg), "outbox", "--all"])
+    assert box.exit_code == 0, box.output
+    assert "sent   mail    a@example.org  1 hit" in box.output
+    assert "queued webhook webhook:desk  1 hit, 1 attempt" in box.output
+    assert f"      to: http://127.0.0.1:{server.port}/…\n" in box.output
+    assert "failed webhook webhook:closed  1 hit" in box.output
+    assert "      to: http://10.0.0.1/…\n" in box.output
+    assert "s3cr3t" not in box.output and "hunter2" not in box.output
+    rows = [json.loads(line) for line in runner.invoke(
+        cli, ["--config", str(cfg), "outbox", "--all", "--json"]).output.splitlines()]  # fmt: skip
+    assert [(r["kind"], r["target"]) for r in rows] == [
+        ("mail", "a@example.org"),
+        ("webhook", f"http://127.0.0.1:{server.port}/…"),
+        ("webhook", "http://10.0.0.1/…"),
+    ]
+
+    metrics = Metrics(OutboxProbe(lambda: {
+        kind: OutboxFigures(c.queued, c.oldest_queued_at, c.failed, c.sent)
+        for kind, c in state.by_kind.items()
+    }))  # fmt: skip
+    metrics.observe_digests(1, webhooks_sent=2)
+    scraped = metrics.render().decode()
+    for line in ('monitor_outbox_queued{kind="mail"} 0.0', 'monitor_outbox_queued{kind="webhook"} 1.0',
+                 'monitor_outbox_failed{kind="webhook"} 1.0', 'monitor_outbox_sent{kind="mail"} 1.0',
+                 'monitor_outbox_sent{kind="webhook"} 0.0', "monitor_digests_sent_total 1.0",
+                 "monitor_webhook_deliveries_sent_total 2.0"):  # fmt: skip
+        assert line in scraped, line
+    assert 'monitor_outbox_oldest_age_seconds{kind="mail"} 0.0' in scraped
