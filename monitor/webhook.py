@@ -190,6 +190,17 @@ def _json_len(text: str) -> int:
     return len(json.dumps(text, ensure_ascii=False).encode("utf-8")) - 2
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+#: Stands for the stories in the serialised envelope; each story is serialised once, to
+#: measure it, and spliced in. Control characters never reach a field before ``stories``
+#: (names and titles go through ``clean_header``), so the first match is the placeholder.
+_STORIES = "\x00stories\x00"
+_STORIES_JSON = _dumps(_STORIES)
+
+
 def _envelope(
     docs: Sequence[dict[str, Any]],
     text: str,
@@ -213,13 +224,14 @@ def _envelope(
             {"id": w, "name": clean_header(names.get(w, w), 80) or w, "stories": n}
             for w, n in counts.items()
         ],
-        "stories": list(docs),
+        "stories": _STORIES,
         "text": text,
     }
 
 
 def _fitting(
     docs: Sequence[dict[str, Any]],
+    parts: Sequence[str],
     lines: Sequence[str],
     names: Mapping[str, str],
     title: str,
@@ -228,19 +240,22 @@ def _fitting(
 ) -> int:
     """How many leading stories fit: ``text`` within ``max_text`` characters and, as far
     as the stories and the text go, the body within ``max_bytes``; at least one."""
-    envelope = 400  # the fields around the stories, a generous estimate
-    watchlists: dict[str, None] = {}
-    text_len = body_len = 0
-    for n, (doc, line) in enumerate(zip(docs, lines, strict=True)):
+    head_fixed = len(_head(0, [], names, title)) + 10  # the count's digits, generously
+    watchlists: set[str] = set()
+    lists_len = lists_bytes = 0
+    text_len = 0
+    body_len = 400  # the fields around the stories, a generous estimate
+    for n, (doc, part, line) in enumerate(zip(docs, parts, lines, strict=True)):
         for w in doc["watchlists"]:
-            watchlists.setdefault(w, None)
+            if w not in watchlists:
+                watchlists.add(w)
+                name = _chat(names.get(w, w))
+                lists_len += len(name) + 2
+                lists_bytes += 4 * len(name) + 2 + 60 + 3 * len(names.get(w, w))
         text_len += len(line) + 1
-        story_bytes = len(json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode())
-        body_len += story_bytes + 1 + _json_len(line) + 2
-        head = _head(n + 1, list(watchlists), names, title)
-        lists_bytes = sum(60 + 3 * len(names.get(w, w)) for w in watchlists)
-        over_text = len(head) + text_len > max_text
-        over_bytes = envelope + lists_bytes + _json_len(head) + body_len > max_bytes
+        body_len += len(part.encode("utf-8")) + 1 + _json_len(line) + 2
+        over_text = head_fixed + lists_len + text_len > max_text
+        over_bytes = body_len + lists_bytes > max_bytes
         if n and (over_text or over_bytes):
             return n
     return len(docs)
@@ -266,8 +281,9 @@ def build_body(
         raise ValueError("a webhook body without stories is not built")
     names = names or {}
     docs = [_story(s) for s in stories]
+    parts = [_dumps(d) for d in docs]
     lines = [_line(d, names) for d in docs]
-    n = _fitting(docs, lines, names, title, max_text, max_bytes)
+    n = _fitting(docs, parts, lines, names, title, max_text, max_bytes)
     while True:
         chosen = docs[:n]
         watchlists = list(dict.fromkeys(w for d in chosen for w in d["watchlists"]))
@@ -276,10 +292,11 @@ def build_body(
         if len(text) > max_text:  # one story alone: its line without the link, then cut
             text = _clip("\n".join([head, _line(chosen[0], names, link=False)]), max_text)
         body = _envelope(chosen, text, webhook=webhook, delivery=delivery, now=now, names=names)
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        spliced = _dumps(body).replace(_STORIES_JSON, "[" + ",".join(parts[:n]) + "]", 1)
+        data = spliced.encode("utf-8")
         if len(data) <= max_bytes or n == 1:
             break
-        n -= 1  # the estimate was short (long watchlist names): one story fewer
+        n -= 1  # the estimate was short: one story fewer
     hit_ids = frozenset(h.id for s in stories[:n] for h in s.hits)
     lists = ", ".join(w["id"] for w in body["watchlists"])
     summary = f"{n} {'story' if n == 1 else 'stories'}: {lists}"
