@@ -766,7 +766,8 @@ def _age(seconds: float) -> str:
 @pass_ctx
 def status(ctx: Context, as_json: bool) -> None:
     """Health from the database: the instances running and what each holds, last poll
-    cycle, failing feeds, hits today, queued mail."""
+    cycle, failing feeds, hits today, the outbox (queued, failed, sent; mail and webhooks
+    apart)."""
     from monitor.store import instances as instance_store
     from monitor.store import lock as store_lock
     from monitor.store.status import status_report
@@ -815,6 +816,11 @@ def status(ctx: Context, as_json: bool) -> None:
             "outbox_oldest_age_s": None if report.outbox.oldest_queued_at is None
             else round((now - report.outbox.oldest_queued_at).total_seconds()),
             "outbox_failed": report.outbox.failed,
+            "outbox_by_kind": {
+                kind: {"queued": c.queued, "oldest_age_s": _age_s(now, c.oldest_queued_at),
+                       "failed": c.failed, "sent": c.sent}
+                for kind, c in report.outbox.by_kind.items()
+            },
             "stories_today_utc": report.stories.today if report.stories else None,
             "stories_per_day_7d": report.stories.per_day_7d if report.stories else None,
             "items_per_story_7d": report.stories.items_per_story_7d if report.stories else None,
@@ -874,6 +880,18 @@ def status(ctx: Context, as_json: bool) -> None:
     if box.failed:
         line += f"; {box.failed} failed (see `monitor outbox`)"
     click.echo(line)
+    for kind, counts in box.by_kind.items():
+        oldest = counts.oldest_queued_at
+        age = "" if oldest is None else f" (oldest {_age((now - oldest).total_seconds())})"
+        label = "webhooks" if kind == "webhook" else kind
+        click.echo(
+            f"  {label}: {counts.queued} queued{age}, {counts.failed} failed, "
+            f"{counts.sent} sent"
+        )
+
+
+def _age_s(now: datetime, when: datetime | None) -> int | None:
+    return None if when is None else round((now - when).total_seconds())
 
 
 # --- digest commands ---
@@ -967,7 +985,8 @@ def digest_preview(ctx: Context, email: str, html_file: Path | None) -> None:
 @click.pass_context
 def outbox(click_ctx: click.Context, show_all: bool, as_json: bool) -> None:
     """Mail and webhook deliveries that are queued (and why) or failed; `--all` adds what
-    was sent. Webhook rows name their webhook as `webhook:NAME`.
+    was sent. Each row shows its kind; webhook rows name their webhook as `webhook:NAME`
+    and its receiver's scheme, host and port (the path and query, often secret, left out).
 
     `monitor outbox retry ID|--failed` queues failed deliveries again.
     """
@@ -980,6 +999,13 @@ def outbox(click_ctx: click.Context, show_all: bool, as_json: bool) -> None:
 
     statuses = ("queued", "failed", "sent") if show_all else ("queued", "failed")
     entries = outbox_store.list_outbox(ctx.store(), statuses=statuses)
+    hooks = {w.key: w.shown_url for w in ctx.settings.webhooks}
+
+    def target(e: outbox_store.OutboxEntry) -> str | None:
+        """Where the row goes: the address, or the webhook's URL without path or query
+        (None for a webhook no longer in the config)."""
+        return hooks.get(e.subscriber) if e.kind == outbox_store.WEBHOOK else e.subscriber
+
     if as_json:
         for e in entries:
             click.echo(json.dumps({
@@ -987,7 +1013,7 @@ def outbox(click_ctx: click.Context, show_all: bool, as_json: bool) -> None:
                 "subject": e.subject, "message_id": e.message_id, "hits": e.hits,
                 "attempts": e.attempts, "created": _iso(e.created_at),
                 "next_attempt": _iso(e.next_attempt_at), "sent": _iso(e.sent_at),
-                "last_error": e.last_error, "kind": e.kind,
+                "last_error": e.last_error, "kind": e.kind, "target": target(e),
             }, ensure_ascii=False))  # fmt: skip
         return
     if not entries:
@@ -1001,10 +1027,12 @@ def outbox(click_ctx: click.Context, show_all: bool, as_json: bool) -> None:
         else:
             when = "will not be retried"
         click.echo(
-            f"{e.id:>5} {e.status:<6} {e.subscriber}  {plural(e.hits, 'hit')}, "
+            f"{e.id:>5} {e.status:<6} {e.kind:<7} {e.subscriber}  {plural(e.hits, 'hit')}, "
             f"{plural(e.attempts, 'attempt')}, "
             f"{when}: {e.subject}"
         )
+        if e.kind == outbox_store.WEBHOOK:
+            click.echo(f"      to: {target(e) or '(no [[webhooks]] entry of this name)'}")
         if e.last_error:
             click.echo(f"      why: {e.last_error}")
 

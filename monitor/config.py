@@ -145,6 +145,16 @@ def _optional_str(value: object) -> str | None:
     return _str(value) or None
 
 
+def _at_least(minimum: int, convert: Callable[[object], int], what: str) -> Callable[[object], int]:
+    def checked(value: object) -> int:
+        n = convert(value)
+        if n < minimum:
+            raise ValueError(f"{what} of {minimum:,} or more")
+        return n
+
+    return checked
+
+
 def _choice(*choices: str) -> Callable[[object], str]:
     def convert(value: object) -> str:
         text = _str(value).lower()
@@ -296,9 +306,21 @@ SETTINGS: tuple[Setting, ...] = (
             "deadline of one webhook POST, connection and response included"),
     Setting("delivery", "webhook_max_stories", _positive_int, 50,
             "stories in one webhook delivery; more pending go in the deliveries after it"),
+    Setting("delivery", "webhook_max_text", _at_least(1000, _int, "a number of characters"),
+            16000,
+            "characters of a webhook delivery's chat text at most (Mattermost takes 16,383 by "
+            "default, Slack 40,000); the stories past it go in the deliveries after it"),
+    Setting("delivery", "webhook_max_bytes", _at_least(16 * 1024, parse_size, "a size"),
+            512 * 1024,
+            "bytes of one webhook body at most; the stories past it go in the deliveries "
+            "after it (a single story over it goes alone)"),
+    Setting("delivery", "webhook_retry_after_max", parse_duration, 3600.0,
+            "longest wait a webhook receiver's Retry-After (429, 503) imposes before the "
+            "next try; a longer one is cut to this"),
     Setting("delivery", "webhook_allow_private_addresses", _bool, False,
             "allow webhook URLs that resolve to loopback, private or link-local addresses "
-            "(cloud metadata addresses stay refused)"),
+            "(cloud metadata addresses stay refused); a [[webhooks]] table's own "
+            "allow_private_addresses wins"),
     Setting("digest", "templates_dir", _optional_str, None,
             "folder with digest.html.j2 / digest.txt.j2 overriding the shipped templates"),
     Setting("digest", "max_items_per_watchlist", _positive_int, 25,
@@ -379,6 +401,9 @@ WEBHOOK_KEYS: dict[str, str] = {
     "quiet_hours": 'a "HH:MM-HH:MM" span in which nothing is sent; it waits until the end',
     "secret_file": "file holding the signing secret (a bare name is looked up in "
     "$CREDENTIALS_DIRECTORY); without it the body is not signed",
+    "allow_private_addresses": "post to this URL even if it resolves to a loopback, private "
+    "or link-local address, e.g. a chat server on your own network (cloud metadata "
+    "addresses stay refused); default: [delivery] webhook_allow_private_addresses",
 }
 
 _SECTIONS = {s.section for s in SETTINGS}
@@ -424,10 +449,23 @@ class WebhookConfig:
     timezone: str = "UTC"
     quiet_hours: tuple[str, str] | None = None
     secret_file: str | None = None
+    allow_private_addresses: bool | None = None  # None: [delivery]'s setting
 
     @property
     def key(self) -> str:
         return f"{WEBHOOK_PREFIX}{self.name}"
+
+    @property
+    def shown_url(self) -> str:
+        """The URL as shown (``monitor outbox``): scheme, host and port; the path, query
+        and any user info left out as "…" (an incoming webhook's path is its secret)."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{parts.port}" if parts.port else ""
+        rest = "/…" if parts.path.strip("/") or parts.query else "/"
+        return f"{parts.scheme}://{host}{port}{rest}"
 
     def secret(self) -> bytes | None:
         """The signing secret, read from its file now (so a rotated file takes effect at
@@ -716,6 +754,7 @@ _WEBHOOK_CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "timezone": _timezone,
     "quiet_hours": _quiet_hours,
     "secret_file": _optional_str,
+    "allow_private_addresses": _bool,
 }
 
 

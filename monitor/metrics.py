@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from monitor.errors import ConfigError
 
@@ -21,10 +21,19 @@ log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
-class OutboxProbe:
-    """What the outbox gauges need: the queued count and the oldest queued message's time."""
+class OutboxFigures(NamedTuple):
+    """One kind's outbox rows: queued, the oldest queued one's time, failed, sent."""
 
-    def __init__(self, read: Callable[[], tuple[int, datetime | None]]) -> None:
+    queued: int
+    oldest_queued_at: datetime | None
+    failed: int
+    sent: int
+
+
+class OutboxProbe:
+    """What the outbox gauges need, per kind (``mail``, ``webhook``)."""
+
+    def __init__(self, read: Callable[[], Mapping[str, OutboxFigures]]) -> None:
         self.read = read
 
 
@@ -73,6 +82,11 @@ class Metrics:
         self.digests_sent = prom.Counter(
             "monitor_digests_sent", "Digests accepted by the mail server", registry=r
         )
+        self.webhooks_sent = prom.Counter(
+            "monitor_webhook_deliveries_sent",
+            "Webhook deliveries accepted by their receivers",
+            registry=r,
+        )
         self.last_cycle = prom.Gauge(
             "monitor_last_poll_cycle_timestamp_seconds",
             "When the last poll cycle ended",
@@ -114,9 +128,11 @@ class Metrics:
             self.hits.labels(watchlist).inc(n)
         self.last_cycle.set(datetime.now(UTC).timestamp())
 
-    def observe_digests(self, sent: int) -> None:
+    def observe_digests(self, sent: int, webhooks_sent: int = 0) -> None:
         if sent:
             self.digests_sent.inc(sent)
+        if webhooks_sent:
+            self.webhooks_sent.inc(webhooks_sent)
 
     def render(self) -> bytes:
         """The exposition text (what /metrics serves)."""
@@ -171,7 +187,8 @@ class _StoriesCollector:
 
 
 class _OutboxCollector:
-    """Outbox depth and the age of its oldest message, read at scrape time."""
+    """Per kind (mail, webhook): outbox depth, the age of its oldest message, failed and
+    sent rows; read at scrape time."""
 
     def __init__(self, prom: Any, probe: OutboxProbe) -> None:
         self._prom = prom
@@ -184,14 +201,31 @@ class _OutboxCollector:
         from prometheus_client.core import GaugeMetricFamily
 
         try:
-            queued, oldest = self._probe.read()
+            by_kind = self._probe.read()
         except Exception as exc:  # a scrape must not break on a busy database
             log.warning("metrics: cannot read the outbox: %s", exc)
             return
-        yield GaugeMetricFamily(
-            "monitor_outbox_queued", "Messages waiting to be sent", value=queued
+        queued = GaugeMetricFamily(
+            "monitor_outbox_queued", "Messages waiting to be sent, by kind", labels=["kind"]
         )
-        age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
-        yield GaugeMetricFamily(
-            "monitor_outbox_oldest_age_seconds", "Age of the oldest queued message", value=age
+        age = GaugeMetricFamily(
+            "monitor_outbox_oldest_age_seconds",
+            "Age of the oldest queued message, by kind",
+            labels=["kind"],
         )
+        failed = GaugeMetricFamily(
+            "monitor_outbox_failed",
+            "Messages that failed for good (see `monitor outbox`), by kind",
+            labels=["kind"],
+        )
+        sent = GaugeMetricFamily(
+            "monitor_outbox_sent", "Messages accepted, all time, by kind", labels=["kind"]
+        )
+        now = datetime.now(UTC)
+        for kind, f in sorted(by_kind.items()):
+            queued.add_metric([kind], f.queued)
+            oldest = f.oldest_queued_at
+            age.add_metric([kind], (now - oldest).total_seconds() if oldest else 0.0)
+            failed.add_metric([kind], f.failed)
+            sent.add_metric([kind], f.sent)
+        yield from (queued, age, failed, sent)

@@ -249,12 +249,15 @@ class Daemon:
         listen = self.settings["metrics.listen"]
         if not listen:
             return
-        from monitor.metrics import Metrics, OutboxProbe, StoriesProbe
+        from monitor.metrics import Metrics, OutboxFigures, OutboxProbe, StoriesProbe
         from monitor.store import stories as story_store
 
-        def read() -> tuple[int, datetime | None]:
+        def read() -> dict[str, OutboxFigures]:
             state = status_store.outbox_state(self.store)
-            return state.queued, state.oldest_queued_at
+            return {
+                kind: OutboxFigures(c.queued, c.oldest_queued_at, c.failed, c.sent)
+                for kind, c in state.by_kind.items()
+            }
 
         def stories() -> tuple[int, float | None]:
             stats = story_store.story_stats(self.store, now=utcnow())
@@ -425,15 +428,16 @@ class Daemon:
                 log.exception("digests for %s failed", email or "subscribers")
                 continue
             sent += summary.sent
+        hooks_sent = 0
         if emails is None and self.settings.webhooks and not self._stopping:
             try:  # webhooks due by their schedules, and their retries
-                await pipeline.send_webhooks(self.settings, self.store)
+                hooks_sent = (await pipeline.send_webhooks(self.settings, self.store)).sent
             except MonitorError as exc:
                 log.error("webhooks: %s", exc.one_line())
             except Exception:
                 log.exception("webhooks failed")
         if self.metrics is not None:
-            self.metrics.observe_digests(sent)
+            self.metrics.observe_digests(sent, hooks_sent)
 
     # -- digest schedules
 

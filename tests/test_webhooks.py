@@ -7,8 +7,10 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +176,73 @@ async def test_stories_reach_a_flaky_receiver_exactly_once_signed(
     assert ob.claim_due(store, instance="mail", ignore_backoff=True) == []
 
 
+async def test_a_receiver_asking_to_wait_is_not_posted_to_sooner(
+    store: Store, tmp_path: Path
+) -> None:
+    """429/503 with Retry-After (seconds, then an HTTP-date): the body and the webhook's
+    other queued body wait at least that long, a day is cut to the cap, then both go in
+    order."""
+    answers = [
+        (429, {"Retry-After": "600"}),
+        (503, {"Retry-After": "in 15 minutes"}),  # an HTTP-date, measured from Date
+        (429, {"Retry-After": "86400"}),  # a day: cut to webhook_retry_after_max
+    ]
+    seen: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(request.headers["X-Monitor-Delivery"])
+        if len(seen) > len(answers):
+            return web.Response(text="ok")
+        status, headers = answers[len(seen) - 1]
+        if headers["Retry-After"] == "in 15 minutes":
+            sent = datetime.now(UTC).replace(microsecond=0)
+            headers = {"Date": format_datetime(sent, usegmt=True),
+                       "Retry-After": format_datetime(sent + timedelta(minutes=15), usegmt=True)}  # fmt: skip
+        return web.Response(status=status, headers=headers, text="slow down")
+
+    with FeedServer() as server:
+        server.route("/hook", handle)
+        config = settings(tmp_path, server.url("/hook"))
+        await send_webhooks(config, store, now=T0)
+        at = T0 + timedelta(minutes=1)
+        first = add_story(store, "Gor one", "https://news.example/r1", ["gor"], at)
+        second = add_story(store, "Gor two", "https://news.example/r2", ["gor"], at)
+        for n, item in enumerate((first, second)):  # two bodies queued already
+            with store.read() as conn:
+                hit = conn.execute(select(hits.c.id).where(hits.c.item_id == item)).scalar_one()
+            ob.enqueue_digest(store, subscriber="webhook:desk", message_id=f"body-{n}",
+                              subject="1 story: gor", message=b'{"stories": []}',
+                              hit_ids=[hit], now=at, kind="webhook")  # fmt: skip
+
+        def due() -> list[tuple[str, datetime | None]]:
+            return [(r.message_id, r.next_attempt_at) for r in ob.list_outbox(store)]
+
+        async def run(at: datetime) -> int:
+            before = len(seen)
+            await send_webhooks(config, store, now=at)
+            return len(seen) - before
+
+        t = T0 + timedelta(minutes=2)
+        assert await run(t) == 1  # the first body; the second waits behind it
+        wait = t + timedelta(minutes=10)
+        assert due() == [("body-0", wait), ("body-1", wait)]
+        assert "HTTP 429 Too Many Requests: slow down (asked to retry after 600 s)" in (
+            ob.list_outbox(store)[0].last_error or ""
+        )
+        assert await run(t + timedelta(minutes=3)) == 0  # past the 1-minute backoff: not yet
+        assert await run(wait - timedelta(seconds=1)) == 0
+        assert await run(wait) == 1  # 503 for 15 minutes (more than the 2-minute backoff)
+        wait += timedelta(minutes=15)
+        assert due() == [("body-0", wait), ("body-1", wait)]
+        assert await run(wait - timedelta(minutes=1)) == 0
+        assert await run(wait) == 1  # asks for a day: an hour, the cap
+        assert due() == [(m, wait + timedelta(hours=1)) for m in ("body-0", "body-1")]
+        assert await run(wait + timedelta(minutes=59)) == 0
+        assert await run(wait + timedelta(hours=1)) == 2
+    assert seen == ["body-0"] * 4 + ["body-1"]
+    assert ob.list_outbox(store) == []
+
+
 @pytest.mark.parametrize(
     ("url", "allow_private"),
     [
@@ -243,7 +312,47 @@ async def test_a_host_name_resolving_to_loopback_is_refused(
         summary = await send_webhooks(config, store, now=T0 + timedelta(minutes=1))
         assert server.count() == 0
     assert "resolves only to refused addresses" in summary.failed[0][1]
-    assert "webhook_allow_private_addresses" in summary.failed[0][1]
+    assert "allow_private_addresses = true in its [[webhooks]] table" in summary.failed[0][1]
+
+
+async def test_one_webhook_may_post_to_a_private_address_the_others_not(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    """The [[webhooks]] key decides for its webhook, either way; [delivery]'s setting is
+    the default of the others."""
+    store = sqlite_store
+    with FeedServer() as server:
+        server.serve("/hook", "ok")
+        url = f"http://localhost:{server.port}/hook"  # a host name resolving to loopback
+        config = settings_from_mapping(
+            {
+                "watchlists": {"dir": str(REPO / "watchlists")},
+                "delivery": {"webhook_allow_private_addresses": False},
+                "webhooks": [
+                    {"name": "internal", "url": url, "allow_private_addresses": True},
+                    {"name": "default", "url": url + "?default"},
+                    {"name": "closed", "url": f"http://127.0.0.1:{server.port}/hook?closed",
+                     "allow_private_addresses": False},
+                ],
+            },
+            environ={},
+        )  # fmt: skip
+        assert [w.allow_private_addresses for w in config.webhooks] == [True, None, False]
+        await send_webhooks(config, store, now=T0)
+        add_story(store, "Gor", "https://news.example/4", ["gor"], T0 + timedelta(seconds=1))
+        summary = await send_webhooks(config, store, now=T0 + timedelta(minutes=1))
+        assert (summary.sent, server.count("/hook")) == (1, 1)
+        assert sorted(name for name, _ in summary.failed) == ["closed", "default"]
+        # The global switch opens the webhooks without a key of their own, not "closed".
+        opened = Settings(
+            values={**config.values, "delivery.webhook_allow_private_addresses": True},
+            webhooks=config.webhooks,
+            source="test",
+        )
+        add_story(store, "Gor again", "https://news.example/5", ["gor"], T0 + timedelta(minutes=2))
+        later = await send_webhooks(opened, store, now=T0 + timedelta(minutes=3))
+        assert sorted(name for name, _ in later.failed) == ["closed"]
+        assert later.sent == 2 and server.count("/hook") == 3
 
 
 async def test_webhook_schedules_and_watchlists_are_kept(store: Store, tmp_path: Path) -> None:
@@ -371,18 +480,98 @@ async def test_a_story_goes_whole_once_and_again_only_with_new_items(
     assert (s3["id"], [i["id"] for i in s3["items"]]) == (summit, [c])  # the new item only
 
 
-def test_the_chat_text_stays_within_a_post(tmp_path: Path) -> None:
+def stored_hit(n: int, *, item: int | None = None, title: str = "", link: str = "") -> StoredHit:
+    return StoredHit(
+        id=n, watchlist="gor", matches=[], created_at=T0, item_id=n if item is None else item,
+        identity=str(n), guid=None, link=link or f"https://news.example/{n}/" + "p" * 150,
+        title=title or "t" * 300, summary="", content="", published_at=None, first_seen_at=T0,
+        feed_id=None, feed_url="https://news.example/rss", feed_title="News",
+    )  # fmt: skip
+
+
+def test_a_big_story_set_is_cut_into_bodies_within_the_caps() -> None:
+    """What does not fit goes in the next body: every story once, in order, each body's
+    text listing each of its stories, within both caps."""
     many = [
-        wh.StoryInput(None, f"Story {n} " + "x" * 300, T0, T0, [
-            StoredHit(id=n, watchlist="gor", matches=[], created_at=T0, item_id=n, identity=str(n),
-                      guid=None, link=f"https://news.example/{n}/" + "p" * 150, title="t" * 300,
-                      summary="", content="", published_at=None, first_seen_at=T0, feed_id=None,
-                      feed_url="https://news.example/rss", feed_title="News")])
+        wh.StoryInput(None, f"Story {n} " + "x" * 300, T0, T0, [stored_hit(n)])
         for n in range(100)
+    ]
+    left, bodies = many, []
+    while left:
+        body = wh.build_body(left, webhook="w", delivery=f"d{len(bodies)}", now=T0)
+        bodies.append(body)
+        left = left[body.story_count :]
+    assert len(bodies) > 1
+    seen = []
+    for body in bodies:
+        doc = json.loads(body.data)
+        assert len(doc["text"]) <= wh.MAX_TEXT and len(body.data) <= wh.MAX_BYTES
+        assert "more stories" not in doc["text"]
+        assert doc["text"].startswith(f"Monitor: {len(doc['stories'])} new stories (gor)")
+        for story in doc["stories"]:
+            assert f"|{story['title'][:150]}" in doc["text"]
+        assert body.hit_ids == {i["id"] for st in doc["stories"] for i in st["items"]}
+        seen += [st["items"][0]["id"] for st in doc["stories"]]
+    assert seen == list(range(100))
+    # A tighter text cap makes more, smaller bodies; the byte cap alike.
+    small = wh.build_body(many, webhook="w", delivery="d", now=T0, max_text=1000)
+    assert len(json.loads(small.data)["text"]) <= 1000 and 1 < small.story_count < 5
+    wide = [  # stories of 40 items each: a short text, a big JSON body
+        wh.StoryInput(n, f"Story {n}", T0, T0,
+                      [stored_hit(n * 100 + i, item=n * 100 + i) for i in range(40)])
+        for n in range(20)
     ]  # fmt: skip
-    doc = json.loads(wh.build_body(many, webhook="w", delivery="d", now=T0).data)
-    assert len(doc["text"]) <= wh.TEXT_BUDGET and len(doc["stories"]) == 100
-    assert doc["text"].endswith(" more stories") and doc["text"].startswith("Monitor: 100 new")
+    body = wh.build_body(wide, webhook="w", delivery="d", now=T0, max_bytes=64 * 1024)
+    assert len(body.data) <= 64 * 1024 and 1 < body.story_count < 20
+    assert len(json.loads(body.data)["text"]) < 2000
+
+
+def test_one_story_over_the_caps_goes_alone_its_line_cut() -> None:
+    huge = wh.StoryInput(
+        7, "&" * 300, T0, T0, [stored_hit(1, link="https://news.example/" + "&" * 1500)]
+    )
+    other = wh.StoryInput(8, "Next", T0, T0, [stored_hit(2)])
+    body = wh.build_body([huge, other], webhook="w", delivery="d", now=T0, max_text=1000,
+                         max_bytes=1000)  # fmt: skip
+    doc = json.loads(body.data)
+    assert body.story_count == 1 and body.hit_ids == {1} and len(doc["text"]) <= 1000
+    assert doc["text"].endswith("…") and "&amp…" not in doc["text"] and "&…" not in doc["text"]
+    assert doc["stories"][0]["items"][0]["link"].endswith("&" * 1500)  # the JSON has it whole
+
+
+async def test_a_backlog_over_the_text_cap_goes_in_several_signed_deliveries(
+    store: Store, tmp_path: Path
+) -> None:
+    with FeedServer() as server:
+        seen: list[tuple[dict[str, str], bytes]] = []
+
+        async def handle(request: web.Request) -> web.Response:
+            seen.append((dict(request.headers), await request.read()))
+            return web.Response(text="ok")
+
+        server.route("/hook", handle)
+        config = settings(tmp_path, server.url("/hook"), webhook_max_text=1000)
+        await send_webhooks(config, store, now=T0)
+        at = T0 + timedelta(minutes=1)
+        for n in range(30):
+            add_story(store, f"Gor story {n:02d} " + "y" * 100, f"https://news.example/s{n}",
+                      ["gor"], at + timedelta(seconds=n))  # fmt: skip
+        summary = await send_webhooks(config, store, now=T0 + timedelta(minutes=2))
+        again = await send_webhooks(config, store, now=T0 + timedelta(minutes=3))
+    assert summary.stories == 30 and summary.sent == summary.queued == len(seen) > 3
+    assert (again.queued, again.sent) == (0, 0)
+    titles = []
+    for headers, body in seen:
+        doc = json.loads(body)
+        assert headers["X-Monitor-Delivery"] == doc["delivery"]
+        assert wh.verify(body, SECRET, headers["X-Monitor-Signature"])
+        assert len(doc["text"]) <= 1000
+        assert doc["text"].count("\n• ") == len(doc["stories"])  # every story in the text
+        titles += [st["title"] for st in doc["stories"]]
+    assert titles == [f"Gor story {n:02d} " + "y" * 100 for n in range(30)]  # once, in order
+    assert len({h["X-Monitor-Delivery"] for h, _ in seen}) == len(seen)
+    rows = ob.list_outbox(store, statuses=("sent",))
+    assert len(rows) == len(seen) and sum(r.hits for r in rows) == 30
 
 
 async def test_rows_of_a_removed_webhook_wait_for_it(sqlite_store: Store, tmp_path: Path) -> None:
@@ -435,3 +624,90 @@ async def test_a_failed_delivery_requeued_goes_again_as_it_was(
     json.loads(seen[1][1])  # still the JSON body, untouched
     (row,) = ob.list_outbox(store, statuses=("sent",))
     assert row.kind == "webhook"
+
+
+async def test_status_outbox_and_metrics_tell_webhooks_from_mail(tmp_path: Path) -> None:
+    """Queued, failed and sent per kind in `monitor status` (text and JSON) and in the
+    metrics; `monitor outbox` shows each row's kind and a webhook's receiver without the
+    secret path and query of its URL."""
+    from click.testing import CliRunner
+
+    from monitor.cli import cli
+    from monitor.metrics import Metrics, OutboxFigures, OutboxProbe
+    from monitor.store.status import outbox_state
+
+    db = tmp_path / "m.db"
+    with FeedServer() as server:
+        server.route("/hooks/T000/s3cr3t", lambda request: web.Response(status=503))
+        secret_url = server.url("/hooks/T000/s3cr3t") + "?token=hunter2"
+        cfg = tmp_path / "monitor.toml"
+        cfg.write_text(
+            f'[database]\nurl = "sqlite:///{db}"\n'
+            f'[watchlists]\ndir = "{REPO / "watchlists"}"\n'
+            f'[delivery]\ndir = "{tmp_path / "mail"}"\n'
+            '[[subscribers]]\nemail = "a@example.org"\nschedule = "immediate"\n'
+            f'[[webhooks]]\nname = "desk"\nurl = "{secret_url}"\nallow_private_addresses = true\n'
+            '[[webhooks]]\nname = "closed"\nurl = "http://10.0.0.1/hook"\n',
+            encoding="utf-8",
+        )
+        from monitor.config import load_settings
+
+        config = load_settings(cfg, environ={})
+        store = open_store(f"sqlite:///{db}", upgrade=True)
+        try:
+            await send_digests(config, store)
+            await send_webhooks(config, store)
+            add_story(store, "Gor", "https://news.example/k", ["gor"], datetime.now(UTC))
+            assert (await send_digests(config, store)).sent == 1
+            hooks = await send_webhooks(config, store)
+            assert [n for n, _ in hooks.retrying] == ["desk"]
+            assert [n for n, _ in hooks.failed] == ["closed"]
+            state = outbox_state(store)
+        finally:
+            store.dispose()
+    assert (state.queued, state.failed) == (1, 1)
+    mail, hook = state.by_kind["mail"], state.by_kind["webhook"]
+    assert (mail.queued, mail.failed, mail.sent) == (0, 0, 1)
+    assert (hook.queued, hook.failed, hook.sent) == (1, 1, 0) and hook.oldest_queued_at
+
+    runner = CliRunner()
+    text = runner.invoke(cli, ["--config", str(cfg), "status"])
+    assert text.exit_code == 0, text.output
+    assert re.search(r"outbox: 1 queued, oldest \d+s; 1 failed \(see `monitor outbox`\)",
+                     text.output)  # fmt: skip
+    assert "  mail: 0 queued, 0 failed, 1 sent\n" in text.output
+    assert re.search(r"  webhooks: 1 queued \(oldest \d+s\), 1 failed, 0 sent\n", text.output)
+    data = json.loads(runner.invoke(cli, ["--config", str(cfg), "status", "--json"]).output)
+    assert data["outbox_by_kind"]["mail"] == {"queued": 0, "oldest_age_s": None, "failed": 0,
+                                              "sent": 1}  # fmt: skip
+    assert data["outbox_by_kind"]["webhook"]["queued"] == 1
+    assert data["outbox_by_kind"]["webhook"]["failed"] == 1
+
+    box = runner.invoke(cli, ["--config", str(cfg), "outbox", "--all"])
+    assert box.exit_code == 0, box.output
+    assert "sent   mail    a@example.org  1 hit" in box.output
+    assert "queued webhook webhook:desk  1 hit, 1 attempt" in box.output
+    assert f"      to: http://127.0.0.1:{server.port}/…\n" in box.output
+    assert "failed webhook webhook:closed  1 hit" in box.output
+    assert "      to: http://10.0.0.1/…\n" in box.output
+    assert "s3cr3t" not in box.output and "hunter2" not in box.output
+    rows = [json.loads(line) for line in runner.invoke(
+        cli, ["--config", str(cfg), "outbox", "--all", "--json"]).output.splitlines()]  # fmt: skip
+    assert [(r["kind"], r["target"]) for r in rows] == [
+        ("mail", "a@example.org"),
+        ("webhook", f"http://127.0.0.1:{server.port}/…"),
+        ("webhook", "http://10.0.0.1/…"),
+    ]
+
+    metrics = Metrics(OutboxProbe(lambda: {
+        kind: OutboxFigures(c.queued, c.oldest_queued_at, c.failed, c.sent)
+        for kind, c in state.by_kind.items()
+    }))  # fmt: skip
+    metrics.observe_digests(1, webhooks_sent=2)
+    scraped = metrics.render().decode()
+    for line in ('monitor_outbox_queued{kind="mail"} 0.0', 'monitor_outbox_queued{kind="webhook"} 1.0',
+                 'monitor_outbox_failed{kind="webhook"} 1.0', 'monitor_outbox_sent{kind="mail"} 1.0',
+                 'monitor_outbox_sent{kind="webhook"} 0.0', "monitor_digests_sent_total 1.0",
+                 "monitor_webhook_deliveries_sent_total 2.0"):  # fmt: skip
+        assert line in scraped, line
+    assert 'monitor_outbox_oldest_age_seconds{kind="mail"} 0.0' in scraped

@@ -3,14 +3,19 @@
 The same outbox as mail (``store/outbox.py``, rows of kind ``webhook``): a body and the
 hits it carries are recorded together, so a story is never lost and never put in a second
 body; a body that was not accepted stays queued and is posted again, byte for byte with
-the same ``X-Monitor-Delivery`` id, after a backoff (1, 2, 4 ... minutes, at most an hour).
-Posting goes through ``fetch.post``: http(s) only, addresses checked before connecting
-(``delivery.webhook_allow_private_addresses``), one deadline (``delivery.webhook_timeout``).
+the same ``X-Monitor-Delivery`` id, after a backoff (1, 2, 4 ... minutes, at most an hour),
+or after the receiver's ``Retry-After`` when it asks for longer (at most
+``delivery.webhook_retry_after_max``). A body holds the oldest pending stories that fit
+the caps (``webhook_max_stories``, ``webhook_max_text``, ``webhook_max_bytes``); the rest
+go in the bodies after it. Posting goes through ``fetch.post``: http(s) only, addresses
+checked before connecting (the webhook's ``allow_private_addresses``, else
+``delivery.webhook_allow_private_addresses``), one deadline (``delivery.webhook_timeout``).
 
 What the receiver said decides the row's fate:
 
 * 2xx: sent.
-* 5xx, 408, 425, 429, a timeout or a connection failure: queued, retried with backoff.
+* 5xx, 408, 425, 429, a timeout or a connection failure: queued, retried with backoff;
+  the webhook's other queued bodies wait as long (they keep their order).
 * any other 4xx, a refused address, a non-http(s) URL or a redirect that would drop the
   body: failed, with the reason (``monitor outbox``); the receiver or the config must
   change first.
@@ -70,15 +75,23 @@ class WebhookRunSummary:
         return ", ".join(parts)
 
 
-def webhook_fetch_options(settings: Settings) -> FetchOptions:
-    """Fetch's rules for posting: the [delivery] webhook settings, the polling User-Agent."""
+def allows_private(settings: Settings, hook: WebhookConfig | None) -> bool:
+    """Whether ``hook`` may post to private addresses: its own key, else [delivery]'s."""
+    if hook is not None and hook.allow_private_addresses is not None:
+        return hook.allow_private_addresses
+    return bool(settings["delivery.webhook_allow_private_addresses"])
+
+
+def webhook_fetch_options(settings: Settings, hook: WebhookConfig | None = None) -> FetchOptions:
+    """Fetch's rules for posting (to ``hook``): the [delivery] webhook settings, the
+    webhook's address rule, the polling User-Agent."""
     timeout = float(settings["delivery.webhook_timeout"])
     options = FetchOptions(
         deadline=timeout,
         connect_timeout=min(10.0, timeout),
         max_connections=10,
         max_per_host=2,
-        allow_private_addresses=settings["delivery.webhook_allow_private_addresses"],
+        allow_private_addresses=allows_private(settings, hook),
     )
     agent = settings["polling.user_agent"]
     if agent:
@@ -139,6 +152,8 @@ def _queue(
             delivery=delivery,
             now=now,
             names=names,
+            max_text=settings["delivery.webhook_max_text"],
+            max_bytes=settings["delivery.webhook_max_bytes"],
         )
         outbox_id = outbox_store.enqueue_digest(
             store,
@@ -173,22 +188,45 @@ def _watchlist_names(settings: Settings) -> dict[str, str]:
 
 
 class _Poster:
-    """Posts leased webhook rows and records each outcome."""
+    """Posts leased webhook rows and records each outcome.
+
+    Each webhook is posted under its own address rule: a session given by the caller
+    serves them all (its resolver's rule applies to host names), else one session is
+    made per rule when first needed."""
 
     def __init__(
         self,
         settings: Settings,
         store: Store,
-        session: aiohttp.ClientSession,
+        session: aiohttp.ClientSession | None,
         now: datetime | None,
         summary: WebhookRunSummary,
     ) -> None:
-        self.store, self.session, self.summary, self._now = store, session, summary, now
-        self.options = webhook_fetch_options(settings)
+        self.settings, self.store, self.summary, self._now = settings, store, summary, now
+        self._given = session
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
         self.hooks = {w.key: w for w in settings.webhooks}
+        self.retry_after_max = timedelta(
+            seconds=float(settings["delivery.webhook_retry_after_max"])
+        )
+        #: Per webhook key: when its first failed row is due again (this run's failures).
+        self.waiting: dict[str, datetime] = {}
 
     def clock(self) -> datetime:
         return self._now or utcnow()
+
+    def _session(self, options: FetchOptions) -> aiohttp.ClientSession:
+        if self._given is not None:
+            return self._given
+        session = self._sessions.get(options.allow_private_addresses)
+        if session is None:
+            session = self._sessions[options.allow_private_addresses] = make_session(options)
+        return session
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
 
     async def send(self, m: outbox_store.OutboxMessage) -> bool:
         """Post one row; True when the receiver accepted it."""
@@ -203,7 +241,8 @@ class _Poster:
             await self._retry(m, name, exc.one_line(), attempted=False)
             return False
         headers = webhook_body.request_headers(m.message, m.message_id, secret)
-        result = await post(hook.url, m.message, headers, self.session, self.options)
+        options = webhook_fetch_options(self.settings, hook)
+        result = await post(hook.url, m.message, headers, self._session(options), options)
         if result.ok:
             await asyncio.to_thread(outbox_store.mark_sent, self.store, m.id, now=self.clock())
             self.summary.sent += 1
@@ -217,11 +256,21 @@ class _Poster:
             self.summary.failed.append((name, reason))
             log.error("webhook %s: delivery %d failed: %s", name, m.id, reason)
         else:
-            await self._retry(m, name, reason, attempted=True)
+            wait = None
+            if result.retry_after is not None:
+                wait = min(timedelta(seconds=result.retry_after), self.retry_after_max)
+                reason += f" (asked to retry after {result.retry_after:g} s)"
+            await self._retry(m, name, reason, attempted=True, at_least=wait)
         return False
 
     async def _retry(
-        self, m: outbox_store.OutboxMessage, name: str, reason: str, *, attempted: bool
+        self,
+        m: outbox_store.OutboxMessage,
+        name: str,
+        reason: str,
+        *,
+        attempted: bool,
+        at_least: timedelta | None = None,
     ) -> None:
         due = await asyncio.to_thread(
             outbox_store.mark_retry,
@@ -230,7 +279,9 @@ class _Poster:
             reason,
             now=self.clock(),
             count_attempt=attempted,
+            at_least=at_least,
         )
+        self.waiting.setdefault(m.subscriber, due)
         self.summary.retrying.append((name, reason))
         log.warning(
             "webhook %s: delivery %d stays queued, next try %s: %s",
@@ -244,7 +295,10 @@ def _reason(result: PostResult) -> str:
     if reply and result.status is not None:
         reason += f": {reply}"
     if result.error_kind == "refused_address":
-        reason += " (set [delivery] webhook_allow_private_addresses for a receiver on your network)"
+        reason += (
+            " (set allow_private_addresses = true in its [[webhooks]] table for a receiver"
+            " on your network)"
+        )
     return reason
 
 
@@ -266,8 +320,10 @@ async def send_webhooks(
 ) -> WebhookRunSummary:
     """Post what is queued and due (``force``: retries too, without waiting for their
     backoff), then queue and post the stories of every webhook that is due (``force``:
-    whatever its schedule). ``name`` limits both to one webhook. Failures are in the
-    summary and on the outbox rows, not raised."""
+    whatever its schedule). ``name`` limits both to one webhook. After a temporary
+    failure, the webhook's other queued rows are not posted in this run: they wait as
+    long as the failed one. Failures are in the summary and on the outbox rows, not
+    raised."""
     fixed = now
     now = now or utcnow()
     summary = WebhookRunSummary()
@@ -278,8 +334,6 @@ async def send_webhooks(
     await asyncio.to_thread(
         webhook_store.register_webhooks, store, [h.key for h in hooks], now=now
     )
-    own = session is None
-    session = session or make_session(webhook_fetch_options(settings))
     poster = _Poster(settings, store, session, fixed, summary)
     try:
         backlog = await asyncio.to_thread(
@@ -294,15 +348,19 @@ async def send_webhooks(
             kind=outbox_store.WEBHOOK,
         )
         down: set[str] = set()
+        held: dict[str, list[int]] = {}
         for m in backlog:
-            if not await poster.send(m):
+            if m.subscriber in poster.waiting:  # in order: behind the row that failed
+                held.setdefault(m.subscriber, []).append(m.id)
+            elif not await poster.send(m):
                 down.add(m.subscriber)
+        for key, ids in held.items():
+            await asyncio.to_thread(outbox_store.postpone, store, ids, poster.waiting[key])
         names = _watchlist_names(settings) if hooks else {}
         for hook in hooks:
             await _deliver_due(settings, store, hook, names, now, force, instance, poster, down)
     finally:
-        if own:
-            await session.close()
+        await poster.close()
     return summary
 
 

@@ -37,6 +37,7 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
+    case,
     exists,
     func,
     insert,
@@ -547,6 +548,19 @@ def release_claims(store: Store, outbox_ids: Sequence[int]) -> None:
             )
 
 
+def postpone(store: Store, outbox_ids: Sequence[int], until: datetime) -> None:
+    """Give back leased rows that were not attempted, due no sooner than ``until`` (the
+    receiver of an earlier row asked to wait): attempts and last error unchanged."""
+    later = case((outbox.c.next_attempt_at > until, outbox.c.next_attempt_at), else_=until)
+    with store.write() as conn:
+        for chunk in _chunks(list(outbox_ids), 500):
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(chunk), outbox.c.status == QUEUED)
+                .values(claimed_by=None, claim_expires_at=None, next_attempt_at=later)
+            )
+
+
 def _chunks(ids: Sequence[int], size: int) -> Iterable[Sequence[int]]:
     for i in range(0, len(ids), size):
         yield ids[i : i + size]
@@ -583,10 +597,13 @@ def mark_retry(
     *,
     now: datetime | None = None,
     count_attempt: bool = True,
+    at_least: timedelta | None = None,
 ) -> datetime:
     """A temporary failure: the message stays queued and is tried again after a backoff.
     ``count_attempt=False`` for a message that was never handed to the server (the
-    connection failed before it). Returns when it is due again."""
+    connection failed before it). ``at_least``: the receiver asked for that long (its
+    Retry-After, already capped by the caller); the wait is the longer of the two.
+    Returns when it is due again."""
     now = now or utcnow()
     with store.write() as conn:
         attempts = int(
@@ -594,7 +611,7 @@ def mark_retry(
         )
         if count_attempt:
             attempts += 1
-        due = now + retry_delay(max(attempts, 1))
+        due = now + max(retry_delay(max(attempts, 1)), at_least or timedelta(0))
         conn.execute(
             update(outbox)
             .where(outbox.c.id == outbox_id)

@@ -1,7 +1,8 @@
 """What ``monitor status`` reports, read from the database alone.
 
-The last finished poll cycle, the feeds failing and why, today's hits (UTC day), the mail
-waiting in the outbox and the age of the oldest, and the instances that run.
+The last finished poll cycle, the feeds failing and why, today's hits (UTC day), what
+waits in the outbox and the age of the oldest (in all, and per kind: mail, webhook), and
+the instances that run.
 """
 
 from __future__ import annotations
@@ -22,10 +23,22 @@ from monitor.store.schema import feeds, hits, outbox
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxCounts:
+    """Outbox rows of one kind (or of all) by status."""
+
+    queued: int = 0
+    oldest_queued_at: datetime | None = None
+    failed: int = 0
+    sent: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxState:
     queued: int
     oldest_queued_at: datetime | None
     failed: int
+    #: Per kind, every kind present (zeros included): ``mail`` and ``webhook``.
+    by_kind: Mapping[str, OutboxCounts] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,21 +72,42 @@ class StatusReport:
         return self.now - instance.heartbeat_at <= instance_store.STALE_AFTER
 
 
+def _aware(when: Any) -> datetime | None:
+    if isinstance(when, str):  # func.min loses the column type
+        when = datetime.fromisoformat(when)
+    if when is not None and when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when  # type: ignore[no-any-return]
+
+
 def outbox_state(store: Store) -> OutboxState:
+    """Queued (and the oldest of them), failed and sent rows, in all and per kind."""
+    figures: dict[str, dict[str, Any]] = {
+        kind: {"queued": 0, "oldest_queued_at": None, "failed": 0, "sent": 0}
+        for kind in (outbox_store.MAIL, outbox_store.WEBHOOK)
+    }
     with store.read() as conn:
-        queued, oldest = conn.execute(
-            select(func.count(), func.min(outbox.c.created_at)).where(
-                outbox.c.status == outbox_store.QUEUED
-            )
-        ).one()
-        failed = conn.execute(
-            select(func.count()).where(outbox.c.status == outbox_store.FAILED)
-        ).scalar_one()
-    if oldest is not None and oldest.tzinfo is None:  # func.min loses the column type
-        oldest = oldest.replace(tzinfo=UTC)
-    elif isinstance(oldest, str):
-        oldest = datetime.fromisoformat(oldest).replace(tzinfo=UTC)
-    return OutboxState(int(queued), oldest, int(failed))
+        rows = conn.execute(
+            select(
+                outbox.c.kind, outbox.c.status, func.count(), func.min(outbox.c.created_at)
+            ).group_by(outbox.c.kind, outbox.c.status)
+        ).all()
+    for kind, status, count, oldest in rows:
+        counts = figures.setdefault(
+            kind, {"queued": 0, "oldest_queued_at": None, "failed": 0, "sent": 0}
+        )
+        if status in counts:
+            counts[status] = int(count)
+        if status == outbox_store.QUEUED:
+            counts["oldest_queued_at"] = _aware(oldest)
+    by_kind = {kind: OutboxCounts(**f) for kind, f in figures.items()}
+    oldest_all = [c.oldest_queued_at for c in by_kind.values() if c.oldest_queued_at]
+    return OutboxState(
+        queued=sum(c.queued for c in by_kind.values()),
+        oldest_queued_at=min(oldest_all, default=None),
+        failed=sum(c.failed for c in by_kind.values()),
+        by_kind=by_kind,
+    )
 
 
 def status_report(store: Store, *, now: datetime | None = None) -> StatusReport:
