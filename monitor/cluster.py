@@ -35,7 +35,6 @@ import hashlib
 import heapq
 import math
 import re
-import sys
 import zlib
 from array import array
 from bisect import bisect_left
@@ -154,17 +153,46 @@ class Doc:
 
 def words(text: str) -> list[str]:
     """Folded words of ``text`` (case, accents, punctuation and look-alikes folded)."""
-    return _WORD.findall(fold_text(text[:MAX_CHARS]))
+    folded = fold_text(text[:MAX_CHARS])
+    if folded.isascii():  # the common case, without the regular expression
+        raw = folded.encode()
+        shape = raw.translate(_ASCII_SHAPE)
+        if b"a0" not in shape and b"0a" not in shape:  # no "250m" to cut in two
+            return raw.translate(_ASCII_WORDS).decode().split()
+    return _WORD.findall(folded)
 
 
 _CAPITALISED = re.compile(r"\b[^\W\d_][\w'-]*", re.UNICODE)
+# ASCII bytes: letters and digits kept, the rest a space; letters "a", digits "0".
+_ASCII_WORDS = bytes(c if chr(c).isalnum() and c < 128 else 32 for c in range(256))
+_ASCII_SHAPE = bytes(
+    97 if chr(c).isalpha() and c < 128 else 48 if chr(c).isdigit() and c < 128 else 32
+    for c in range(256)
+)
+_ASCII_NAMES = bytes(
+    c if (chr(c).isalnum() or chr(c) in "_'-") and c < 128 else 32 for c in range(256)
+)
+
+
+def capitalised(text: str) -> list[str]:
+    """Words that start with a letter (``_CAPITALISED``), found without the regular
+    expression in ASCII text."""
+    if not text.isascii():
+        return _CAPITALISED.findall(text)
+    out: list[str] = []
+    for piece in text.encode().translate(_ASCII_NAMES).decode().split():
+        if piece[0].isalpha():
+            out.append(piece)
+        else:
+            out += _CAPITALISED.findall(piece)
+    return out
 
 
 def title_names(title: str) -> list[str]:
     """Words of a title that look like names: capitalised, not stop words, not short
     acronyms (GDP, US). A headline in Title Case (no longer word in lower case) has none:
     every word is capitalised."""
-    found = _CAPITALISED.findall(title)
+    found = capitalised(title)
     if not any(w[0].islower() and len(w) > 3 and w not in _STOPWORDS for w in found):
         return []
     return [
@@ -193,8 +221,8 @@ def name_key(word: str) -> str:
 
 def _name_keys(text: str) -> frozenset[str]:
     return frozenset(
-        sys.intern(name_key(w))
-        for w in _CAPITALISED.findall(text[:MAX_CHARS])
+        name_key(w)
+        for w in capitalised(text[:MAX_CHARS])
         if w[0].isupper() and len(w) > 2 and w.casefold() not in _STOPWORDS
     )
 
@@ -407,27 +435,43 @@ class StoryIndex:
             if best.story is not None:
                 return best
         vec, norm = self._vector(doc)
+        mine_terms = set(vec)
         for key in self._candidates(doc, vec):
             other = self._docs[key]
-            if abs(doc.at - other.at) > p.event_window:
-                continue
-            cosine, common = self._cosine(vec, norm, other)
-            if common < MIN_SHARED_NAMES:
-                continue
             dt = abs(doc.at - other.at)
+            if dt > p.event_window:
+                continue
+            both = mine_terms.intersection(other.terms)
+            if len(both) < MIN_SHARED_NAMES:
+                continue
             shared = len(doc.entities & other.entities)
             mine, theirs = len(doc.entities - other.entities), len(other.entities - doc.entities)
             # Watchlists on both sides that the other lacks contradict ("Gor meets
             # Mirziyoyev" / "Gor meets Tokayev"); one side naming more does not.
             conflict = min(mine, theirs)
             extra = mine + theirs - 2 * conflict
-            score = (
-                cosine
-                + 0.05 * min(shared, 2)
+            adjust = (
+                0.05 * min(shared, 2)
                 - 0.15 * min(conflict, 2)
                 - 0.02 * min(extra, 3)
                 - 0.1 * dt / p.event_window
             )
+            # The cosine is at most the norm of this item's weights on the shared terms
+            # over its whole norm (Cauchy-Schwarz): when even that bound reaches neither
+            # threshold, the exact cosine is not worked out.
+            bound = math.sqrt(sum(vec[t] * vec[t] for t in both)) / norm + 1e-9
+            if not (
+                (len(both) >= MIN_SHARED_TERMS and bound + adjust >= p.event_similarity)
+                or (
+                    shared >= MIN_SHARED_WATCHLISTS
+                    and not conflict
+                    and extra <= 1
+                    and bound >= p.entity_similarity / (shared - 1)
+                )
+            ):
+                continue
+            cosine, common = self._cosine(vec, norm, other)
+            score = cosine + adjust
             if score >= p.event_similarity and common >= MIN_SHARED_TERMS:
                 if _better(score, other, best) and not _name_conflict(self, doc, other):
                     best = StoryDecision(other.story, "same event", score, other.key)
