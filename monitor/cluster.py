@@ -75,7 +75,7 @@ CANDIDATES = 12
 #: that weigh most (a busy window's lists are long; the rest add little).
 CANDIDATE_TERMS = 16
 #: Words whose term id and hash are remembered (the cache is emptied when full).
-WORD_CACHE = 200_000
+WORD_CACHE = 50_000
 
 _WORD = re.compile(r"\d+|[^\W\d_]+", re.UNICODE)  # "250m" -> "250", "m"
 
@@ -135,7 +135,7 @@ class Doc:
         names: frozenset[str] = frozenset(),
         cyrillic: bool = False,
         keys: frozenset[str] = frozenset(),
-        bands: tuple[int, ...] = (),
+        bands: array[int] | None = None,
     ) -> None:
         self.at = at
         self.names = names  # the names in the title, first four letters
@@ -144,7 +144,7 @@ class Doc:
         self.entities = entities
         self.exact = exact
         self.signature = signature  # numpy uint32 array, or None for very short texts
-        self.bands = bands  # the signature's LSH band keys
+        self.bands = _NO_BANDS if bands is None else bands  # the signature's LSH band keys
         self.terms = terms  # term ids, ascending
         self.weights = weights  # term frequencies, title words counting twice
         self.key = 0
@@ -265,6 +265,7 @@ def _shingle_hashes(hashes: Sequence[int]) -> Any:
 
 
 _MIX1, _MIX2, _MASK32 = 0x9E3779B1, 0x85EBCA77, 0xFFFFFFFF
+_NO_BANDS: array[int] = array("I")
 
 
 class StoryIndex:
@@ -296,9 +297,9 @@ class StoryIndex:
         self._postings: list[array[int]] = []  # term id -> item ids, ascending
         self._df: list[int] = []  # term id -> items in the window with it
         self._ldf: list[float] = []  # term id -> log(df + 1), kept for today's IDF
-        # Each word's term id (-1: not a term) and 32-bit hash, worked out once, not per
+        # Each word's term id and 32-bit hash (see _word), worked out once, not per
         # occurrence; emptied when it grows past WORD_CACHE words.
-        self._words: dict[str, tuple[int, int]] = {}
+        self._words: dict[str, int] = {}
         self._exact: dict[bytes, int] = {}  # exact key -> newest item id with it
         self._by_watchlist: dict[str, deque[int]] = {}  # recent items each watchlist hit
         # One MinHash, cleared for each item (the signature is its array of hash values).
@@ -340,21 +341,21 @@ class StoryIndex:
         if len(known) > WORD_CACHE:
             known.clear()
         looked = [known.get(w) or self._word(w) for w in tokens]
-        ids = [t for t, _ in looked]
+        ids = [v >> 32 for v in looked]  # term id + 1 (0: no term)
         counts = Counter(ids[len(title_words) :])
         for tid in ids[: len(title_words)]:
             counts[tid] += 2
-        counts.pop(-1, None)
+        counts.pop(0, None)
         ordered = sorted(counts)
         signature: Any = None
-        bands: tuple[int, ...] = ()
+        bands = _NO_BANDS
         if len(tokens) >= SHINGLE:
             minhash = self._minhash
             minhash.clear()
-            minhash.update_batch(_shingle_hashes([h for _, h in looked]).tolist())
+            minhash.update_batch(_shingle_hashes([v & _MASK32 for v in looked]).tolist())
             signature = minhash.hashvalues
             raw = signature.tobytes()
-            bands = tuple(zlib.crc32(raw[lo:hi]) for lo, hi in self._bands)
+            bands = array("I", [zlib.crc32(raw[lo:hi]) for lo, hi in self._bands])
         joined = " ".join(tokens)
         names = title_names(title)
         return Doc(
@@ -363,7 +364,7 @@ class StoryIndex:
             exact=hashlib.blake2b(joined.encode(), digest_size=12).digest() if tokens else None,
             signature=signature,
             bands=bands,
-            terms=array("i", ordered),
+            terms=array("i", [t - 1 for t in ordered]),
             weights=array("H", [counts[t] for t in ordered]),
             names=frozenset(w[:4] for w in words(" ".join(names))) if names else frozenset(),
             cyrillic=not joined.isascii() and _cyrillic(joined),
@@ -371,8 +372,9 @@ class StoryIndex:
             keys=_name_keys(f"{title}\n{text}") if watchlists else frozenset(),
         )
 
-    def _word(self, word: str) -> tuple[int, int]:
-        """A word's term id (-1: a stop word, or too short) and hash, remembered."""
+    def _word(self, word: str) -> int:
+        """A word's term id plus one (0: a stop word, or too short) in the high bits and
+        its 32-bit hash in the low ones, remembered."""
         tid = -1
         if word not in _STOPWORDS and (len(word) > 1 or word.isdigit()):
             stem = _stem(word)
@@ -383,7 +385,7 @@ class StoryIndex:
                 self._postings.append(array("q"))
                 self._df.append(0)
                 self._ldf.append(0.0)
-        found = self._words[word] = (tid, zlib.crc32(word.encode()))
+        found = self._words[word] = (tid + 1) << 32 | zlib.crc32(word.encode())
         return found
 
     # ------------------------------------------------------------------ decisions
@@ -515,7 +517,7 @@ class StoryIndex:
                     best = StoryDecision(other.story, "same names", score, key)
         return best
 
-    def _band_matches(self, bands: Sequence[int]) -> list[int]:
+    def _band_matches(self, bands: array[int]) -> list[int]:
         return [
             k
             for bucket, band in zip(self._buckets, bands, strict=True)
