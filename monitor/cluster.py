@@ -304,6 +304,7 @@ class StoryIndex:
         self._by_watchlist: dict[str, deque[int]] = {}  # recent items each watchlist hit
         # One MinHash, cleared for each item (the signature is its array of hash values).
         self._minhash = MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME, hashfunc=int)
+        self._blank = self._minhash.hashvalues.copy()
         # LSH banding, bands and rows chosen as datasketch's MinHashLSH chooses them; the
         # buckets are one dict per band holding the newest item (MinHashLSH keeps a set
         # per bucket: about 3 KB an item, 300 MB at 100,000).
@@ -351,7 +352,7 @@ class StoryIndex:
         bands = _NO_BANDS
         if len(tokens) >= SHINGLE:
             minhash = self._minhash
-            minhash.clear()
+            minhash.hashvalues = self._blank  # cleared (update_batch makes a new array)
             minhash.update_batch(_shingle_hashes([v & _MASK32 for v in looked]).tolist())
             signature = minhash.hashvalues
             raw = signature.tobytes()
