@@ -19,10 +19,10 @@ Cost. A window filled with N generated items (10,000 and 100,000 by default; rec
 wire sentences, many names, so that posting lists are long as in a busy window), then
 ``--new`` more items assigned, timed (CPU, median of ``--repeats``): items per second.
 Peak RSS: the process's resident size after filling the window, beside its size before.
-Share of the poll: the CPU of parsing, matching and storing the same new items (RSS feed
-bytes through the real parse_and_match and save_polls on a SQLite file), with stories
-and without, window already filled; fetching is not included, so the share is if
-anything overstated.
+Share of the poll: the CPU of parsing, matching and storing new items (RSS feed bytes
+through the real parse_and_match and save_polls), with stories and without, each leg on
+a SQLite file of its own that already holds the window's items (with stories and a full
+window on the one); fetching is not included, so the share is if anything overstated.
 """
 
 from __future__ import annotations

@@ -69,6 +69,8 @@ MIN_SHARED_WATCHLISTS = 3
 MIN_SHARED_NAMES = 2
 #: Recent items per watchlist looked at for a report in the other script.
 CROSS_SCRIPT_CANDIDATES = 200
+#: The most that shared watchlists add to a same-event score (see ``decide``).
+MAX_ADJUST = 0.1
 #: Candidates scored exactly per new item, taken from the inverted index.
 CANDIDATES = 12
 #: The new item's terms whose posting lists are read to find them: its rarer terms
@@ -438,7 +440,12 @@ class StoryIndex:
             if best.story is not None:
                 return best
         vec, norm = self._vector(doc)
-        mine_terms = set(vec)
+        # The cosine is at most the norm of this item's weights on the terms it shares
+        # with the other over its whole norm (Cauchy-Schwarz): when even that bound
+        # reaches neither threshold, the exact cosine is not worked out.
+        squares = {t: v * v / (norm * norm) for t, v in vec.items()}
+        mine_terms = set(squares)
+        by_names = len(doc.entities) >= MIN_SHARED_WATCHLISTS  # "same names" possible
         for key in self._candidates(doc, vec):
             other = self._docs[key]
             dt = abs(doc.at - other.at)
@@ -447,6 +454,11 @@ class StoryIndex:
             both = mine_terms.intersection(other.terms)
             if len(both) < MIN_SHARED_NAMES:
                 continue
+            bound = math.sqrt(sum(map(squares.__getitem__, both))) + 1e-9
+            if not by_names and (
+                len(both) < MIN_SHARED_TERMS or bound + MAX_ADJUST < p.event_similarity
+            ):
+                continue
             shared = len(doc.entities & other.entities)
             mine, theirs = len(doc.entities - other.entities), len(other.entities - doc.entities)
             # Watchlists on both sides that the other lacks contradict ("Gor meets
@@ -454,15 +466,11 @@ class StoryIndex:
             conflict = min(mine, theirs)
             extra = mine + theirs - 2 * conflict
             adjust = (
-                0.05 * min(shared, 2)
+                MAX_ADJUST / 2 * min(shared, 2)
                 - 0.15 * min(conflict, 2)
                 - 0.02 * min(extra, 3)
                 - 0.1 * dt / p.event_window
             )
-            # The cosine is at most the norm of this item's weights on the shared terms
-            # over its whole norm (Cauchy-Schwarz): when even that bound reaches neither
-            # threshold, the exact cosine is not worked out.
-            bound = math.sqrt(sum(vec[t] * vec[t] for t in both)) / norm + 1e-9
             if not (
                 (len(both) >= MIN_SHARED_TERMS and bound + adjust >= p.event_similarity)
                 or (
