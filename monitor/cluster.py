@@ -32,14 +32,14 @@ by count (``max_items``); what leaves it can no longer be joined.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
 import re
-import sys
 import zlib
 from array import array
 from bisect import bisect_left
-from collections import deque
-from collections.abc import Iterable, Sequence
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -69,8 +69,15 @@ MIN_SHARED_WATCHLISTS = 3
 MIN_SHARED_NAMES = 2
 #: Recent items per watchlist looked at for a report in the other script.
 CROSS_SCRIPT_CANDIDATES = 200
+#: The most that shared watchlists add to a same-event score (see ``decide``).
+MAX_ADJUST = 0.1
 #: Candidates scored exactly per new item, taken from the inverted index.
 CANDIDATES = 12
+#: The new item's terms whose posting lists are read to find them: its rarer terms
+#: that weigh most (a busy window's lists are long; the rest add little).
+CANDIDATE_TERMS = 16
+#: Words whose term id and hash are remembered (the cache is emptied when full).
+WORD_CACHE = 50_000
 
 _WORD = re.compile(r"\d+|[^\W\d_]+", re.UNICODE)  # "250m" -> "250", "m"
 
@@ -115,8 +122,8 @@ class Doc:
     """One item's features, as the window keeps them."""
 
     __slots__ = (
-        "at", "cyrillic", "entities", "exact", "key", "keys", "names", "signature", "story",
-        "terms", "weights",
+        "at", "bands", "cyrillic", "entities", "exact", "key", "keys", "names", "signature",
+        "story", "terms", "weights",
     )  # fmt: skip
 
     def __init__(
@@ -126,10 +133,11 @@ class Doc:
         exact: bytes | None,
         signature: Any,
         terms: array[int],
-        weights: array[float],
+        weights: array[int],
         names: frozenset[str] = frozenset(),
         cyrillic: bool = False,
         keys: frozenset[str] = frozenset(),
+        bands: array[int] | None = None,
     ) -> None:
         self.at = at
         self.names = names  # the names in the title, first four letters
@@ -138,25 +146,55 @@ class Doc:
         self.entities = entities
         self.exact = exact
         self.signature = signature  # numpy uint32 array, or None for very short texts
+        self.bands = _NO_BANDS if bands is None else bands  # the signature's LSH band keys
         self.terms = terms  # term ids, ascending
-        self.weights = weights  # term frequencies (title words count twice)
+        self.weights = weights  # term frequencies, title words counting twice
         self.key = 0
         self.story = 0
 
 
 def words(text: str) -> list[str]:
     """Folded words of ``text`` (case, accents, punctuation and look-alikes folded)."""
-    return _WORD.findall(fold_text(text[:MAX_CHARS]))
+    folded = fold_text(text[:MAX_CHARS])
+    if folded.isascii():  # the common case, without the regular expression
+        raw = folded.encode()
+        shape = raw.translate(_ASCII_SHAPE)
+        if b"a0" not in shape and b"0a" not in shape:  # no "250m" to cut in two
+            return raw.translate(_ASCII_WORDS).decode().split()
+    return _WORD.findall(folded)
 
 
 _CAPITALISED = re.compile(r"\b[^\W\d_][\w'-]*", re.UNICODE)
+# ASCII bytes: letters and digits kept, the rest a space; letters "a", digits "0".
+_ASCII_WORDS = bytes(c if chr(c).isalnum() and c < 128 else 32 for c in range(256))
+_ASCII_SHAPE = bytes(
+    97 if chr(c).isalpha() and c < 128 else 48 if chr(c).isdigit() and c < 128 else 32
+    for c in range(256)
+)
+_ASCII_NAMES = bytes(
+    c if (chr(c).isalnum() or chr(c) in "_'-") and c < 128 else 32 for c in range(256)
+)
+
+
+def capitalised(text: str) -> list[str]:
+    """Words that start with a letter (``_CAPITALISED``), found without the regular
+    expression in ASCII text."""
+    if not text.isascii():
+        return _CAPITALISED.findall(text)
+    out: list[str] = []
+    for piece in text.encode().translate(_ASCII_NAMES).decode().split():
+        if piece[0].isalpha():
+            out.append(piece)
+        else:
+            out += _CAPITALISED.findall(piece)
+    return out
 
 
 def title_names(title: str) -> list[str]:
     """Words of a title that look like names: capitalised, not stop words, not short
     acronyms (GDP, US). A headline in Title Case (no longer word in lower case) has none:
     every word is capitalised."""
-    found = _CAPITALISED.findall(title)
+    found = capitalised(title)
     if not any(w[0].islower() and len(w) > 3 and w not in _STOPWORDS for w in found):
         return []
     return [
@@ -170,6 +208,7 @@ _SKELETON = [("dzh", "j"), ("zh", "j"), ("kh", "h"), ("ch", "c"), ("sh", "s"), (
              ("w", "v"), ("x", "ks"), ("q", "k")]  # fmt: skip
 
 
+@lru_cache(maxsize=65536)
 def name_key(word: str) -> str:
     """A spelling-independent key for a name, equal across Russian and English more often
     than not: transliterated, a few digraphs merged, vowels dropped after the first letter,
@@ -184,14 +223,15 @@ def name_key(word: str) -> str:
 
 def _name_keys(text: str) -> frozenset[str]:
     return frozenset(
-        sys.intern(name_key(w))
-        for w in _CAPITALISED.findall(text[:MAX_CHARS])
+        name_key(w)
+        for w in capitalised(text[:MAX_CHARS])
         if w[0].isupper() and len(w) > 2 and w.casefold() not in _STOPWORDS
     )
 
 
 def _prefixes(index: StoryIndex, doc: Doc) -> set[str]:
-    return {index.stems[t][:4] for t in doc.terms}
+    stems = index.stems
+    return {stems[t][:4] for t in doc.terms}
 
 
 def _name_conflict(index: StoryIndex, doc: Doc, other: Doc) -> bool:
@@ -204,30 +244,30 @@ def _name_conflict(index: StoryIndex, doc: Doc, other: Doc) -> bool:
     return bool(doc.names - _prefixes(index, other)) and bool(other.names - _prefixes(index, doc))
 
 
+_CYRILLIC_LETTER = re.compile("[\u0400-\u04ff]")
+
+
+def _cyrillic(text: str) -> bool:
+    """Mostly Cyrillic letters (spaces aside)."""
+    letters = len(text) - text.count(" ")
+    return len(_CYRILLIC_LETTER.findall(text)) * 2 > letters
+
+
 def _stem(word: str) -> str:
     return word.translate(_TRANSLIT)[:STEM]
 
 
-_PERMUTATIONS: Any = None
+def _shingle_hashes(hashes: Sequence[int]) -> Any:
+    """32-bit hashes of the word 3-grams, from the words' own hashes (each word is hashed
+    once; datasketch's MinHash mixes the result again before permuting it)."""
+    import numpy as np
+
+    h = np.array(hashes, dtype=np.uint64)
+    return (h[:-2] * _MIX1 + h[1:-1] * _MIX2 + h[2:]) & _MASK32
 
 
-def _signature(tokens: Sequence[str]) -> Any:
-    """MinHash of the word 3-grams. Shingles are hashed with CRC-32 (C speed; datasketch's
-    default SHA-1 costs more than the rest of the signature)."""
-    from datasketch import MinHash
-
-    global _PERMUTATIONS
-    if len(tokens) < SHINGLE:
-        return None
-    if _PERMUTATIONS is None:
-        _PERMUTATIONS = MinHash(num_perm=NUM_PERM, seed=1).permutations
-    m = MinHash(
-        num_perm=NUM_PERM, seed=1, permutations=_PERMUTATIONS, scheme=SCHEME, hashfunc=zlib.crc32
-    )
-    m.update_batch(
-        sorted({" ".join(tokens[i : i + SHINGLE]).encode() for i in range(len(tokens) - 2)})
-    )
-    return m.hashvalues
+_MIX1, _MIX2, _MASK32 = 0x9E3779B1, 0x85EBCA77, 0xFFFFFFFF
+_NO_BANDS: array[int] = array("I")
 
 
 class StoryIndex:
@@ -241,9 +281,9 @@ class StoryIndex:
     """
 
     def __init__(self, params: StoryParams | None = None) -> None:
-        # datasketch (and NumPy, SciPy with it) is imported now, not at the first item:
-        # that one is assigned inside a write transaction, holding the story lock.
-        import datasketch  # noqa: F401
+        # datasketch (and NumPy with it) is imported now, not at the first item: that one
+        # is assigned inside a write transaction, holding the story lock.
+        from datasketch import MinHash
 
         self.params = params or StoryParams()
         self.watermark: int | None = None
@@ -257,14 +297,21 @@ class StoryIndex:
         self._term_ids: dict[str, int] = {}
         self.stems: list[str] = []  # term id -> stem
         self._postings: list[array[int]] = []  # term id -> item ids, ascending
-        self._df: list[int] = []
+        self._df: list[int] = []  # term id -> items in the window with it
+        self._ldf: list[float] = []  # term id -> log(df + 1), kept for today's IDF
+        # Each word's term id and 32-bit hash (see _word), worked out once, not per
+        # occurrence; emptied when it grows past WORD_CACHE words.
+        self._words: dict[str, int] = {}
         self._exact: dict[bytes, int] = {}  # exact key -> newest item id with it
         self._by_watchlist: dict[str, deque[int]] = {}  # recent items each watchlist hit
+        # One MinHash, cleared for each item (the signature is its array of hash values).
+        self._minhash = MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME, hashfunc=int)
+        self._blank = self._minhash.hashvalues.copy()
         # LSH banding, bands and rows chosen as datasketch's MinHashLSH chooses them; the
         # buckets are one dict per band holding the newest item (MinHashLSH keeps a set
         # per bucket: about 3 KB an item, 300 MB at 100,000).
         bands, rows = lsh_params(self.params.duplicate_similarity, NUM_PERM)
-        self._bands = [(b * rows, (b + 1) * rows) for b in range(bands)]
+        self._bands = [(b * rows * 4, (b + 1) * rows * 4) for b in range(bands)]  # bytes
         self._buckets: list[dict[int, int]] = [{} for _ in range(bands)]
 
     def __len__(self) -> int:
@@ -290,57 +337,75 @@ class StoryIndex:
     ) -> Doc:
         """An item's features: ``title``, its other text (summary, content), the
         watchlists that hit it and when it happened (published, else first seen)."""
+
         title_words = words(title)
-        body_words = words(text)
-        tokens = title_words + body_words
-        exact = hashlib.blake2b(" ".join(tokens).encode(), digest_size=12).digest()
-        counts: dict[int, float] = {}
-        for i, w in enumerate(tokens):
-            if w in _STOPWORDS or (len(w) < 2 and not w.isdigit()):
-                continue
-            stem = _stem(w)
-            tid = self._term_ids.get(stem)
-            if tid is None:
-                tid = self._term_ids[stem] = len(self._postings)
-                self.stems.append(stem)
-                self._postings.append(array("q"))
-                self._df.append(0)
-            counts[tid] = counts.get(tid, 0.0) + (2.0 if i < len(title_words) else 1.0)
+        tokens = title_words + words(text)
+        known = self._words
+        if len(known) > WORD_CACHE:
+            known.clear()
+        looked = [known.get(w) or self._word(w) for w in tokens]
+        ids = [v >> 32 for v in looked]  # term id + 1 (0: no term)
+        counts = Counter(ids[len(title_words) :])
+        for tid in ids[: len(title_words)]:
+            counts[tid] += 2
+        counts.pop(0, None)
         ordered = sorted(counts)
-        names = frozenset(w[:4] for n in title_names(title) for w in words(n))
-        letters = "".join(tokens)
-        cyrillic = sum(1 for c in letters if "\u0400" <= c <= "\u04ff") * 2 > len(letters)
+        signature: Any = None
+        bands = _NO_BANDS
+        if len(tokens) >= SHINGLE:
+            minhash = self._minhash
+            minhash.hashvalues = self._blank  # cleared (update_batch makes a new array)
+            minhash.update_batch(_shingle_hashes([v & _MASK32 for v in looked]).tolist())
+            signature = minhash.hashvalues
+            raw = signature.tobytes()
+            bands = array("I", [zlib.crc32(raw[lo:hi]) for lo, hi in self._bands])
+        joined = " ".join(tokens)
+        names = title_names(title)
         return Doc(
             at=at.timestamp(),
             entities=frozenset(watchlists),
-            exact=exact if tokens else None,
-            signature=_signature(tokens),
-            terms=array("q", ordered),
-            weights=array("d", (counts[t] for t in ordered)),
-            names=names,
-            cyrillic=cyrillic,
+            exact=hashlib.blake2b(joined.encode(), digest_size=12).digest() if tokens else None,
+            signature=signature,
+            bands=bands,
+            terms=array("i", [t - 1 for t in ordered]),
+            weights=array("H", [counts[t] for t in ordered]),
+            names=frozenset(w[:4] for w in words(" ".join(names))) if names else frozenset(),
+            cyrillic=not joined.isascii() and _cyrillic(joined),
             # Only items some watchlist hit are matched across scripts: keep keys for those.
             keys=_name_keys(f"{title}\n{text}") if watchlists else frozenset(),
         )
 
+    def _word(self, word: str) -> int:
+        """A word's term id plus one (0: a stop word, or too short) in the high bits and
+        its 32-bit hash in the low ones, remembered."""
+        tid = -1
+        if word not in _STOPWORDS and (len(word) > 1 or word.isdigit()):
+            stem = _stem(word)
+            tid = self._term_ids.get(stem, -1)
+            if tid < 0:
+                tid = self._term_ids[stem] = len(self._postings)
+                self.stems.append(stem)
+                self._postings.append(array("q"))
+                self._df.append(0)
+                self._ldf.append(0.0)
+        found = self._words[word] = (tid + 1) << 32 | zlib.crc32(word.encode())
+        return found
+
     # ------------------------------------------------------------------ decisions
 
-    def _idf(self, tid: int) -> float:
-        return math.log((len(self._docs) + 1) / (self._df[tid] + 1)) + 1.0
-
     def _vector(self, doc: Doc) -> tuple[dict[int, float], float]:
-        idf = self._idf
-        vec = {t: w * idf(t) for t, w in zip(doc.terms, doc.weights, strict=True)}
+        """The item's TF-IDF weights under today's IDF, and their norm."""
+        top, ldf = math.log(len(self._docs) + 1) + 1.0, self._ldf
+        vec = {t: w * (top - ldf[t]) for t, w in zip(doc.terms, doc.weights, strict=True)}
         return vec, math.sqrt(sum(v * v for v in vec.values())) or 1.0
 
     def _cosine(self, vec: dict[int, float], norm: float, other: Doc) -> tuple[float, int]:
         """Cosine of ``vec`` with ``other`` under today's IDF, and the terms they share."""
-        logn = math.log(len(self._docs) + 1) + 1.0
-        df, log = self._df, math.log
+        top, ldf = math.log(len(self._docs) + 1) + 1.0, self._ldf
         dot = onorm = 0.0
         common = 0
         for t, w in zip(other.terms, other.weights, strict=True):
-            ow = w * (logn - log(df[t] + 1))
+            ow = w * (top - ldf[t])
             onorm += ow * ow
             v = vec.get(t)
             if v is not None:
@@ -362,7 +427,7 @@ class StoryIndex:
                 if abs(doc.at - other.at) <= p.duplicate_window:
                     return StoryDecision(other.story, "copy", 1.0, key)
         if doc.signature is not None and self._docs:
-            near = sorted({k for k in self._band_matches(doc.signature) if k in self._docs})
+            near = sorted({k for k in self._band_matches(doc.bands) if k in self._docs})
             for key in near:
                 other = self._docs[key]
                 if other.signature is None or abs(doc.at - other.at) > p.duplicate_window:
@@ -375,13 +440,24 @@ class StoryIndex:
             if best.story is not None:
                 return best
         vec, norm = self._vector(doc)
+        # The cosine is at most the norm of this item's weights on the terms it shares
+        # with the other over its whole norm (Cauchy-Schwarz): when even that bound
+        # reaches neither threshold, the exact cosine is not worked out.
+        squares = {t: v * v / (norm * norm) for t, v in vec.items()}
+        mine_terms = set(squares)
+        by_names = len(doc.entities) >= MIN_SHARED_WATCHLISTS  # "same names" possible
         for key in self._candidates(doc, vec):
             other = self._docs[key]
             dt = abs(doc.at - other.at)
             if dt > p.event_window:
                 continue
-            cosine, common = self._cosine(vec, norm, other)
-            if common < MIN_SHARED_NAMES:
+            both = mine_terms.intersection(other.terms)
+            if len(both) < MIN_SHARED_NAMES:
+                continue
+            bound = math.sqrt(sum(map(squares.__getitem__, both))) + 1e-9
+            if not by_names and (
+                len(both) < MIN_SHARED_TERMS or bound + MAX_ADJUST < p.event_similarity
+            ):
                 continue
             shared = len(doc.entities & other.entities)
             mine, theirs = len(doc.entities - other.entities), len(other.entities - doc.entities)
@@ -389,16 +465,27 @@ class StoryIndex:
             # Mirziyoyev" / "Gor meets Tokayev"); one side naming more does not.
             conflict = min(mine, theirs)
             extra = mine + theirs - 2 * conflict
-            score = (
-                cosine
-                + 0.05 * min(shared, 2)
+            adjust = (
+                MAX_ADJUST / 2 * min(shared, 2)
                 - 0.15 * min(conflict, 2)
                 - 0.02 * min(extra, 3)
                 - 0.1 * dt / p.event_window
             )
+            if not (
+                (len(both) >= MIN_SHARED_TERMS and bound + adjust >= p.event_similarity)
+                or (
+                    shared >= MIN_SHARED_WATCHLISTS
+                    and not conflict
+                    and extra <= 1
+                    and bound >= p.entity_similarity / (shared - 1)
+                )
+            ):
+                continue
+            cosine, common = self._cosine(vec, norm, other)
+            score = cosine + adjust
             if score >= p.event_similarity and common >= MIN_SHARED_TERMS:
                 if _better(score, other, best) and not _name_conflict(self, doc, other):
-                    best = StoryDecision(other.story, "same event", score, key)
+                    best = StoryDecision(other.story, "same event", score, other.key)
             elif (
                 shared >= MIN_SHARED_WATCHLISTS
                 and not conflict
@@ -408,7 +495,7 @@ class StoryIndex:
                 and _better(cosine, other, best)
                 and not _name_conflict(self, doc, other)
             ):
-                best = StoryDecision(other.story, "same names", cosine, key)
+                best = StoryDecision(other.story, "same names", cosine, other.key)
         if best.story is None and doc.keys:
             best = self._across_scripts(doc)
         return best
@@ -439,29 +526,31 @@ class StoryIndex:
                     best = StoryDecision(other.story, "same names", score, key)
         return best
 
-    def _band_matches(self, signature: Any) -> list[int]:
-        keys = _band_keys(self._bands, signature)
+    def _band_matches(self, bands: array[int]) -> list[int]:
         return [
             k
-            for bucket, band in zip(self._buckets, keys, strict=True)
+            for bucket, band in zip(self._buckets, bands, strict=True)
             if (k := bucket.get(band)) is not None
         ]
 
     def _candidates(self, doc: Doc, vec: dict[int, float]) -> list[int]:
-        """Window items sharing the new item's rarer terms, best partial dot product first."""
+        """Window items sharing the new item's rarer terms, best partial dot product first
+        (ties: the older item). Only the CANDIDATE_TERMS rarer terms that weigh most are
+        looked up: a busy window's posting lists are long, and the rest add little."""
         n = len(self._docs)
         if not n:
             return []
         max_df = max(50, n // 100)  # commoner words find no one in particular
+        df, top, ldf = self._df, math.log(n + 1) + 1.0, self._ldf
+        rare = [(w * (top - ldf[t]), t) for t, w in vec.items() if 0 < df[t] <= max_df]
+        if len(rare) > CANDIDATE_TERMS:
+            rare = sorted(rare, key=lambda c: (-c[0], c[1]))[:CANDIDATE_TERMS]
         partial: dict[int, float] = {}
-        for tid, weight in vec.items():
-            if self._df[tid] == 0 or self._df[tid] > max_df:
-                continue
-            contribution = weight * self._idf(tid)
-            for key in self._postings[tid]:
-                partial[key] = partial.get(key, 0.0) + contribution
-        ranked = sorted(partial.items(), key=lambda kv: (-kv[1], kv[0]))
-        return [k for k, _ in ranked[:CANDIDATES]]
+        get = partial.get
+        for contribution, t in rare:
+            for key in self._postings[t]:
+                partial[key] = get(key, 0.0) + contribution
+        return heapq.nlargest(CANDIDATES, sorted(partial), key=partial.__getitem__)
 
     # ------------------------------------------------------------------ the store's calls
 
@@ -504,13 +593,15 @@ class StoryIndex:
         self._order.append(item_id)
         if self._journaling:
             self._journal.append(item_id)
+        postings, df, ldf, log = self._postings, self._df, self._ldf, math.log
         for tid in doc.terms:
-            posting = self._postings[tid]
+            posting = postings[tid]
             if posting and posting[-1] > item_id:
                 posting.insert(bisect_left(posting, item_id), item_id)
             else:
                 posting.append(item_id)
-            self._df[tid] += 1
+            n = df[tid] = df[tid] + 1
+            ldf[tid] = log(n + 1)
         if doc.exact is not None:
             self._exact[doc.exact] = item_id
         for watchlist in sorted(doc.entities):
@@ -518,13 +609,18 @@ class StoryIndex:
             if recent is None:
                 recent = self._by_watchlist[watchlist] = deque(maxlen=CROSS_SCRIPT_CANDIDATES)
             recent.append(item_id)
-        if doc.signature is not None:
-            for bucket, band in zip(
-                self._buckets, _band_keys(self._bands, doc.signature), strict=True
-            ):
-                bucket[band] = item_id
+        for bucket, band in zip(self._buckets, doc.bands, strict=False):
+            bucket[band] = item_id
         if len(self._docs) > self.params.max_items:
             self._drop_oldest()
+
+    def relabel(self, stories: Mapping[int, int]) -> None:
+        """Move items of the window to other stories (item id -> story id): the store
+        inserted the rows of stories it had numbered provisionally."""
+        for item_id, story_id in stories.items():
+            doc = self._docs.get(item_id)
+            if doc is not None:
+                doc.story = story_id
 
     def mark(self) -> int | None:
         """Start a transaction: :meth:`undo` takes back what is added from now on."""
@@ -564,20 +660,19 @@ class StoryIndex:
         doc = self._docs.pop(key, None)
         if doc is None:
             return
+        df, ldf, log = self._df, self._ldf, math.log
         for tid in doc.terms:
-            self._df[tid] -= 1
+            n = df[tid] = df[tid] - 1
+            ldf[tid] = log(n + 1)
             posting = self._postings[tid]
             i = bisect_left(posting, key)
             if i < len(posting) and posting[i] == key:
                 del posting[i]
         if doc.exact is not None and self._exact.get(doc.exact) == key:
             del self._exact[doc.exact]
-        if doc.signature is not None:
-            for bucket, band in zip(
-                self._buckets, _band_keys(self._bands, doc.signature), strict=True
-            ):
-                if bucket.get(band) == key:
-                    del bucket[band]
+        for bucket, band in zip(self._buckets, doc.bands, strict=False):
+            if bucket.get(band) == key:
+                del bucket[band]
 
 
 @lru_cache(maxsize=8)
@@ -598,11 +693,6 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
             if fp + fn < best:
                 best, params = fp + fn, (b, r)
     return params
-
-
-def _band_keys(bands: Sequence[tuple[int, int]], signature: Any) -> list[int]:
-    """One deterministic key per LSH band of a signature."""
-    return [zlib.crc32(signature[lo:hi].tobytes()) for lo, hi in bands]
 
 
 def _better(score: float, other: Doc, best: StoryDecision) -> bool:

@@ -117,6 +117,49 @@ def test_copies_from_two_feeds_share_a_story_and_the_contract_reads_it(store: St
     assert listed[0].to_dict()["items"][1]["feed"] == "http://b.test/rss"
 
 
+def story_row(store: Store, story_id: int) -> tuple[int, int]:
+    with store.read() as conn:
+        row = conn.execute(select(stories).where(stories.c.id == story_id)).one()
+    return row.item_count, row.lead_item_id
+
+
+def item_id(store: Store, ident: str) -> int:
+    with store.read() as conn:
+        return int(conn.execute(select(items.c.id).where(items.c.identity == ident)).scalar_one())
+
+
+def test_stories_started_and_joined_within_one_batch_are_counted_once(store: Store) -> None:
+    index = StoryIndex()
+    a = feed(store, "http://a.test/rss")
+    other = ("Wheat harvest up in Kostanay", "Farmers in Kostanay brought in more wheat.")
+    # A story started in the batch is joined by a later item of the same batch.
+    save(store, a, [item("w1", *WIRE), item("k1", *other), item("w2", *WIRE)], index)
+    wire, wheat = story_of(store, "w1"), story_of(store, "k1")
+    assert story_of(store, "w2") == wire != wheat
+    assert story_row(store, wire) == (2, item_id(store, "w1"))
+    assert story_row(store, wheat) == (1, item_id(store, "k1"))
+    # The window holds the real story ids: a later batch joins them and grows the rows.
+    save(store, a, [item("k2", *other), item("w3", *WIRE), item("w4", *WIRE)], index)
+    assert [story_of(store, i) for i in ("k2", "w3", "w4")] == [wheat, wire, wire]
+    assert story_row(store, wire) == (4, item_id(store, "w1"))
+    assert story_row(store, wheat) == (2, item_id(store, "k1"))
+
+
+def test_a_story_the_window_names_but_the_database_lacks_is_started_anew(store: Store) -> None:
+    index = StoryIndex()
+    a = feed(store, "http://a.test/rss")
+    save(store, a, [item("w1", *WIRE)], index)
+    with store.write() as conn:  # the window still names the story
+        conn.execute(text("UPDATE items SET story_id = NULL"))
+        conn.execute(text("DELETE FROM stories"))
+    save(store, a, [item("w2", *WIRE), item("w3", *WIRE)], index)
+    story = story_of(store, "w2")
+    assert story_of(store, "w3") == story  # (SQLite may give it the old id again)
+    assert story_row(store, story) == (2, item_id(store, "w2"))
+    save(store, a, [item("w4", *WIRE)], index)  # the window now knows the new story
+    assert story_of(store, "w4") == story and story_row(store, story)[0] == 3
+
+
 def test_a_failed_transaction_leaves_no_story_behind(store: Store) -> None:
     index = StoryIndex()
     a = feed(store, "http://a.test/rss")

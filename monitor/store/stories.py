@@ -10,7 +10,8 @@ and each catches up with the others' assignments by that number before deciding.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -25,6 +26,9 @@ from monitor.store.schema import feeds, hits, items, stories
 PG_STORY_LOCK = 0x73746F72  # "stor"
 #: How much of an item's content the assigner is given (it looks at the start only).
 TEXT_CHARS = 2000
+#: A story started in a batch is known by this plus its first item's id until its row
+#: is inserted (see :func:`assign`).
+PROVISIONAL = 1 << 60
 
 
 class StoryAssigner(Protocol):
@@ -54,6 +58,8 @@ class StoryAssigner(Protocol):
         watchlists: Sequence[str],
         at: datetime,
     ) -> None: ...
+
+    def relabel(self, stories: Mapping[int, int]) -> None: ...  # item id -> story id
 
     def mark(self) -> int | None: ...
 
@@ -182,7 +188,14 @@ def warm(store: Store, assigner: StoryAssigner, now: datetime) -> int:
     """Catch the window up with the store in a read transaction (all of it when empty),
     so that the write transaction that follows only catches up with what is newer still
     (rebuilding a window of 100,000 items takes a minute or two of CPU, and learning
-    other instances' items takes time too: neither may hold the write lock)."""
+    other instances' items takes time too: neither may hold the write lock).
+
+    On SQLite one daemon writes a database (``store/lock.py``), and another writer (a
+    ``monitor poll --once`` beside it) is rare: once the window is filled, this read (a
+    transaction per poll) is skipped, and the write transaction catches up with
+    whatever another process stored meanwhile."""
+    if store.dialect != "postgresql" and assigner.watermark is not None:
+        return assigner.watermark
     with store.read() as conn:
         return catch_up(conn, assigner, now)
 
@@ -194,62 +207,89 @@ def assign(
     now: datetime,
 ) -> dict[int, int]:
     """Give each new item (id, item, watchlists that hit it) a story, in order: join
-    the one the assigner names or start one. Returns item id -> story id."""
+    the one the assigner names or start one. Returns item id -> story id.
+
+    The decisions come first, then one statement each for the new stories, the stories
+    that grew and the items (not statements per item). Until its row exists, a story
+    started here has a provisional id, above every real one (so that, as before, it
+    loses ties to older stories), and later items of the batch may join it; the
+    assigner then learns the real ids (``relabel``).
+    """
     if not new:
         return {}
     if assigner is not None:
         seq = catch_up(conn, assigner, now)
     else:
         seq = conn.execute(select(func.max(items.c.story_seq))).scalar() or 0
-    placed: dict[int, int] = {}
-    item_rows: list[dict[str, Any]] = []
+    placed: dict[int, int] = {}  # item id -> story id (provisional for new stories)
+    seqs: list[int] = []
     for item_id, item, watchlists in new:
         seq += 1
         story_id: int | None = None
         if assigner is not None:
-            decision = assigner.assign(
+            story_id = assigner.assign(
                 item_id,
                 item.title,
                 _text(item.summary, item.content),
                 sorted(watchlists),
                 _when(item.published, now),
-            )
-            story_id = decision.story
-        if story_id is not None and not _grow(conn, story_id, now):
-            story_id = None  # the window named a story the database does not have
+            ).story
         if story_id is None:
-            story_id = conn.execute(
-                insert(stories)
-                .values(
-                    title=item.title or item.link or "(untitled)",
-                    first_seen_at=now,
-                    last_seen_at=now,
-                    item_count=1,
-                    lead_item_id=item_id,
-                )
-                .returning(stories.c.id)
-            ).scalar_one()
+            story_id = PROVISIONAL + item_id
         if assigner is not None:
             assigner.commit(item_id, story_id, seq)
         placed[item_id] = story_id
-        item_rows.append({"id_": item_id, "story_id": story_id, "story_seq": seq})
+        seqs.append(seq)
+    sizes = Counter(placed.values())
+    grown = [{"id_": s, "n": n} for s, n in sorted(sizes.items()) if s < PROVISIONAL]
+    lost: dict[int, int] = {}  # the window named a story the database does not have
+    if grown:
+        done = conn.execute(
+            update(stories)
+            .where(stories.c.id == bindparam("id_"))
+            .values(item_count=stories.c.item_count + bindparam("n"), last_seen_at=now),
+            grown,
+        )
+        if not (conn.dialect.supports_sane_multi_rowcount and done.rowcount == len(grown)):
+            joined = [g["id_"] for g in grown]
+            have = set(conn.execute(select(stories.c.id).where(stories.c.id.in_(joined))).scalars())
+            for item_id, story_id in placed.items():
+                if story_id < PROVISIONAL and story_id not in have:
+                    placed[item_id] = lost.setdefault(story_id, PROVISIONAL + item_id)
+            sizes = Counter(placed.values())
+    started = [s for s in sizes if s >= PROVISIONAL]  # in the order of their first items
+    real: dict[int, int] = {}
+    if started:
+        by_id = {item_id: item for item_id, item, _ in new}
+        rows = []
+        for s in started:
+            lead = by_id[s - PROVISIONAL]
+            rows.append(
+                {
+                    "title": lead.title or lead.link or "(untitled)",
+                    "first_seen_at": now,
+                    "last_seen_at": now,
+                    "item_count": sizes[s],
+                    "lead_item_id": s - PROVISIONAL,
+                }
+            )
+        ids = conn.execute(
+            insert(stories).returning(stories.c.id, sort_by_parameter_order=True), rows
+        ).scalars()
+        real = dict(zip(started, ids, strict=True))
+        placed = {i: real.get(s, s) for i, s in placed.items()}
+    if assigner is not None and (real or lost):
+        assigner.relabel(placed)
     conn.execute(
         update(items)
         .where(items.c.id == bindparam("id_"))
         .values(story_id=bindparam("story_id"), story_seq=bindparam("story_seq")),
-        item_rows,
+        [
+            {"id_": item_id, "story_id": story_id, "story_seq": n}
+            for (item_id, story_id), n in zip(placed.items(), seqs, strict=True)
+        ],
     )
     return placed
-
-
-def _grow(conn: Connection, story_id: int, now: datetime) -> bool:
-    """One more item in the story; False if there is no such story."""
-    result = conn.execute(
-        update(stories)
-        .where(stories.c.id == story_id)
-        .values(item_count=stories.c.item_count + 1, last_seen_at=now)
-    )
-    return bool(result.rowcount)
 
 
 # --------------------------------------------------------------------------- reading
