@@ -62,7 +62,10 @@ class Context:
         at the current schema. None otherwise: they read through :meth:`store`."""
         from monitor.store.sqlite_read import open_reader
 
-        return open_reader(self.settings.database_url)
+        reader = open_reader(self.settings.database_url)
+        if reader is not None:
+            click.get_current_context().call_on_close(reader.close)
+        return reader
 
 
 pass_ctx = click.make_pass_decorator(Context)
