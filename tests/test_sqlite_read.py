@@ -82,6 +82,12 @@ def populate(store: Store) -> datetime:
         )  # fmt: skip
         if n == 0 and oid is not None:
             outbox.mark_failed(store, oid, "550 no such user")
+        if n == 1 and oid is not None:
+            outbox.mark_sent(store, oid)
+    outbox.enqueue_digest(
+        store, subscriber="hook", message_id="<hook@test>", subject="w", message=b"{}",
+        hit_ids=hit_ids[3:5], now=now - timedelta(minutes=5), kind=outbox.WEBHOOK,
+    )  # fmt: skip
     instances.register(store, "host:1", "host", 1)
     instances.register(store, "host:2", "host", 2)
     with store.write() as conn:
@@ -148,6 +154,7 @@ def test_status_is_the_repositorys(both: tuple[Store, SQLiteReader, datetime]) -
     report = reader.status_report(now=now)
     assert report.failing and report.instances and report.article_failures
     assert report.outbox.queued == 2 and report.outbox.failed == 1
+    assert report.outbox.by_kind["mail"].sent == 1 and report.outbox.by_kind["webhook"].queued == 1
     assert set(report.holdings) == {"host:1", "host:2", "gone:9"}
     assert report.holdings["host:2"].outbox == 2
     assert report.stories is not None and report.stories.today > 0
