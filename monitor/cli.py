@@ -798,7 +798,7 @@ def status(ctx: Context, as_json: bool) -> None:
     cycle, failing feeds, hits today, the outbox (queued, failed, sent; mail and webhooks
     apart)."""
     from monitor.store import lock as store_lock
-    from monitor.store.rows import Holdings
+    from monitor.store.status_rows import Holdings
 
     reader = ctx.reader()
     if reader is not None:

@@ -20,7 +20,8 @@ from monitor.store.migrations import SCHEMA_HEAD
 from monitor.store.rows import JSON_COLUMNS, FeedSpec, feed_sync_plan
 from monitor.store.schema import JSON, UTCDateTime, feeds, metadata
 from monitor.store.schema import outbox as outbox_rows
-from monitor.store.sqlite_read import SQLiteReader, open_reader, sqlite_database
+from monitor.store.sqlite_file import sqlite_database
+from monitor.store.sqlite_read import SQLiteReader, open_reader
 from monitor.store.status import status_report
 
 SPECS = [

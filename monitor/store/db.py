@@ -23,7 +23,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from monitor.errors import StoreError
 from monitor.store.migrations import SCHEMA_HEAD
-from monitor.store.sqlite_read import BUSY_TIMEOUT_MS, sqlite_problem
+from monitor.store.sqlite_file import BUSY_TIMEOUT_MS, sqlite_problem
 
 if TYPE_CHECKING:
     from alembic.config import Config

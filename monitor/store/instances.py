@@ -16,12 +16,12 @@ from datetime import datetime
 from sqlalchemy import delete, func, insert, or_, select, update
 
 from monitor.store.db import Store, utcnow
-from monitor.store.rows import HEARTBEAT_EVERY as HEARTBEAT_EVERY
-from monitor.store.rows import STALE_AFTER as STALE_AFTER
-from monitor.store.rows import Holdings as Holdings
-from monitor.store.rows import Instance as Instance
-from monitor.store.rows import holdings_of
 from monitor.store.schema import feeds, instances, outbox
+from monitor.store.status_rows import HEARTBEAT_EVERY as HEARTBEAT_EVERY
+from monitor.store.status_rows import STALE_AFTER as STALE_AFTER
+from monitor.store.status_rows import Holdings as Holdings
+from monitor.store.status_rows import Instance as Instance
+from monitor.store.status_rows import holdings_of
 
 
 def register(store: Store, instance: str, hostname: str, pid: int) -> None:

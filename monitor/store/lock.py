@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from monitor.errors import AlreadyRunning, StoreError
-from monitor.store.sqlite_read import sqlite_database
+from monitor.store.sqlite_file import sqlite_database
 
 
 def lock_path(database_url: str) -> Path | None:

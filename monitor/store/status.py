@@ -16,11 +16,11 @@ from monitor.store import instances as instance_store
 from monitor.store import outbox as outbox_store
 from monitor.store import stories as story_store
 from monitor.store.db import Store
-from monitor.store.rows import ArticleFailures as ArticleFailures
-from monitor.store.rows import OutboxCounts as OutboxCounts
-from monitor.store.rows import OutboxState as OutboxState
-from monitor.store.rows import StatusReport as StatusReport
 from monitor.store.schema import feeds, hits, outbox
+from monitor.store.status_rows import ArticleFailures as ArticleFailures
+from monitor.store.status_rows import OutboxCounts as OutboxCounts
+from monitor.store.status_rows import OutboxState as OutboxState
+from monitor.store.status_rows import StatusReport as StatusReport
 
 
 def outbox_state(store: Store) -> OutboxState:
