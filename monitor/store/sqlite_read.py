@@ -4,11 +4,10 @@
 import alone costs them most of their time (~0.2 s of ~0.27 s). On a SQLite file that is
 already at the current schema they read here instead, with plain SQL: the same queries as
 the repository functions named beside each (``feeds.list_hits``, ``status.status_report``,
-``feeds.list_feeds``), building the same records (``rows.py``) through the same rules; a
-test keeps both readers' records equal on one database. Anything else (PostgreSQL, a new
-or older database, a URL with options) is left to :func:`monitor.store.open_store`:
-:func:`open_reader` returns None.
-
+``feeds.list_feeds``), building the same records (``rows.py``, ``status_rows.py``) through
+the same rules; a test keeps both readers' records equal on one database. Anything else
+(PostgreSQL, a new or older database, a URL with options) is left to
+:func:`monitor.store.open_store`: :func:`open_reader` returns None.
 """
 
 from __future__ import annotations
