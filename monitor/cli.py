@@ -27,6 +27,7 @@ from monitor.wording import plural
 if TYPE_CHECKING:
     from monitor.config import Settings
     from monitor.store import Store
+    from monitor.store.sqlite_read import SQLiteReader
 
 # Starting a command imports click and this module only: every command imports what it
 # needs (the config loader, the store, the pipeline) in its body, so `monitor --version`
@@ -55,6 +56,16 @@ class Context:
         from monitor.store import open_store
 
         return open_store(self.settings.database_url, upgrade=True)
+
+    def reader(self) -> SQLiteReader | None:
+        """The database read without SQLAlchemy, for the read-only commands: a SQLite file
+        at the current schema. None otherwise: they read through :meth:`store`."""
+        from monitor.store.sqlite_read import open_reader
+
+        reader = open_reader(self.settings.database_url)
+        if reader is not None:
+            click.get_current_context().call_on_close(reader.close)
+        return reader
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -214,6 +225,10 @@ def _since(value: str | None) -> datetime | None:
         raise click.BadParameter(f"{value!r}: expected {SINCE_EXPECTED}") from None
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 def _iso(when: datetime | None) -> str | None:
     return when.astimezone(UTC).isoformat().replace("+00:00", "Z") if when else None
 
@@ -323,11 +338,17 @@ def hits(
 ) -> None:
     """List stored hits, oldest first."""
     from monitor.records import hit_record
-    from monitor.store import feeds as feed_store
 
-    rows = feed_store.list_hits(
-        ctx.store(), since=_since(since), watchlists=list(watchlist_ids), limit=limit
-    )
+    start = _since(since)
+    reader = ctx.reader()
+    if reader is not None:
+        rows = reader.list_hits(since=start, watchlists=watchlist_ids, limit=limit)
+    else:
+        from monitor.store import feeds as feed_store
+
+        rows = feed_store.list_hits(
+            ctx.store(), since=start, watchlists=list(watchlist_ids), limit=limit
+        )
     for hit in rows:
         if as_json:
             record = hit_record(hit)
@@ -568,14 +589,22 @@ def feeds() -> None:
 def feeds_list(ctx: Context, as_json: bool) -> None:
     """Each feed with its health: state, failures, last poll (UTC), last error, and an
     interval raised to `polling.min_interval`."""
-    from monitor import pipeline
     from monitor.config import format_duration
-    from monitor.store import feeds as feed_store
+    from monitor.store.rows import FeedSpec, feed_sync_plan
 
     settings = ctx.settings
-    store = ctx.store()
-    pipeline.sync_config(settings, store)
-    rows = feed_store.list_feeds(store)
+    reader = ctx.reader()
+    if reader is not None and not feed_sync_plan(
+        reader.feed_sync_rows(), [FeedSpec.of_config(f) for f in settings.feeds], _now()
+    ):
+        rows = reader.list_feeds()  # the database has the config's feeds already
+    else:
+        from monitor import pipeline
+        from monitor.store import feeds as feed_store
+
+        store = ctx.store()
+        pipeline.sync_config(settings, store)
+        rows = feed_store.list_feeds(store)
     floor = float(settings["polling.min_interval"])
     for f in rows:
         state = _feed_state(f)
@@ -768,18 +797,22 @@ def status(ctx: Context, as_json: bool) -> None:
     """Health from the database: the instances running and what each holds, last poll
     cycle, failing feeds, hits today, the outbox (queued, failed, sent; mail and webhooks
     apart)."""
-    from monitor.store import instances as instance_store
     from monitor.store import lock as store_lock
-    from monitor.store.status import status_report
+    from monitor.store.status_rows import Holdings
 
-    store = ctx.store()
-    report = status_report(store)
+    reader = ctx.reader()
+    if reader is not None:
+        report = reader.status_report()
+    else:
+        from monitor.store.status import status_report
+
+        report = status_report(ctx.store())
     now = report.now
     holder = store_lock.holder(ctx.settings.database_url)
     last = report.last_run
     registered = {i.id for i in report.instances}
     orphans = {h: c for h, c in report.holdings.items() if h not in registered}
-    nothing = instance_store.Holdings()
+    nothing = Holdings()
     if as_json:
         click.echo(json.dumps({
             "daemon_pid": holder,

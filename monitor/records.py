@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from monitor.store.articles import item_text
+from monitor.store.rows import item_text
 
 if TYPE_CHECKING:
     from monitor.store.browse import ItemRow
-    from monitor.store.feeds import StoredHit
+    from monitor.store.rows import StoredHit
 
 
 def iso(when: datetime | None) -> str | None:

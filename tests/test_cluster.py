@@ -34,7 +34,7 @@ from monitor.models import FetchResult, Item, Match, Outcome, ParsedFeed, Span
 from monitor.store import Store, open_store
 from monitor.store import feeds as fs
 from monitor.store import outbox as ob
-from monitor.store.db import SCHEMA_HEAD
+from monitor.store.migrations import SCHEMA_HEAD
 from monitor.store.schema import deliveries, feeds, hits, items, outbox, subscribers
 
 pytestmark = pytest.mark.postgres

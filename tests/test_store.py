@@ -336,12 +336,13 @@ def test_schema_head_constant_is_alembics_head() -> None:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from monitor.store.db import MIGRATIONS, SCHEMA_HEAD
+    from monitor.store.db import MIGRATIONS
+    from monitor.store.migrations import SCHEMA_HEAD
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     assert ScriptDirectory.from_config(cfg).get_current_head() == SCHEMA_HEAD, (
-        "a migration was added: set monitor.store.db.SCHEMA_HEAD to its revision"
+        "a migration was added: set SCHEMA_HEAD in monitor/store/migrations/__init__.py"
     )
 
 

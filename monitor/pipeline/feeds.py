@@ -27,19 +27,7 @@ def sync_config(settings: Settings, store: Store, *, now: datetime | None = None
     """
     outbox_store.sync_subscribers(store, settings.subscribers, now=now)
     webhook_store.register_webhooks(store, [h.key for h in settings.webhooks], now=now)
-    feed_store.sync_config_feeds(
-        store,
-        [
-            feed_store.FeedSpec(
-                url=f.url,
-                title=f.title,
-                interval_s=None if f.interval is None else round(f.interval),
-                headers=f.headers,
-                fulltext=f.fulltext,
-            )
-            for f in settings.feeds
-        ],
-    )
+    feed_store.sync_config_feeds(store, [feed_store.FeedSpec.of_config(f) for f in settings.feeds])
 
 
 # --------------------------------------------------------------------------- feed list

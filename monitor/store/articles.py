@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, select, update
 
 from monitor.models import Item, Match
 from monitor.store.db import Store, utcnow
+from monitor.store.rows import item_text as item_text
 from monitor.store.schema import feeds, hits, items
 
 PENDING = "pending"
@@ -167,15 +168,6 @@ def save_articles(
 
 def _iso(when: datetime | None) -> str | None:
     return when.astimezone(UTC).isoformat().replace("+00:00", "Z") if when else None
-
-
-def item_text(summary: str, content: str) -> str:
-    """The plain text matching saw besides the title: the summary and the content
-    (the article's text once read), each once."""
-    parts = [p for p in (summary, content) if p]
-    if len(parts) == 2 and (parts[0] in parts[1] or parts[1] in parts[0]):
-        parts = [max(parts, key=len)]
-    return "\n\n".join(parts)
 
 
 def item_record(row: Any) -> dict[str, Any]:

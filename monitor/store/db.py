@@ -21,7 +21,9 @@ from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect,
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
-from monitor.errors import DatabaseUnusable, StoreError
+from monitor.errors import StoreError
+from monitor.store.migrations import SCHEMA_HEAD
+from monitor.store.sqlite_file import BUSY_TIMEOUT_MS, sqlite_problem
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -29,14 +31,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-BUSY_TIMEOUT_MS = 30_000
 #: Key for ``pg_advisory_lock`` while migrating, so that instances starting together
 #: apply each migration once.
 PG_MIGRATION_LOCK = 0x6D6F6E69  # "moni"
-#: The newest migration's revision. Starting a command compares the database with this
-#: instead of importing Alembic (which costs most of a second); a test keeps it equal to
-#: Alembic's head, so a new migration must update it.
-SCHEMA_HEAD = "0009"
 #: How to install the PostgreSQL driver (the ``postgres`` extra), for error hints.
 INSTALL_PSYCOPG = "pip install '.[postgres]' in monitor's source folder (or 'psycopg[binary]')"
 
@@ -194,7 +191,6 @@ def _missing_driver(drivername: str, exc: ImportError) -> StoreError:
     )
 
 
-
 def _configure_read_only(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -223,38 +219,6 @@ def _configure_sqlite(engine: Engine, *, read_only: bool = False) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-
-# What SQLite says about a file it cannot use -> what it means, and what to do. Matched in
-# the error's first line, lower-cased.
-_SQLITE_PROBLEMS: tuple[tuple[str, str, str], ...] = (
-    ("file is not a database", "file is not a database",
-     "check [database] url names a monitor database, or restore the file from a backup"),
-    ("database disk image is malformed", "database disk image is malformed",
-     "restore the file from a backup, or save what is left with "
-     "`sqlite3 {file} .recover | sqlite3 recovered.db`"),
-    ("readonly database", "the file is read-only",
-     "check the permissions of {file}, its -wal and -shm files and its folder: the user "
-     "running monitor must be able to write them"),
-    ("unable to open database file", "unable to open the database file",
-     "check that {file} and its folder exist and that the user running monitor may read "
-     "and write them"),
-    ("disk i/o error", "disk I/O error", "check the disk and the file system holding {file}"),
-    ("database or disk is full", "the disk is full", "free space on the disk holding {file}"),
-)  # fmt: skip
-
-
-def sqlite_problem(exc: BaseException, database: str) -> DatabaseUnusable | None:
-    """The :class:`DatabaseUnusable` that ``exc`` (a sqlite3 error) means for the file
-    ``database``, or None when it is not about the file itself (a locked database, a
-    constraint, a bug)."""
-    first = str(exc).splitlines()[0].lower() if str(exc) else ""
-    for needle, cause, hint in _SQLITE_PROBLEMS:
-        if needle in first:
-            return DatabaseUnusable(
-                f"database {database}: {cause}", hint=hint.format(file=database)
-            )
-    return None
 
 
 def _report_sqlite_problems(engine: Engine, database: str) -> None:

@@ -8,85 +8,27 @@ their hits and the feed's new state land together or not at all.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 
-from monitor.models import Feed, FetchResult, Item, Match, Outcome, ParsedFeed
+from monitor.models import FetchResult, Item, Match, Outcome, ParsedFeed
 from monitor.store import stories as story_store
 from monitor.store.db import Store, utcnow
+from monitor.store.rows import FEED_SYNC_COLUMNS, feed_record, feed_sync_plan
+from monitor.store.rows import REMOVED_FROM_CONFIG as REMOVED_FROM_CONFIG
+from monitor.store.rows import FeedRecord as FeedRecord
+from monitor.store.rows import FeedSpec as FeedSpec
+from monitor.store.rows import StoredHit as StoredHit
 from monitor.store.schema import feeds, hits, items, poll_runs
-
-
-@dataclass(frozen=True, slots=True)
-class FeedRecord:
-    """A stored feed with its health."""
-
-    id: int
-    url: str
-    title: str | None
-    source: str
-    interval_s: int | None
-    headers: Mapping[str, str]
-    etag: str | None
-    last_modified: str | None
-    last_status: int | None
-    last_outcome: str | None
-    consecutive_failures: int
-    next_due_at: datetime | None
-    last_polled_at: datetime | None
-    last_success_at: datetime | None
-    last_error: str | None
-    last_error_kind: str | None
-    last_error_at: datetime | None
-    warnings: str | None
-    hint_s: int | None
-    retired_at: datetime | None
-    retired_reason: str | None
-    created_at: datetime
-    site_url: str | None = None
-    quiet_polls: int = 0  # successful polls in a row without new items
-    last_new_items_at: datetime | None = None
-    fulltext: str | None = None  # auto | always | never; None: [fulltext] mode
-    article_failures: int = 0  # article pages that could not be read
-    article_last_error: str | None = None
-    article_last_error_at: datetime | None = None
-
-    @property
-    def healthy(self) -> bool:
-        return self.retired_at is None and self.consecutive_failures == 0
-
-    def to_feed(self) -> Feed:
-        return Feed(
-            url=self.url,
-            id=self.id,
-            title=self.title,
-            headers=dict(self.headers or {}),
-            etag=self.etag,
-            last_modified=self.last_modified,
-        )
-
 
 _FEED_COLUMNS = [c for c in feeds.c if c.name not in ("claimed_by", "claim_expires_at")]
 
 
 def _feed_record(row: Any) -> FeedRecord:
-    data = dict(row._mapping)
-    data["headers"] = data.get("headers") or {}
-    return FeedRecord(**data)
-
-
-@dataclass(frozen=True, slots=True)
-class FeedSpec:
-    """A feed as the operator declares it (config or OPML)."""
-
-    url: str
-    title: str | None = None
-    interval_s: int | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    fulltext: str | None = None  # auto | always | never; None: [fulltext] mode
+    return feed_record(row._mapping)
 
 
 def sync_config_feeds(store: Store, specs: Sequence[FeedSpec]) -> None:
@@ -102,62 +44,22 @@ def sync_config_feeds(store: Store, specs: Sequence[FeedSpec]) -> None:
     (no deadlock) and only when something changed (a restart rewrites nothing).
     """
     now = utcnow()
-    wanted = {s.url: s for s in specs}
     with store.write() as conn:
-        existing = {
-            r.url: r
-            for r in conn.execute(
-                select(
-                    feeds.c.id,
-                    feeds.c.url,
-                    feeds.c.source,
-                    feeds.c.retired_reason,
-                    feeds.c.title,
-                    feeds.c.interval_s,
-                    feeds.c.headers,
-                    feeds.c.fulltext,
-                ).order_by(feeds.c.id)
-            )
-        }
-        new_rows: list[dict[str, Any]] = []
-        changes: list[tuple[int, dict[str, Any]]] = []
-        for url, spec in wanted.items():
-            values: dict[str, Any] = {
-                "title": spec.title,
-                "interval_s": spec.interval_s,
-                "headers": dict(spec.headers),
-                "source": "config",
-                "fulltext": spec.fulltext,
-            }
-            row = existing.get(url)
-            if row is None:
-                new_rows.append({"url": url, "created_at": now, **values})
-                continue
-            if spec.title is None:
-                del values["title"]
-            restore = row.retired_reason == REMOVED_FROM_CONFIG
-            if restore:
-                values |= {"retired_at": None, "retired_reason": None, "next_due_at": None}
-            if restore or any(
-                (getattr(row, k) or {}) != v if k == "headers" else getattr(row, k) != v
-                for k, v in values.items()
-            ):
-                changes.append((row.id, values))
-        for feed_id, values in sorted(changes, key=lambda c: c[0]):
+        existing = conn.execute(
+            select(*(feeds.c[name] for name in FEED_SYNC_COLUMNS)).order_by(feeds.c.id)
+        )
+        plan = feed_sync_plan([dict(r._mapping) for r in existing], specs, now)
+        for feed_id, values in plan.changes:
             conn.execute(update(feeds).where(feeds.c.id == feed_id).values(**values))
-        if new_rows:
+        if plan.new:
             ins = store.insert(feeds)
-            conn.execute(ins.on_conflict_do_nothing(index_elements=["url"]), new_rows)
-        for url, row in existing.items():
-            if row.source == "config" and url not in wanted and row.retired_reason is None:
-                conn.execute(
-                    update(feeds)
-                    .where(feeds.c.id == row.id)
-                    .values(retired_at=now, retired_reason=REMOVED_FROM_CONFIG)
-                )
-
-
-REMOVED_FROM_CONFIG = "removed from the config"
+            conn.execute(ins.on_conflict_do_nothing(index_elements=["url"]), plan.new)
+        for feed_id in plan.removed:
+            conn.execute(
+                update(feeds)
+                .where(feeds.c.id == feed_id)
+                .values(retired_at=now, retired_reason=REMOVED_FROM_CONFIG)
+            )
 
 
 def add_feed(store: Store, spec: FeedSpec, *, source: str) -> bool:
@@ -576,36 +478,6 @@ def last_poll_run(store: Store) -> Mapping[str, Any] | None:
 def feed_count(store: Store) -> int:
     with store.read() as conn:
         return int(conn.execute(select(func.count()).select_from(feeds)).scalar_one())
-
-
-@dataclass(frozen=True, slots=True)
-class StoredHit:
-    id: int
-    watchlist: str
-    matches: list[dict[str, Any]]
-    created_at: datetime
-    item_id: int
-    identity: str
-    guid: str | None
-    link: str | None
-    title: str
-    summary: str
-    content: str
-    published_at: datetime | None
-    first_seen_at: datetime
-    feed_id: int | None
-    feed_url: str | None
-    feed_title: str | None
-    story_id: int | None = None  # None only for a hit built outside the store
-    lang: str | None = None
-
-    @property
-    def terms(self) -> list[str]:
-        seen: dict[str, None] = {}
-        for m in self.matches:
-            for t in m.get("terms", []):
-                seen.setdefault(t, None)
-        return list(seen)
 
 
 def _hit_query() -> Any:

@@ -11,27 +11,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import delete, func, insert, or_, select, update
 
 from monitor.store.db import Store, utcnow
 from monitor.store.schema import feeds, instances, outbox
-
-#: How often a running daemon updates its row (``monitor run``'s heartbeat job).
-HEARTBEAT_EVERY = timedelta(seconds=60)
-#: An instance whose heartbeat is older than this is shown as not responding.
-STALE_AFTER = 3 * HEARTBEAT_EVERY
-
-
-@dataclass(frozen=True, slots=True)
-class Instance:
-    id: str
-    hostname: str
-    pid: int
-    started_at: datetime
-    heartbeat_at: datetime
+from monitor.store.status_rows import HEARTBEAT_EVERY as HEARTBEAT_EVERY
+from monitor.store.status_rows import STALE_AFTER as STALE_AFTER
+from monitor.store.status_rows import Holdings as Holdings
+from monitor.store.status_rows import Instance as Instance
+from monitor.store.status_rows import holdings_of
 
 
 def register(store: Store, instance: str, hostname: str, pid: int) -> None:
@@ -63,29 +53,21 @@ def list_instances(store: Store) -> list[Instance]:
         return [Instance(**dict(r._mapping)) for r in rows]
 
 
-@dataclass(frozen=True, slots=True)
-class Holdings:
-    """What one instance holds now: feeds claimed for polling, mail claimed for sending
-    (leases not yet run out)."""
-
-    feeds: int = 0
-    outbox: int = 0
-
-
 def holdings(store: Store, *, now: datetime | None = None) -> dict[str, Holdings]:
     """Live claims per holder, including holders without an instance row (gone)."""
     now = now or utcnow()
-    counts: dict[str, list[int]] = {}
     with store.read() as conn:
-        for slot, table in enumerate((feeds, outbox)):
-            query = (
-                select(table.c.claimed_by, func.count())
-                .where(table.c.claimed_by.is_not(None), table.c.claim_expires_at >= now)
-                .group_by(table.c.claimed_by)
+        claims = [
+            list(
+                conn.execute(
+                    select(table.c.claimed_by, func.count())
+                    .where(table.c.claimed_by.is_not(None), table.c.claim_expires_at >= now)
+                    .group_by(table.c.claimed_by)
+                )
             )
-            for holder, n in conn.execute(query):
-                counts.setdefault(str(holder), [0, 0])[slot] = int(n)
-    return {h: Holdings(f, o) for h, (f, o) in counts.items()}
+            for table in (feeds, outbox)
+        ]
+    return holdings_of(*claims)
 
 
 def pid_alive(pid: int) -> bool:

@@ -13,23 +13,26 @@ import fcntl
 import os
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from monitor.errors import AlreadyRunning, StoreError
+from monitor.store.sqlite_file import sqlite_database
 
 
 def lock_path(database_url: str) -> Path | None:
     """``<file>.lock`` beside a SQLite file; None for other databases and in-memory ones."""
-    try:
-        url = make_url(database_url)
-    except ArgumentError:
-        return None
-    if url.get_backend_name() != "sqlite":
-        return None
-    database = url.database or ""
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
+    database = sqlite_database(database_url)
+    if database is None:  # not a plain sqlite:///PATH: SQLAlchemy reads the URL
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(database_url)
+        except ArgumentError:
+            return None
+        if url.get_backend_name() != "sqlite":
+            return None
+        database = url.database or ""
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
     return Path(database).expanduser().resolve().with_name(Path(database).name + ".lock")
 
 

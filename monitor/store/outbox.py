@@ -49,13 +49,17 @@ from sqlalchemy import (
 
 from monitor.store.db import Store, utcnow
 from monitor.store.feeds import REMOVED_FROM_CONFIG, StoredHit, _hit_query, hit_from_row
+from monitor.store.rows import FAILED as FAILED
+from monitor.store.rows import MAIL as MAIL
+from monitor.store.rows import QUEUED as QUEUED
+from monitor.store.rows import SENT as SENT
+from monitor.store.rows import WEBHOOK as WEBHOOK
+from monitor.store.rows import FailingFeed as FailingFeed
 from monitor.store.schema import deliveries, feeds, hits, items, outbox
 from monitor.store.schema import subscribers as subscriber_rows
 
 log = logging.getLogger(__name__)
 
-QUEUED, SENT, FAILED = "queued", "sent", "failed"
-MAIL, WEBHOOK = "mail", "webhook"  # outbox kinds
 #: First key of ``pg_advisory_xact_lock(key, hashtext(subscriber))``: one enqueue per
 #: subscriber at a time across instances.
 PG_ENQUEUE_LOCK = 0x6F757462  # "outb"
@@ -785,19 +789,6 @@ def watchlist_volume(
             if day in bucket:
                 bucket[day] += 1
     return {w: sorted(b.items()) for w, b in out.items()}
-
-
-@dataclass(frozen=True, slots=True)
-class FailingFeed:
-    """A feed whose health is news: failing now, or retired by the server (410 ...)."""
-
-    url: str
-    title: str | None
-    consecutive_failures: int
-    last_error: str | None
-    last_success_at: datetime | None
-    retired_at: datetime | None
-    retired_reason: str | None
 
 
 def failing_feeds(store: Store) -> list[FailingFeed]:

@@ -7,10 +7,7 @@ the instances that run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
-from typing import Any
 
 from sqlalchemy import func, select
 
@@ -20,94 +17,21 @@ from monitor.store import outbox as outbox_store
 from monitor.store import stories as story_store
 from monitor.store.db import Store
 from monitor.store.schema import feeds, hits, outbox
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxCounts:
-    """Outbox rows of one kind (or of all) by status."""
-
-    queued: int = 0
-    oldest_queued_at: datetime | None = None
-    failed: int = 0
-    sent: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxState:
-    queued: int
-    oldest_queued_at: datetime | None
-    failed: int
-    #: Per kind, every kind present (zeros included): ``mail`` and ``webhook``.
-    by_kind: Mapping[str, OutboxCounts] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class ArticleFailures:
-    """A feed some of whose article pages could not be read (the feed text was kept)."""
-
-    url: str
-    count: int
-    last_error: str | None
-    last_error_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class StatusReport:
-    now: datetime
-    last_run: Mapping[str, Any] | None
-    active_feeds: int
-    failing: list[outbox_store.FailingFeed]
-    hits_today: int  # since 00:00 UTC
-    hits_today_by_watchlist: dict[str, int]
-    outbox: OutboxState
-    instances: list[instance_store.Instance]
-    #: Live claims per holder (``host:pid``); a holder absent from ``instances`` is gone.
-    holdings: dict[str, instance_store.Holdings]
-    stories: story_store.StoryStats | None = None
-    #: Active feeds with article pages not read, most first.
-    article_failures: list[ArticleFailures] = field(default_factory=list)
-
-    def alive(self, instance: instance_store.Instance) -> bool:
-        """Whether the instance's heartbeat is recent."""
-        return self.now - instance.heartbeat_at <= instance_store.STALE_AFTER
-
-
-def _aware(when: Any) -> datetime | None:
-    if isinstance(when, str):  # func.min loses the column type
-        when = datetime.fromisoformat(when)
-    if when is not None and when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when  # type: ignore[no-any-return]
+from monitor.store.status_rows import ArticleFailures as ArticleFailures
+from monitor.store.status_rows import OutboxCounts as OutboxCounts
+from monitor.store.status_rows import OutboxState as OutboxState
+from monitor.store.status_rows import StatusReport as StatusReport
 
 
 def outbox_state(store: Store) -> OutboxState:
     """Queued (and the oldest of them), failed and sent rows, in all and per kind."""
-    figures: dict[str, dict[str, Any]] = {
-        kind: {"queued": 0, "oldest_queued_at": None, "failed": 0, "sent": 0}
-        for kind in (outbox_store.MAIL, outbox_store.WEBHOOK)
-    }
     with store.read() as conn:
         rows = conn.execute(
             select(
                 outbox.c.kind, outbox.c.status, func.count(), func.min(outbox.c.created_at)
             ).group_by(outbox.c.kind, outbox.c.status)
         ).all()
-    for kind, status, count, oldest in rows:
-        counts = figures.setdefault(
-            kind, {"queued": 0, "oldest_queued_at": None, "failed": 0, "sent": 0}
-        )
-        if status in counts:
-            counts[status] = int(count)
-        if status == outbox_store.QUEUED:
-            counts["oldest_queued_at"] = _aware(oldest)
-    by_kind = {kind: OutboxCounts(**f) for kind, f in figures.items()}
-    oldest_all = [c.oldest_queued_at for c in by_kind.values() if c.oldest_queued_at]
-    return OutboxState(
-        queued=sum(c.queued for c in by_kind.values()),
-        oldest_queued_at=min(oldest_all, default=None),
-        failed=sum(c.failed for c in by_kind.values()),
-        by_kind=by_kind,
-    )
+    return OutboxState.of(rows)
 
 
 def status_report(store: Store, *, now: datetime | None = None) -> StatusReport:

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from monitor.models import Item, StoryDecision
 from monitor.store.db import Store
+from monitor.store.rows import StoryStats as StoryStats
 from monitor.store.schema import feeds, hits, items, stories
 
 #: Key for ``pg_advisory_xact_lock`` around storing new items and their stories.
@@ -295,15 +296,6 @@ def assign(
 # --------------------------------------------------------------------------- reading
 
 
-@dataclass(frozen=True, slots=True)
-class StoryStats:
-    """For ``monitor status`` and the metrics: how much news there is, in stories."""
-
-    today: int  # stories first seen since 00:00 UTC
-    per_day_7d: float  # stories first seen in the last 7 days, a day
-    items_per_story_7d: float | None  # their mean size (None: no story)
-
-
 def story_stats(store: Store, *, now: datetime) -> StoryStats:
     midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     week = now - timedelta(days=7)
@@ -316,11 +308,7 @@ def story_stats(store: Store, *, now: datetime) -> StoryStats:
                 stories.c.first_seen_at >= week
             )
         ).one()
-    return StoryStats(
-        today=int(today),
-        per_day_7d=round(int(count) / 7, 1),
-        items_per_story_7d=round(int(total) / int(count), 2) if count else None,
-    )
+    return StoryStats.of(today, count, total)
 
 
 def story_items(store: Store, story_ids: Sequence[int]) -> dict[int, list[StoryItem]]:
