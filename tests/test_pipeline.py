@@ -4,17 +4,21 @@ a real SQLite file (and PostgreSQL where ``store`` runs on it)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from httpserver import FeedServer
 
 from monitor import pipeline
 from monitor.config import Settings, settings_from_mapping
 from monitor.match import compile_watchlists
 from monitor.models import Outcome
-from monitor.store import Store
+from monitor.store import Store, open_store
 from monitor.store import feeds as fs
 from monitor.watchlists import load_watchlists
 
@@ -135,6 +139,60 @@ def test_parse_workers_in_processes_give_the_same_result(sqlite_url: str) -> Non
         summary = poll(settings, store)
     assert (summary.fetched, summary.new_items) == (6, 12)
     assert summary.hits_by_watchlist.get("gor") == 6
+
+
+POLL_PROBE = """
+import json, sys
+from monitor.cli import main
+sys.argv = ["monitor", *sys.argv[1:]]
+try:
+    main()
+finally:
+    sys.stdout.flush()
+    print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def test_a_run_of_304s_makes_no_story_window_and_starts_no_parser(tmp_path: Path) -> None:
+    """Re-polling feeds that all answer 304 stores their state and nothing else: no parse
+    worker, no story window (datasketch, NumPy) and no window filled from the store."""
+    async def conditional(request: web.Request) -> web.Response:
+        if request.headers.get("If-None-Match") == '"v1"':
+            return web.Response(status=304, headers={"ETag": '"v1"'})
+        n = request.path.strip("/.xml")
+        body = rss((f"g{n}", f"Sergio Gor visit {n}", "Envoy talks"), (f"p{n}", "Other", "x"))
+        return web.Response(body=body, headers={"ETag": '"v1"'})
+
+    def run(*args: str) -> tuple[str, set[str]]:
+        proc = subprocess.run(
+            [sys.executable, "-c", POLL_PROBE, "--config", str(config), "poll", "--once", *args],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout, set(json.loads(proc.stderr.splitlines()[-1]))
+
+    with FeedServer() as server:
+        for n in range(3):
+            server.route(f"/{n}.xml", conditional)
+        config = tmp_path / "monitor.toml"
+        config.write_text(
+            f'[database]\nurl = "sqlite:///{tmp_path}/m.db"\n'
+            f'[watchlists]\ndir = "{REPO}/watchlists"\n'
+            "[polling]\nallow_private_addresses = true\nparse_workers = 2\n"
+            '[fulltext]\nmode = "never"\n'
+            + "".join(f'[[feeds]]\nurl = "{server.url(f"/{n}.xml")}"\n' for n in range(3))
+        )
+        out, loaded = run()
+        assert out.startswith("3 feeds: 3 fetched") and "6 new items" in out, out
+        # the workers parsed, and the window was made for the new items
+        assert {"datasketch", "multiprocessing.popen_spawn_posix"} <= loaded
+        out, loaded = run("--all")
+    assert out.startswith("3 feeds: 0 fetched, 3 not modified, 0 failed; 0 new items"), out
+    assert not {"datasketch", "numpy", "monitor.cluster", "multiprocessing.popen_spawn_posix"} & loaded
+    store = open_store(f"sqlite:///{tmp_path}/m.db")
+    stored = fs.list_feeds(store)
+    assert [f.last_outcome for f in stored] == ["not_modified"] * 3
+    assert all(f.etag == '"v1"' and f.consecutive_failures == 0 for f in stored)
 
 
 def test_private_addresses_refused_by_default(store: Store) -> None:

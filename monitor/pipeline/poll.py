@@ -37,7 +37,6 @@ from monitor.store import Store
 from monitor.store import articles as article_store
 from monitor.store import feeds as feed_store
 from monitor.store import instances as instance_store
-from monitor.store import stories as story_store
 from monitor.store.db import utcnow
 from monitor.store.stories import StoryAssigner
 from monitor.watchlists import Watchlist
@@ -252,6 +251,40 @@ class PollSummary:
         return line
 
 
+class StoryWindow:
+    """A run's story window, made when the first poll with items needs it.
+
+    Making one imports datasketch (NumPy, SciPy) and a new window then learns the
+    store's recent items (``store.stories.warm``, in ``save_polls``): seconds of CPU that
+    a run in which every feed answers 304 never needs. It is made in ``executor`` (the
+    writer thread), so the event loop never waits on it.
+    """
+
+    def __init__(
+        self,
+        make: Callable[[], StoryAssigner],
+        executor: Executor,
+        ready: StoryAssigner | None = None,
+    ) -> None:
+        self._make = make
+        self._executor = executor
+        self._ready = ready
+        self._making: asyncio.Future[StoryAssigner] | None = None
+
+    @property
+    def made(self) -> StoryAssigner | None:
+        return self._ready
+
+    async def get(self) -> StoryAssigner:
+        if self._ready is None:
+            if self._making is None:
+                loop = asyncio.get_running_loop()
+                self._making = loop.run_in_executor(self._executor, self._make)
+            # Shielded: a poll cancelled while waiting must not cancel it for the others.
+            self._ready = await asyncio.shield(self._making)
+        return self._ready
+
+
 @dataclass
 class PollContext:
     """What every feed's poll in a run shares: built once per run."""
@@ -262,8 +295,17 @@ class PollContext:
     session: Any  # aiohttp.ClientSession
     pool: ParsePool
     writer: GroupWriter
-    stories: StoryAssigner | None = None
+    stories: StoryAssigner | StoryWindow | None = None
     articles: ArticleRunner | None = None
+
+    async def assigner(self, parsed: ParsedFeed | None) -> StoryAssigner | None:
+        """The story window for a poll that parsed ``parsed``; None when it has no items
+        (nothing to assign, so a window need not be made for it)."""
+        if isinstance(self.stories, StoryWindow):
+            if parsed is None or not parsed.items:
+                return self.stories.made
+            return await self.stories.get()
+        return self.stories
 
 
 class GroupWriter:
@@ -363,9 +405,10 @@ async def poll_feed(
     def wants_article(item: Item) -> bool:
         return needs_article(item, mode, short_text)
 
+    stories = await ctx.assigner(parsed)
     saved = await ctx.writer.save(
         feed_store.PollWrite(
-            feed, result, parsed, due, hint, lookup, now, reschedule, ctx.stories,
+            feed, result, parsed, due, hint, lookup, now, reschedule, stories,
             wants_article if ctx.articles is not None and mode != "never" else None,
         )
     )  # fmt: skip
@@ -398,7 +441,8 @@ async def poll_due(
     failure (the daemon's report); a caller that prints the summary turns it off.
 
     New items get their stories from ``stories`` (a daemon keeps one window for its
-    life, see :func:`story_index`); without it, a window is made for this run.
+    life, see :func:`story_index`); without it, a window is made for this run when the
+    first new items arrive (a run of 304s makes none, see :class:`StoryWindow`).
 
     New items whose article page is to be read (``[fulltext]``, a feed's ``fulltext``) are
     stored as pending with their feed-text hits, then read in the same run by
@@ -435,9 +479,9 @@ async def poll_due(
             else await in_writer(lambda: feed_store.not_due_feeds(store, started))
         )
         run_id = await in_writer(lambda: feed_store.start_poll_run(store, instance=instance))
-        stories = stories if stories is not None else story_index(settings)
-        if stories.watermark is None:  # a new window: fill it before the first write
-            await in_writer(lambda: story_store.warm(store, stories, utcnow()))
+        # Without a window of the caller's, one is made for this run when the first new
+        # items arrive; the first write with items fills it from the store (save_polls).
+        window = StoryWindow(partial(story_index, settings), writer, stories)
         summary = PollSummary(
             held_elsewhere=held, freed_claims=freed, not_due=not_due, next_due_at=next_due_at
         )
@@ -453,7 +497,7 @@ async def poll_due(
                 group = GroupWriter(store, writer)
                 articles = ArticleRunner(settings, store, session, options, pool, writer)
                 ctx = PollContext(
-                    settings, store, options, session, pool, group, stories, articles
+                    settings, store, options, session, pool, group, window, articles
                 )
                 # Articles a stopped or killed run left unread are read first.
                 for left in await in_writer(lambda: article_store.pending_articles(store)):
