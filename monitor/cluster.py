@@ -38,7 +38,7 @@ import re
 import zlib
 from array import array
 from bisect import bisect_left
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -257,12 +257,12 @@ def _stem(word: str) -> str:
     return word.translate(_TRANSLIT)[:STEM]
 
 
-def _shingle_hashes(hashes: Sequence[int]) -> Any:
+def _shingle_hashes(hashes: Any) -> Any:
     """32-bit hashes of the word 3-grams, from the words' own hashes (each word is hashed
     once; datasketch's MinHash mixes the result again before permuting it)."""
     import numpy as np
 
-    h = np.array(hashes, dtype=np.uint64)
+    h = np.asarray(hashes, dtype=np.uint64)
     return (h[:-2] * _MIX1 + h[1:-1] * _MIX2 + h[2:]) & _MASK32
 
 
@@ -340,23 +340,25 @@ class StoryIndex:
     ) -> Doc:
         """An item's features: ``title``, its other text (summary, content), the
         watchlists that hit it and when it happened (published, else first seen)."""
+        import numpy as np  # loaded with datasketch already (see __init__)
 
         title_words = words(title)
         tokens = title_words + words(text)
         known = self._words
         if len(known) > WORD_CACHE:
             known.clear()
-        looked = [known.get(w) or self._word(w) for w in tokens]
-        ids = [v >> 32 for v in looked]  # term id + 1 (0: no term)
-        counts = Counter(ids[len(title_words) :])
-        for tid in ids[: len(title_words)]:
-            counts[tid] += 2
-        counts.pop(0, None)
-        ordered = sorted(counts)
+        looked = np.array([known.get(w) or self._word(w) for w in tokens], dtype=np.uint64)
+        ids = looked >> 32  # term id + 1 (0: no term)
+        title_ids = ids[: len(title_words)]  # counted twice: title words weigh double
+        terms, weights = np.unique(
+            np.concatenate((ids[len(title_words) :], title_ids, title_ids)), return_counts=True
+        )
+        if len(terms) and terms[0] == 0:
+            terms, weights = terms[1:], weights[1:]
         signature: Any = None
         bands = _NO_BANDS
         if len(tokens) >= SHINGLE:
-            signature = self._signature(_shingle_hashes([v & _MASK32 for v in looked]))
+            signature = self._signature(_shingle_hashes(looked & _MASK32))
             raw = signature.tobytes()
             bands = array("I", [zlib.crc32(raw[lo:hi]) for lo, hi in self._bands])
         joined = " ".join(tokens)
@@ -367,8 +369,8 @@ class StoryIndex:
             exact=hashlib.blake2b(joined.encode(), digest_size=12).digest() if tokens else None,
             signature=signature,
             bands=bands,
-            terms=array("i", [t - 1 for t in ordered]),
-            weights=array("H", [counts[t] for t in ordered]),
+            terms=array("i", (terms - 1).tolist()),
+            weights=array("H", weights.tolist()),
             names=frozenset(w[:4] for w in words(" ".join(names))) if names else frozenset(),
             cyrillic=not joined.isascii() and _cyrillic(joined),
             # Only items some watchlist hit are matched across scripts: keep keys for those.
