@@ -38,7 +38,7 @@ import re
 import zlib
 from array import array
 from bisect import bisect_left
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -257,16 +257,18 @@ def _stem(word: str) -> str:
     return word.translate(_TRANSLIT)[:STEM]
 
 
-def _shingle_hashes(hashes: Sequence[int]) -> Any:
+def _shingle_hashes(hashes: Any) -> Any:
     """32-bit hashes of the word 3-grams, from the words' own hashes (each word is hashed
     once; datasketch's MinHash mixes the result again before permuting it)."""
     import numpy as np
 
-    h = np.array(hashes, dtype=np.uint64)
+    h = np.asarray(hashes, dtype=np.uint64)
     return (h[:-2] * _MIX1 + h[1:-1] * _MIX2 + h[2:]) & _MASK32
 
 
 _MIX1, _MIX2, _MASK32 = 0x9E3779B1, 0x85EBCA77, 0xFFFFFFFF
+#: MurmurHash3's 32-bit finaliser: shift, multiplier, shift, multiplier, shift.
+_FMIX32 = (16, 0x85EBCA6B, 13, 0xC2B2AE35, 16)
 _NO_BANDS: array[int] = array("I")
 
 
@@ -304,9 +306,10 @@ class StoryIndex:
         self._words: dict[str, int] = {}
         self._exact: dict[bytes, int] = {}  # exact key -> newest item id with it
         self._by_watchlist: dict[str, deque[int]] = {}  # recent items each watchlist hit
-        # One MinHash, cleared for each item (the signature is its array of hash values).
-        self._minhash = MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME, hashfunc=int)
-        self._blank = self._minhash.hashvalues.copy()
+        # A blank MinHash: its permutations and empty signature (see _signature).
+        minhash = MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME, hashfunc=int)
+        self._blank = minhash.hashvalues.copy()
+        self._perm_a, self._perm_b = minhash.permutations
         # LSH banding, bands and rows chosen as datasketch's MinHashLSH chooses them; the
         # buckets are one dict per band holding the newest item (MinHashLSH keeps a set
         # per bucket: about 3 KB an item, 300 MB at 100,000).
@@ -337,26 +340,25 @@ class StoryIndex:
     ) -> Doc:
         """An item's features: ``title``, its other text (summary, content), the
         watchlists that hit it and when it happened (published, else first seen)."""
+        import numpy as np  # loaded with datasketch already (see __init__)
 
         title_words = words(title)
         tokens = title_words + words(text)
         known = self._words
         if len(known) > WORD_CACHE:
             known.clear()
-        looked = [known.get(w) or self._word(w) for w in tokens]
-        ids = [v >> 32 for v in looked]  # term id + 1 (0: no term)
-        counts = Counter(ids[len(title_words) :])
-        for tid in ids[: len(title_words)]:
-            counts[tid] += 2
-        counts.pop(0, None)
-        ordered = sorted(counts)
+        looked = np.array([known.get(w) or self._word(w) for w in tokens], dtype=np.uint64)
+        ids = looked >> 32  # term id + 1 (0: no term)
+        title_ids = ids[: len(title_words)]  # counted twice: title words weigh double
+        terms, weights = np.unique(
+            np.concatenate((ids[len(title_words) :], title_ids, title_ids)), return_counts=True
+        )
+        if len(terms) and terms[0] == 0:
+            terms, weights = terms[1:], weights[1:]
         signature: Any = None
         bands = _NO_BANDS
         if len(tokens) >= SHINGLE:
-            minhash = self._minhash
-            minhash.hashvalues = self._blank  # cleared (update_batch makes a new array)
-            minhash.update_batch(_shingle_hashes([v & _MASK32 for v in looked]).tolist())
-            signature = minhash.hashvalues
+            signature = self._signature(_shingle_hashes(looked & _MASK32))
             raw = signature.tobytes()
             bands = array("I", [zlib.crc32(raw[lo:hi]) for lo, hi in self._bands])
         joined = " ".join(tokens)
@@ -367,13 +369,30 @@ class StoryIndex:
             exact=hashlib.blake2b(joined.encode(), digest_size=12).digest() if tokens else None,
             signature=signature,
             bands=bands,
-            terms=array("i", [t - 1 for t in ordered]),
-            weights=array("H", [counts[t] for t in ordered]),
+            terms=array("i", (terms - 1).tolist()),
+            weights=array("H", weights.tolist()),
             names=frozenset(w[:4] for w in words(" ".join(names))) if names else frozenset(),
             cyrillic=not joined.isascii() and _cyrillic(joined),
             # Only items some watchlist hit are matched across scripts: keep keys for those.
             keys=_name_keys(f"{title}\n{text}") if watchlists else frozenset(),
         )
+
+    def _signature(self, shingles: Any) -> Any:
+        """The MinHash signature of the shingle hashes (uint64 NumPy array of 32-bit
+        values): what a blank ``MinHash(scheme="affine32", hashfunc=int)`` holds after
+        ``update_batch(shingles.tolist())``, worked out on the array as datasketch 2.x
+        does (MurmurHash3's 32-bit finaliser, the affine permutations modulo 2**32, the
+        least value of each) without its round trip through a list of Python ints.
+        ``tests/test_stories.py`` holds it equal to datasketch's."""
+        import numpy as np
+
+        hv = shingles.astype(np.uint32).reshape(-1, 1)
+        hv ^= hv >> _FMIX32[0]
+        hv *= _FMIX32[1]
+        hv ^= hv >> _FMIX32[2]
+        hv *= _FMIX32[3]
+        hv ^= hv >> _FMIX32[4]
+        return np.minimum(self._blank, (hv * self._perm_a + self._perm_b).min(axis=0))
 
     def _word(self, word: str) -> int:
         """A word's term id plus one (0: a stop word, or too short) in the high bits and

@@ -50,30 +50,29 @@ _EN_WORDS = frozenset(
 )
 
 
+#: Bytes that are not an ASCII letter, and not the lead byte of a UTF-8 Cyrillic letter
+#: (U+0400-U+04FF is D0-D3 followed by one continuation byte): deleting them and taking
+#: the length counts the letters of a script without a Python loop over characters.
+_NOT_LATIN = bytes(b for b in range(256) if not (0x41 <= b <= 0x5A or 0x61 <= b <= 0x7A))
+_NOT_CYRILLIC = bytes(b for b in range(256) if not 0xD0 <= b <= 0xD3)
+
+
 def detect(*texts: str) -> str | None:
     """The language of an item's texts (title, summary, content), or None if unsure."""
-    sample = " ".join(t for t in texts if t)[:SAMPLE_CHARS]
-    cyrillic = latin = 0
-    kk = uz = kk_uz = 0
-    for ch in sample:
-        if "\u0400" <= ch <= "\u04ff":
-            cyrillic += 1
-            if ch in _KK_ONLY:
-                kk += 1
-            elif ch in _UZ_ONLY:
-                uz += 1
-            elif ch in _KK_UZ:
-                kk_uz += 1
-        elif ch.isascii() and ch.isalpha():
-            latin += 1
+    sample = " ".join(t[:SAMPLE_CHARS] for t in texts if t)[:SAMPLE_CHARS]
+    data = sample.encode("utf-8", "surrogatepass")
+    latin = len(data.translate(None, _NOT_LATIN))
+    cyrillic = len(data.translate(None, _NOT_CYRILLIC))
     if cyrillic == 0 and latin == 0:
         return None
     if cyrillic >= latin:
+        kk = sum(map(sample.count, _KK_ONLY))
+        uz = sum(map(sample.count, _UZ_ONLY))
         if kk > uz:
             return "kk"
         if uz:
             return "uz-Cyrl"
-        if kk_uz:  # қ ғ only: by word endings, then by ы (which Uzbek does not write)
+        if any(ch in sample for ch in _KK_UZ):  # қ ғ only: by word endings, then by ы
             words = _CYR_WORDS.findall(sample.lower())
             kk_score = sum(w.endswith(_KK_ENDINGS) or w in _KK_WORDS for w in words)
             uz_score = sum(w.endswith(_UZ_CYR_ENDINGS) or w in _UZ_CYR_WORDS for w in words)
@@ -81,13 +80,16 @@ def detect(*texts: str) -> str | None:
                 return "kk" if kk_score > uz_score else "uz-Cyrl"
             return "kk" if ("ы" in sample or "Ы" in sample) else "uz-Cyrl"
         return "ru"
-    words = [w.lower().replace("\u02bb", "'") for w in _WORDS.findall(sample)]
-    for mark in "‘’`ʼ":
-        words = [w.replace(mark, "'") for w in words]
+    # the words hold ASCII letters and apostrophes only: fold them as one string
+    folded = " ".join(_WORDS.findall(sample)).lower().replace("`", "'")
+    if not folded.isascii():
+        for mark in "\u02bb‘’ʼ":
+            folded = folded.replace(mark, "'")
+    words = folded.split()
     uz_score = sum(w in _UZ_WORDS or w.endswith(_UZ_ENDINGS) for w in words) + 2 * len(
         _UZ_MARK.findall(sample)
     )
-    en_score = sum(w in _EN_WORDS for w in words)
+    en_score = sum(map(_EN_WORDS.__contains__, words))
     if uz_score > en_score and uz_score >= 2:
         return "uz-Latn"
     if en_score >= 2 or (en_score == 1 and uz_score == 0 and sample.isascii()):
