@@ -359,3 +359,70 @@ def test_stories_filtered_by_language(site: Served) -> None:
     assert "arrives in Tashkent" in page and "Landau visits Astana" in page
     status, _, text = site.get("/?lang=fr")
     assert status == 400 and "lang: one of en, ru, kk, uz-Latn, uz-Cyrl" in text
+
+
+def test_pages_are_kept_until_the_store_changes(
+    site: Served, store: Store, registry: WatchlistRegistry
+) -> None:
+    pages = site.server.context.pages
+    pages.every = 0.0  # read the store's generation on every request
+    _, _, before = site.get("/search?q=okapi")
+    assert "No items contain" in before
+    again = site.get("/search?q=okapi")
+    assert again[2] == before and pages.hits == 1
+    assert "default-src 'none'" in again[1]["Content-Security-Policy"]  # headers as ever
+    # A poll stores an item: the kept page is stale, the next reader sees the item.
+    feed = fs.list_feeds(store)[0]
+    fs.save_poll(store, feed, ok(feed.url), ParsedFeed(items=[Item("o1", "Okapi in Almaty")]),
+                 next_due_at=NOW, hint_s=None, match=registry.matcher.match)  # fmt: skip
+    _, _, after = site.get("/search?q=okapi")
+    assert "Okapi in Almaty" in after and pages.hits == 1
+    # Not kept: what is not a page of stored news, and what is not a plain 200.
+    assert site.get("/stories/999999")[0] == 404 and site.get("/stories/999999")[0] == 404
+    site.get("/feeds")
+    site.get("/feeds")
+    assert pages.hits == 1
+
+
+def test_page_cache_is_bounded_and_shares_one_answer() -> None:
+    from aiohttp import web
+
+    from monitor.web.cache import PageCache
+
+    async def scenario() -> None:
+        generation = [1]
+        made: list[str] = []
+
+        async def current() -> int:
+            return generation[0]
+
+        cache = PageCache(current, max_bytes=8000, every=0.0)
+
+        def page(name: str, size: int = 900) -> Any:
+            async def make() -> web.StreamResponse:
+                made.append(name)
+                await asyncio.sleep(0.01)  # a database query's wait
+                return web.Response(text=name * size, content_type="text/html")
+
+            return make
+
+        # Identical requests arriving together: one query, one answer for all.
+        answers = await asyncio.gather(*(cache.answer("/", page("a")) for _ in range(5)))
+        assert made == ["a"] and {a.body for a in answers} == {b"a" * 900}  # type: ignore[attr-defined]
+        # Bounded: 8,000 bytes hold 8 pages of 900; the least recently used go first.
+        for name in "bcdefghij":
+            await cache.answer(f"/{name}", page(name))
+        assert len(cache) == 8 and cache._bytes <= 8000
+        await cache.answer("/", page("a"))
+        assert made[-1] == "a"  # "/" was the oldest: it had been dropped
+        made.clear()
+        await cache.answer("/j", page("j"))
+        assert made == []
+        generation[0] = 2  # the store changed
+        await cache.answer("/j", page("j"))
+        assert made == ["j"]
+        await cache.answer("/big", page("x", 2000))  # bigger than an eighth: never kept
+        await cache.answer("/big", page("x", 2000))
+        assert made == ["j", "x", "x"]
+
+    asyncio.run(scenario())

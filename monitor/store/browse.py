@@ -345,6 +345,17 @@ def matched_stories(
     ]
 
 
+def generation(store: Store) -> tuple[int, int]:
+    """The newest item and hit ids: they move whenever a poll stores something (the web
+    view's kept pages are dropped then)."""
+    with store.read() as conn:
+        row = conn.execute(
+            select(select(func.max(items.c.id)).scalar_subquery(),
+                   select(func.max(hits.c.id)).scalar_subquery())
+        ).one()  # fmt: skip
+    return int(row[0] or 0), int(row[1] or 0)
+
+
 def feed_names(store: Store) -> dict[str, str]:
     """Feed URL -> the name to show (its title, else the URL)."""
     with store.read() as conn:

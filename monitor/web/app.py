@@ -2,7 +2,11 @@
 
 Read-only: the store is opened read-only (the database refuses writes on its
 connections), the "try a text" form only runs the matcher. Database reads run in a small
-thread pool of their own, so a slow page never blocks the event loop the daemon polls on.
+thread pool of their own, so a slow page never blocks the event loop the daemon polls on;
+a small pool, so that the view never takes more of the database (and of the machine) than
+a couple of queries at a time, however many readers come at once: the rest wait their
+turn, and the poller keeps its share. The pages read most are kept until the store
+changes (:mod:`.cache`).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,6 +36,7 @@ from monitor.store import stories as stories_store
 from monitor.store.stories import StoryRecord
 from monitor.web import render
 from monitor.web.atom import AtomEntry, atom_feed
+from monitor.web.cache import PageCache
 from monitor.web.security import middleware
 
 if TYPE_CHECKING:
@@ -65,13 +70,19 @@ class WebContext:
     watchlists: Watchlists
     settings: Callable[[], Settings]
     token: str | None = None
-    threads: int = 8
+    threads: int = 2
     executor: ThreadPoolExecutor = field(init=False)
+    pages: PageCache = field(init=False)
 
     _names: tuple[float, dict[str, str]] = (0.0, {})
 
     def __post_init__(self) -> None:
         self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="web")
+        self.pages = PageCache(self._generation)
+
+    async def _generation(self) -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, browse.generation, self.store)
 
 
 #: Feed names are read again after this many seconds (they change when a feed is added).
@@ -100,13 +111,13 @@ def create_app(ctx: WebContext) -> web.Application:
     app[CTX] = ctx
     app[ENV] = render.environment()
     r = app.router
-    r.add_get("/", index)
-    r.add_get("/search", search)
-    r.add_get("/stories/{id}", story_page)
+    r.add_get("/", _cached(index))
+    r.add_get("/search", _cached(search))
+    r.add_get("/stories/{id}", _cached(story_page))
     r.add_get("/watchlists", watchlist_index)
-    r.add_get(r"/watchlists/{id:[^/]+}.atom", watchlist_atom)
-    r.add_get("/watchlists/{id}", watchlist_page)
-    r.add_get(r"/subscribers/{email:[^/]+}.atom", subscriber_atom)
+    r.add_get(r"/watchlists/{id:[^/]+}.atom", _cached(watchlist_atom))
+    r.add_get("/watchlists/{id}", _cached(watchlist_page))
+    r.add_get(r"/subscribers/{email:[^/]+}.atom", _cached(subscriber_atom))
     r.add_get("/feeds", feeds_page)
     r.add_get("/outbox", outbox_page)
     r.add_get("/try", try_form)
@@ -126,6 +137,27 @@ def create_app(ctx: WebContext) -> web.Application:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _cached(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """``handler``'s answers kept until the store changes (see :mod:`.cache`): keyed by
+    the path and query, the watchlists in the navigation and the base of absolute links
+    (Atom's)."""
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        ctx = request.app[CTX]
+        watchlists, _ = ctx.watchlists.get()
+        key = (
+            request.path_qs,
+            tuple((w.id, w.name) for w in watchlists),
+            _base(request),
+        )
+        return await ctx.pages.answer(key, lambda: handler(request))
+
+    functools.update_wrapper(serve, handler)
+    return serve
 
 
 async def _db(request: web.Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
