@@ -9,6 +9,8 @@ syntax: each word is searched as it is (all of them must occur), so no input is 
 from __future__ import annotations
 
 import re
+import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -162,10 +164,13 @@ def _newest_matches(
                 ).scalars()
             )
     # PostgreSQL: for frequent words, walking the primary key backwards finds the newest
-    # matches at once; for rare ones it would read the whole table, and collecting the
-    # matches through the GIN index first is the fast way. Neither the planner's estimate
-    # nor ours tells them apart reliably, so: walk within a small time budget, and on
-    # running out of it, collect.
+    # matches at once; for rare ones it would read (and compute the document of) much of
+    # the table, and collecting the matches through the GIN index first is the fast way.
+    # Which one: the search index's statistics (ANALYZE keeps the most common words of
+    # the indexed documents and the share of documents holding each) say how many rows the
+    # walk reads. A word not among them is rarer than all of them: collect. Without
+    # statistics (a new database, before its first ANALYZE): walk within a small time
+    # budget, and on running out of it, collect.
     params = {"words": " ".join(words), "n": limit, "before": before}
     match = f"{PG_SEARCH_DOCUMENT} @@ plainto_tsquery('simple'::regconfig, :words)"
     walk = text(f"SELECT id FROM items WHERE {match} AND id < :before ORDER BY id DESC LIMIT :n")
@@ -174,6 +179,10 @@ def _newest_matches(
         "SELECT id FROM found WHERE id < :before ORDER BY id DESC LIMIT :n"
     )
     with store.read() as conn:
+        share = _pg_share(store, conn, words)
+        if share is not None:
+            fast = walk if share > 0 and limit / share <= PG_WALK_ROWS else collect
+            return list(conn.execute(fast, params).scalars())
         try:
             with conn.begin_nested():
                 conn.execute(text(f"SET LOCAL statement_timeout = {PG_WALK_BUDGET_MS}"))
@@ -182,6 +191,46 @@ def _newest_matches(
             if "statement timeout" not in str(exc):
                 raise
         return list(conn.execute(collect, params).scalars())
+
+
+#: The most rows a search walks (newest first) rather than collect through the index:
+#: about 30 ms of computing documents.
+PG_WALK_ROWS = 2000
+#: Seconds the statistics of the search index are kept before they are read again.
+PG_STATS_EVERY = 600.0
+_pg_stats: weakref.WeakKeyDictionary[Store, tuple[float, dict[str, float] | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _pg_share(store: Store, conn: Any, words: Sequence[str]) -> float | None:
+    """The estimated share of items holding every word (as if independent), from the
+    search index's statistics; 0 if a word is not among its common ones; None: no
+    statistics."""
+    kept = _pg_stats.get(store)
+    if kept is None or time.monotonic() - kept[0] > PG_STATS_EVERY:
+        row = conn.execute(
+            text(
+                "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats "
+                "WHERE schemaname = current_schema() AND tablename = 'ix_items_search'"
+            )
+        ).first()
+        common = None
+        if row is not None and row[0] is not None and row[1] is not None:
+            common = dict(zip(row[0], row[1], strict=False))
+        kept = (time.monotonic(), common)
+        _pg_stats[store] = kept
+    common = kept[1]
+    if not common:
+        return None
+    lexemes = conn.execute(
+        text("SELECT unnest(tsvector_to_array(to_tsvector('simple'::regconfig, :words)))"),
+        {"words": " ".join(words)},
+    ).scalars()
+    share = 1.0
+    for lexeme in lexemes:
+        share *= common.get(lexeme, 0.0)
+    return share
 
 
 def _search(store: Store, q: str) -> Any:
@@ -207,6 +256,46 @@ def _search(store: Store, q: str) -> Any:
         .prefix_with("MATERIALIZED")
     )
     return select(found.c.id)
+
+
+@dataclass(frozen=True, slots=True)
+class StoryPage:
+    """A story with (up to a limit of) its items, oldest first: the lead leads."""
+
+    id: int
+    title: str
+    first_seen: datetime
+    last_seen: datetime
+    item_count: int
+    items: list[ItemRow]
+
+
+def story_page(store: Store, story_id: int, *, limit: int) -> StoryPage | None:
+    """The story page's reads in one transaction: the story, its newest ``limit`` items
+    (shown oldest first) and their hits."""
+    with store.read() as conn:
+        head = conn.execute(
+            select(
+                stories.c.id, stories.c.title, stories.c.first_seen_at, stories.c.last_seen_at,
+                stories.c.item_count,
+            ).where(stories.c.id == story_id)
+        ).first()  # fmt: skip
+        if head is None:
+            return None
+        query = (
+            select(*_ITEM_COLUMNS)
+            .select_from(items.outerjoin(feeds, items.c.feed_id == feeds.c.id))
+            .where(items.c.story_id == story_id)
+            .order_by(items.c.id.desc())
+            .limit(limit)
+        )
+        rows = [ItemRow(**dict(r._mapping)) for r in conn.execute(query)]
+        _attach_hits(conn, rows)
+    rows.reverse()
+    return StoryPage(
+        head.id, head.title, head.first_seen_at, head.last_seen_at,
+        max(int(head.item_count), len(rows)), rows,
+    )  # fmt: skip
 
 
 def get_items(store: Store, ids: Sequence[int]) -> list[ItemRow]:

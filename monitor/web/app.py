@@ -277,12 +277,11 @@ async def story_page(request: web.Request) -> web.Response:
         story_id = int(request.match_info["id"])
     except ValueError:
         raise web.HTTPNotFound(text="no such story\n") from None
-    store = request.app[CTX].store
-    story = await _db(request, stories_store.get_story, store, story_id)
+    story = await _db(request, browse.story_page, request.app[CTX].store, story_id,
+                      limit=STORY_ITEMS)  # fmt: skip
     if story is None:
         raise web.HTTPNotFound(text=f"no story {story_id}\n")
-    rows = await _db(request, browse.list_items, store, story_id=story_id, limit=STORY_ITEMS)
-    rows.reverse()  # oldest first: the lead item leads
+    rows = story.items
     shown = [
         (row, render.snippet(row.summary or row.content, row.marks) if row.marks else
          render.snippet(row.summary or row.content, []))
@@ -299,7 +298,7 @@ async def story_page(request: web.Request) -> web.Response:
         items=shown,
         outlets=list(dict.fromkeys(row.outlet for row in rows)),
         terms=[(wid, list(ts)) for wid, ts in terms.items()],
-        more=len(story.items) - len(rows),
+        more=story.item_count - len(rows),
     )
 
 
