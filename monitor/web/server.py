@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -66,6 +67,16 @@ class WebServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+def lower_priority(nice: int) -> None:
+    """Give the CPU to polling first: this process's priority lowered by ``nice``."""
+    if nice <= 0:
+        return
+    try:
+        os.nice(nice)
+    except OSError as exc:  # not allowed here: serve at the priority we have
+        log.warning("web: cannot lower the scheduling priority: %s", exc.strerror)
 
 
 async def serve_forever(server: WebServer) -> None:
