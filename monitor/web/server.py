@@ -15,6 +15,7 @@ from monitor.config import Settings
 from monitor.errors import ConfigError
 from monitor.store import Store
 from monitor.web.app import Watchlists, WebContext, create_app
+from monitor.web.process import tell_parent
 from monitor.web.security import check_exposure, split_listen
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ async def serve_forever(server: WebServer) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
+    tell_parent(server.port, stop.set)  # when the daemon started us
     try:
         await stop.wait()
     finally:
