@@ -426,3 +426,42 @@ def test_page_cache_is_bounded_and_shares_one_answer() -> None:
         assert made == ["j", "x", "x"]
 
     asyncio.run(scenario())
+
+
+def test_postgres_search_plans_by_the_index_statistics(
+    pg_url: str, registry: WatchlistRegistry
+) -> None:
+    from monitor.store import browse
+
+    store = open_store(pg_url, upgrade=True)
+    try:
+        fs.sync_config_feeds(store, [fs.FeedSpec("http://127.0.0.1:9/bulk.xml")])
+        feed = fs.list_feeds(store)[0]
+        batch = [Item(f"b{n}", f"Caspian shipping report {n}",
+                      summary="pipeline" if n % 2 else "tanker " + ("okapi" if n == 8 else ""))
+                 for n in range(400)]  # fmt: skip
+        fs.save_poll(store, feed, ok(feed.url), ParsedFeed(items=batch), next_due_at=NOW,
+                     hint_s=None, match=registry.matcher.match)  # fmt: skip
+        # Before any ANALYZE: no statistics, the time-boxed walk.
+        with store.read() as conn:
+            assert browse._pg_share(store, conn, ["caspian"]) is None
+        assert len(browse.list_items(store, q="shipping tanker", limit=500)) == 200
+        with store.write() as conn:
+            conn.execute(text("ANALYZE items"))
+        browse._pg_stats.clear()
+        with store.read() as conn:
+            assert browse._pg_share(store, conn, ["Caspian"]) == pytest.approx(1.0)
+            assert browse._pg_share(store, conn, ["tanker", "shipping"]) == pytest.approx(0.5)
+            okapi = browse._pg_share(store, conn, ["okapi"])
+            assert okapi == pytest.approx(1 / 400) and 25 / okapi > browse.PG_WALK_ROWS
+            assert browse._pg_share(store, conn, ["okapi", "zebra"]) == 0.0  # not kept
+        # Both plans find the same items, newest first, below the cursor.
+        walked = browse.list_items(store, q="caspian", limit=25)
+        assert [r.title for r in walked] == [f"Caspian shipping report {n}" for n in
+                                             range(399, 374, -1)]  # fmt: skip
+        (rare,) = browse.list_items(store, q="okapi")
+        assert rare.title == "Caspian shipping report 8"
+        older = browse.list_items(store, q="tanker", before_id=walked[-1].id, limit=500)
+        assert len(older) == 188 and all(int(r.title.rsplit(" ", 1)[1]) % 2 == 0 for r in older)
+    finally:
+        store.dispose()
