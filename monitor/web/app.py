@@ -72,17 +72,21 @@ class WebContext:
     token: str | None = None
     threads: int = 2
     executor: ThreadPoolExecutor = field(init=False)
+    generations: ThreadPoolExecutor = field(init=False)
     pages: PageCache = field(init=False)
 
     _names: tuple[float, dict[str, str]] = (0.0, {})
 
     def __post_init__(self) -> None:
         self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="web")
+        # A thread of its own: a kept page is never held up by the queries queued for
+        # pages that are not.
+        self.generations = ThreadPoolExecutor(1, thread_name_prefix="web-generation")
         self.pages = PageCache(self._generation)
 
     async def _generation(self) -> tuple[int, int]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, browse.generation, self.store)
+        return await loop.run_in_executor(self.generations, browse.generation, self.store)
 
 
 #: Feed names are read again after this many seconds (they change when a feed is added).
@@ -131,6 +135,7 @@ def create_app(ctx: WebContext) -> web.Application:
 
     async def close(_app: web.Application) -> None:
         ctx.executor.shutdown(wait=False, cancel_futures=True)
+        ctx.generations.shutdown(wait=False, cancel_futures=True)
 
     app.on_cleanup.append(close)
     return app
