@@ -162,8 +162,12 @@ def tell_parent(port: int, stop: Callable[[], None]) -> None:
     fd = os.environ.pop(PARENT_FD_ENV, None)
     if fd is None or not fd.isdigit():
         return
-    link = socket.socket(fileno=int(fd))
-    link.sendall(f"{port}\n".encode())
+    try:
+        link = socket.socket(fileno=int(fd))
+        link.sendall(f"{port}\n".encode())
+    except OSError as exc:  # not the daemon's link after all
+        log.warning("web: %s=%s: %s", PARENT_FD_ENV, fd, exc)
+        return
     link.setblocking(False)
     loop = asyncio.get_running_loop()
 
