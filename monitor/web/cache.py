@@ -72,7 +72,11 @@ class PageCache:
             self._generation_lock = asyncio.Lock()
         async with self._generation_lock:
             if time.monotonic() - self._generation_at >= self.every:
-                self._generation = await self._read_generation()
+                generation = await self._read_generation()
+                if generation != self._generation:  # every kept answer is stale
+                    self._answers.clear()
+                    self._bytes = 0
+                self._generation = generation
                 self._generation_at = time.monotonic()
         return self._generation
 
