@@ -127,7 +127,8 @@ def list_items(
             words = query_words(q)
             if not words:
                 return []
-            return get_items(store, _newest_matches(store, words, limit, before_id))
+            with store.read() as conn:  # one connection: every round trip counts
+                return _items_by_ids(conn, _newest_matches(store, conn, words, limit, before_id))
         found = _search(store, q)
         if found is None:
             return []
@@ -147,22 +148,21 @@ PG_WALK_BUDGET_MS = 150
 
 
 def _newest_matches(
-    store: Store, words: Sequence[str], limit: int, before_id: int | None
+    store: Store, conn: Any, words: Sequence[str], limit: int, before_id: int | None
 ) -> list[int]:
     """Ids of the newest ``limit`` items (below ``before_id``) containing every word."""
     before = before_id or 2**62
     if store.is_sqlite:
         # FTS5 walks its index newest first and stops at ``limit``, however many match.
-        with store.read() as conn:
-            return list(
-                conn.execute(
-                    text(
-                        "SELECT rowid FROM items_fts WHERE items_fts MATCH :fts "
-                        "AND rowid < :before ORDER BY rowid DESC LIMIT :n"
-                    ),
-                    {"fts": _fts5_query(words), "n": limit, "before": before},
-                ).scalars()
-            )
+        return list(
+            conn.execute(
+                text(
+                    "SELECT rowid FROM items_fts WHERE items_fts MATCH :fts "
+                    "AND rowid < :before ORDER BY rowid DESC LIMIT :n"
+                ),
+                {"fts": _fts5_query(words), "n": limit, "before": before},
+            ).scalars()
+        )
     # PostgreSQL: for frequent words, walking the primary key backwards finds the newest
     # matches at once; for rare ones it would read (and compute the document of) much of
     # the table, and collecting the matches through the GIN index first is the fast way.
@@ -178,22 +178,21 @@ def _newest_matches(
         f"WITH found AS MATERIALIZED (SELECT id FROM items WHERE {match}) "
         "SELECT id FROM found WHERE id < :before ORDER BY id DESC LIMIT :n"
     )
-    with store.read() as conn:
-        share = _pg_share(store, conn, words)
-        if share is not None:
-            # The walk reads about limit / share rows, the index collects share * rows.
-            walked = limit / share if share > 0 else float("inf")
-            collected = share * _pg_stats[store][2]
-            fast = walk if walked <= min(PG_WALK_ROWS, collected) else collect
-            return list(conn.execute(fast, params).scalars())
-        try:
-            with conn.begin_nested():
-                conn.execute(text(f"SET LOCAL statement_timeout = {PG_WALK_BUDGET_MS}"))
-                return list(conn.execute(walk, params).scalars())
-        except DBAPIError as exc:
-            if "statement timeout" not in str(exc):
-                raise
-        return list(conn.execute(collect, params).scalars())
+    share = _pg_share(store, conn, words)
+    if share is not None:
+        # The walk reads about limit / share rows, the index collects share * rows.
+        walked = limit / share if share > 0 else float("inf")
+        collected = share * _pg_stats[store][2]
+        fast = walk if walked <= min(PG_WALK_ROWS, collected) else collect
+        return list(conn.execute(fast, params).scalars())
+    try:
+        with conn.begin_nested():
+            conn.execute(text(f"SET LOCAL statement_timeout = {PG_WALK_BUDGET_MS}"))
+            return list(conn.execute(walk, params).scalars())
+    except DBAPIError as exc:
+        if "statement timeout" not in str(exc):
+            raise
+    return list(conn.execute(collect, params).scalars())
 
 
 #: The most rows a search walks (newest first) rather than collect through the index:
@@ -228,10 +227,9 @@ def _pg_share(store: Store, conn: Any, words: Sequence[str]) -> float | None:
     common = kept[1]
     if not common:
         return None
-    lexemes = conn.execute(
-        text("SELECT unnest(tsvector_to_array(to_tsvector('simple'::regconfig, :words)))"),
-        {"words": " ".join(words)},
-    ).scalars()
+    # The words as the 'simple' configuration makes them lexemes (lower case; its parser
+    # also splits at "_"), near enough for an estimate and without a round trip.
+    lexemes = [part.lower() for w in words for part in w.split("_") if part]
     share = 1.0
     for lexeme in lexemes:
         share *= common.get(lexeme, 0.0)
@@ -307,15 +305,21 @@ def get_items(store: Store, ids: Sequence[int]) -> list[ItemRow]:
     """The items with these ids (newest first), with their hits."""
     if not ids:
         return []
+    with store.read() as conn:
+        return _items_by_ids(conn, ids)
+
+
+def _items_by_ids(conn: Any, ids: Sequence[int]) -> list[ItemRow]:
+    if not ids:
+        return []
     query = (
         select(*_ITEM_COLUMNS)
         .select_from(items.outerjoin(feeds, items.c.feed_id == feeds.c.id))
         .where(items.c.id.in_(list(ids)))
         .order_by(items.c.id.desc())
     )
-    with store.read() as conn:
-        rows = [ItemRow(**dict(r._mapping)) for r in conn.execute(query)]
-        _attach_hits(conn, rows)
+    rows = [ItemRow(**dict(r._mapping)) for r in conn.execute(query)]
+    _attach_hits(conn, rows)
     return rows
 
 
