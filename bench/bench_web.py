@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_web.py [--items 1000000] [--hits 100000] [--requests 500]
                                         [--clients 16] [--backends sqlite,postgresql]
+                                        [--client-nice 0] [--cache DIR] [--no-cache]
 
 A store of N items (1,000 feeds, stories of 1-5 items, short titles and summaries drawn
 from a Zipf-distributed vocabulary) and M hits over 30 days is written with bulk inserts
@@ -15,6 +16,9 @@ over 200 new local feeds of 50 items, 50 ms latency) is timed alone and while th
 load the view (target: within 10 %). Prints the p50 of one client alone (the
 service time), then p50/p95/max and errors per kind under load,
 beside the targets (search p95 <= 200 ms, pages p95 <= 100 ms, no errors); asserts nothing.
+The clients beside the poll run in a process of their own; ``--client-nice 19`` lowers
+its priority (they stand for browsers on other machines, whose CPU the poll would not
+share).
 PostgreSQL is the server on 127.0.0.1:5432 (``MONITOR_TEST_PG``).
 
 The generated store is kept in ``--cache`` (default ``~/.cache/monitor-bench``), keyed by
@@ -355,12 +359,22 @@ def poll_seconds(url: str, feed_port: int, first: int, count: int, tmp: Path) ->
     return time.perf_counter() - started
 
 
+def hammer(base: str, paths: list[str], clients: int, nice: int, stop: Any, served: Any) -> None:
+    """The load beside the poll, in a process of its own (at ``nice``: the clients stand for
+    browsers elsewhere, and need not take the CPU from the poll they are measured beside)."""
+    if nice:
+        os.nice(nice)
+    while not stop.is_set():
+        lat, _ = asyncio.run(load(base, paths, clients))
+        with served.get_lock():
+            served.value += len(lat)
+
+
 def polling_beside_load(
     url: str, base: str, paths: dict[str, list[str]], args: argparse.Namespace, tmp: Path
 ) -> None:
     """A poll cycle alone, then the same amount of work while 16 clients load the view."""
     import multiprocessing
-    import threading
 
     from bench_poll import serve
 
@@ -374,24 +388,21 @@ def polling_beside_load(
         port = ports.get(timeout=300)
         alone = poll_seconds(url, port, 0, args.poll_feeds, tmp)
         mixed = paths["search"] + paths["story page"] + paths["stories (/)"]
-        stop = threading.Event()
-        served = [0]
-
-        def hammer() -> None:
-            while not stop.is_set():
-                lat, _ = asyncio.run(load(base, mixed[:160], args.clients))
-                served[0] += len(lat)
-
-        loader = threading.Thread(target=hammer)
+        stop = ctx.Event()
+        served = ctx.Value("q", 0)
+        loader = ctx.Process(
+            target=hammer, args=(base, mixed[:160], args.clients, args.client_nice, stop, served)
+        )
         loader.start()
         try:
             loaded = poll_seconds(url, port, args.poll_feeds, args.poll_feeds, tmp)
         finally:
             stop.set()
             loader.join()
+        clients = f", clients at nice {args.client_nice}" if args.client_nice else ""
         print(f"poll cycle, {args.poll_feeds} new feeds x 50 items: {alone:.1f} s alone, "
-              f"{loaded:.1f} s beside the load ({served[0]} requests served meanwhile): "
-              f"x{loaded / alone:.2f} (target: within x1.10)", flush=True)  # fmt: skip
+              f"{loaded:.1f} s beside the load ({served.value} requests served meanwhile"
+              f"{clients}): x{loaded / alone:.2f} (target: within x1.10)", flush=True)  # fmt: skip
     finally:
         feed_server.terminate()
 
@@ -456,6 +467,8 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--poll-feeds", type=int, default=200,
                         help="feeds of the poll cycle timed alone and beside the load; 0: skip")  # fmt: skip
+    parser.add_argument("--client-nice", type=int, default=0,
+                        help="scheduling priority lowered for the clients beside the poll")  # fmt: skip
     cache = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "monitor-bench"
     parser.add_argument("--cache", type=Path, default=cache,
                         help="where the generated stores are kept (default: %(default)s)")  # fmt: skip

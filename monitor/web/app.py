@@ -2,11 +2,12 @@
 
 Read-only: the store is opened read-only (the database refuses writes on its
 connections), the "try a text" form only runs the matcher. Database reads run in a small
-thread pool of their own, so a slow page never blocks the event loop the daemon polls on;
-a small pool, so that the view never takes more of the database (and of the machine) than
-a couple of queries at a time, however many readers come at once: the rest wait their
-turn, and the poller keeps its share. The pages read most are kept until the store
-changes (:mod:`.cache`).
+thread pool of their own, so a slow page never blocks the event loop. A small pool: on
+PostgreSQL the queries run in the server's processes, which the view's lower priority
+does not reach, so two at a time at most, however many readers come at once (the rest
+wait their turn, and the poller keeps its share of the server); on SQLite they run in
+this process, at its priority, and four threads let readers overlap. The pages read most
+are kept until the store changes (:mod:`.cache`).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class WebContext:
     watchlists: Watchlists
     settings: Callable[[], Settings]
     token: str | None = None
-    threads: int = 2
+    threads: int = 0  # 0: by the backend (see the module's docstring)
     executor: ThreadPoolExecutor = field(init=False)
     generations: ThreadPoolExecutor = field(init=False)
     pages: PageCache = field(init=False)
@@ -78,6 +79,7 @@ class WebContext:
     _names: tuple[float, dict[str, str]] = (0.0, {})
 
     def __post_init__(self) -> None:
+        self.threads = self.threads or (4 if self.store.is_sqlite else 2)
         self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="web")
         # A thread of its own: a kept page is never held up by the queries queued for
         # pages that are not.

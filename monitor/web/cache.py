@@ -3,8 +3,10 @@
 The pages read most (the stories of the last days, a story, a search) change only when
 the poller stores something. An answer is kept under its path and query, the store's
 *generation* (the newest item and hit ids: every poll that finds something moves them)
-and the watchlists shown; the generation is read at most once a second, one indexed
-lookup, so a page is at most about a second behind the store. An article's text replaces
+and the watchlists shown; the generation is read at most every ``GENERATION_EVERY``
+seconds, one indexed lookup, so a page is at most that much behind the store. Not more
+often: while a poll stores items the generation moves all the time, and each reading
+that finds it moved sends every reader back to the database. An article's text replaces
 an item's content without a new id, so an answer is also dropped after ``MAX_AGE``
 seconds. Bounded: bodies up to ``max_bytes`` in all, the least recently used out first.
 Identical requests arriving together wait for the first one's answer instead of each
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 #: Seconds between two readings of the store's generation.
-GENERATION_EVERY = 1.0
+GENERATION_EVERY = 5.0
 #: Seconds an answer is kept at most, whatever the generation says.
 MAX_AGE = 60.0
 #: Bodies kept, in bytes, by default.
