@@ -434,7 +434,10 @@ def test_postgres_search_plans_by_the_index_statistics(
     from monitor.store import browse
 
     store = open_store(pg_url, upgrade=True)
+    reader = open_store(pg_url, read_only=True)  # the web view's: autocommit
     try:
+        with store.write() as conn:  # statistics only when the test says so
+            conn.execute(text("ALTER TABLE items SET (autovacuum_enabled = false)"))
         fs.sync_config_feeds(store, [fs.FeedSpec("http://127.0.0.1:9/bulk.xml")])
         feed = fs.list_feeds(store)[0]
         batch = [Item(f"b{n}", f"Caspian shipping report {n}",
@@ -446,6 +449,10 @@ def test_postgres_search_plans_by_the_index_statistics(
         with store.read() as conn:
             assert browse._pg_share(store, conn, ["caspian"]) is None
         assert len(browse.list_items(store, q="shipping tanker", limit=500)) == 200
+        assert len(browse.list_items(reader, q="shipping tanker", limit=500)) == 200
+        with reader.read() as conn:  # the walk's time budget is not left behind
+            assert conn.execute(text("SHOW statement_timeout")).scalar() == "30s"
+            assert conn.execute(text("SHOW transaction_read_only")).scalar() == "on"
         with store.write() as conn:
             conn.execute(text("ANALYZE items"))
         browse._pg_stats.clear()
@@ -464,4 +471,5 @@ def test_postgres_search_plans_by_the_index_statistics(
         older = browse.list_items(store, q="tanker", before_id=walked[-1].id, limit=500)
         assert len(older) == 188 and all(int(r.title.rsplit(" ", 1)[1]) % 2 == 0 for r in older)
     finally:
+        reader.dispose()
         store.dispose()

@@ -8,6 +8,7 @@ syntax: each word is searched as it is (all of them must occur), so no input is 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import weakref
@@ -185,13 +186,20 @@ def _newest_matches(
         collected = share * _pg_stats[store][2]
         fast = walk if walked <= min(PG_WALK_ROWS, collected) else collect
         return list(conn.execute(fast, params).scalars())
+    # The budget is set for the session and put back after (the web view's connections
+    # are autocommit: no transaction to scope a SET LOCAL to).
+    budget = text("SELECT set_config('statement_timeout', :v, false)")
+    usual = conn.execute(text("SELECT current_setting('statement_timeout')")).scalar_one()
+    conn.execute(budget, {"v": str(PG_WALK_BUDGET_MS)})
     try:
-        with conn.begin_nested():
-            conn.execute(text(f"SET LOCAL statement_timeout = {PG_WALK_BUDGET_MS}"))
-            return list(conn.execute(walk, params).scalars())
+        return list(conn.execute(walk, params).scalars())
     except DBAPIError as exc:
         if "statement timeout" not in str(exc):
             raise
+        conn.rollback()  # in a transaction, it was aborted (and the SET with it)
+    finally:
+        with contextlib.suppress(DBAPIError):  # an aborted transaction's rollback puts it back
+            conn.execute(budget, {"v": usual})
     return list(conn.execute(collect, params).scalars())
 
 
