@@ -58,7 +58,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from monitor.store import open_store  # noqa: E402
-from monitor.store.db import SCHEMA_HEAD, _alembic_config  # noqa: E402
+from monitor.store.db import _alembic_config  # noqa: E402
+from monitor.store.migrations import SCHEMA_HEAD  # noqa: E402
 
 PG_URL = os.environ.get("MONITOR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 NOW = datetime.now(UTC).replace(microsecond=0)
