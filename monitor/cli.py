@@ -754,7 +754,7 @@ def web_command(ctx: Context, listen: str | None) -> None:
     from monitor.config import _listen
     from monitor.pipeline import watchlist_registry
     from monitor.store import open_store
-    from monitor.web import DEFAULT_LISTEN, WebServer, serve_forever
+    from monitor.web import DEFAULT_LISTEN, WebServer, lower_priority, serve_forever
 
     settings = ctx.settings
     setup_logging(ctx.verbose, settings["log.level"])
@@ -775,6 +775,7 @@ def web_command(ctx: Context, listen: str | None) -> None:
         return registry.watchlists, registry.matcher
 
     server = WebServer(address, store, watchlists, lambda: settings)
+    lower_priority(settings["web.nice"])
     click.echo(f"monitor web: http://{address}/ (Ctrl-C to stop)", err=True)
     try:
         asyncio.run(serve_forever(server))

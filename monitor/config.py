@@ -116,6 +116,13 @@ def _int(value: object) -> int:
         raise ValueError("a whole number") from None
 
 
+def _nice(value: object) -> int:
+    n = _int(value)
+    if not 0 <= n <= 19:
+        raise ValueError("a whole number from 0 to 19")
+    return n
+
+
 def _positive_int(value: object) -> int:
     n = _int(value)
     if n < 1:
@@ -363,6 +370,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web", "trust_proxy_auth", _optional_str, None,
             "name of a header set by an authenticating reverse proxy (e.g. X-Remote-User); "
             "requests without it are refused"),
+    Setting("web", "nice", _nice, 10,
+            "scheduling priority the web view lowers itself by (0-19, as nice(1)), so "
+            "polling keeps the CPU when both want it; 0: unchanged"),
     Setting("log", "level", _choice("debug", "info", "warning", "error"), "info",
             "log level (-v on the command line means debug)"),
 )  # fmt: skip

@@ -234,7 +234,6 @@ class Daemon:
         if self.web is not None:
             with contextlib.suppress(Exception):
                 await self.web.stop()
-            await asyncio.to_thread(self.web.context.store.dispose)
         with contextlib.suppress(Exception):
             await asyncio.to_thread(instance_store.unregister, self.store, self.instance)
         log.info("stopped in %.1fs", time.monotonic() - started)
@@ -267,25 +266,17 @@ class Daemon:
         self.metrics.serve(listen)
 
     async def _start_web(self) -> None:
-        """The web view beside polling, on its own read-only connections."""
+        """The web view beside polling: ``monitor web`` as a child process (see
+        :mod:`monitor.web.process`: our interpreter and event loop stay the poller's)."""
         listen = self.settings["web.listen"]
         if not listen:
             return
-        from monitor.web import WebServer
+        from monitor.web.process import WebProcess
 
-        store = await asyncio.to_thread(open_store, self.settings.database_url, read_only=True)
-        try:
-            server = WebServer(
-                listen,
-                store,
-                lambda: (self.registry.watchlists, self.registry.matcher),
-                lambda: self.settings,
-            )
-            await server.start()
-        except BaseException:
-            store.dispose()
-            raise
-        self.web = server
+        web = WebProcess(self.config, listen, lambda: self.settings)
+        await web.start()
+        self.web = web
+        log.info("web view on http://%s/ (process %s)", listen, web.pid)
 
     # -- jobs
 
@@ -508,12 +499,18 @@ class Daemon:
                 if settings[key] != self.settings[key]:
                     log.warning("%s changed: restart monitor to apply it", key)
             tick_changed = settings["polling.tick"] != self.settings["polling.tick"]
+            web_changed = _web_view(settings) != _web_view(self.settings)
             self.settings = settings
             await asyncio.to_thread(self._sync_config)
             if self.scheduler is not None and not self._stopping:
                 if tick_changed:
                     self._schedule_poll()
                 await self._schedule_digests()
+            if web_changed and self.web is not None and not self._stopping:
+                try:  # the view reads the config when it starts
+                    await self.web.restart()
+                except MonitorError as exc:
+                    log.error("%s", exc.one_line())
             log.info(
                 "config reloaded from %s: %s, %s",
                 settings.source,
@@ -546,6 +543,11 @@ class Daemon:
             f"{plural(len(self.registry.watchlists), 'watchlist')} (v{self.registry.version}); "
             f"{self._last_line}"
         )
+
+
+def _web_view(settings: Settings) -> tuple[Any, ...]:
+    """What the web view's child reads of the config and a reload may change."""
+    return settings["web.base_url"], settings["web.nice"], settings.subscribers
 
 
 def _stamp(path: Path | None) -> tuple[int, int] | None:

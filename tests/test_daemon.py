@@ -441,3 +441,59 @@ def test_immediate_webhook_gets_the_story_after_the_poll_that_found_it(tmp_path:
     (body,) = received  # once, though the feed was polled again
     assert [s["title"] for s in body["stories"]] == ["Zebra escapes from the zoo"]  # type: ignore[index]
     assert "webhook desk accepted delivery" in d.log()
+
+
+def web_children(parent: int) -> list[int]:
+    """The `monitor web` processes whose parent is ``parent`` and that are not zombies."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat[1]) == parent and stat[0] != "Z" and b"web" in args and b"--listen" in args:
+            found.append(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_web_view_is_a_child_at_lower_priority_restarted_and_gone_with_the_daemon(
+    tmp_path: Path,
+) -> None:
+    web_port = free_port()
+
+    def answers() -> bool:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{web_port}/healthz", timeout=5).read()
+            return True
+        except OSError:
+            return False
+
+    with FeedServer() as server:
+        feed = Feed(server, "/news.xml")
+        feed.add("Weather in Almaty")
+        cfg = write_config(
+            tmp_path, [feed.url], immediate=False,
+            extra=f'[web]\nlisten = "127.0.0.1:{web_port}"\nnice = 7',
+        )  # fmt: skip
+        with daemon(cfg) as d:
+            wait_for("the web view", answers)
+            (child,) = web_children(d.proc.pid)
+            ours = os.getpriority(os.PRIO_PROCESS, d.proc.pid)
+            assert os.getpriority(os.PRIO_PROCESS, child) == min(19, ours + 7)
+            os.kill(child, signal.SIGKILL)
+            wait_for("a new web view", lambda: web_children(d.proc.pid) not in ([], [child]), 30)
+            wait_for("its answers", answers)
+            assert "starting it again" in d.log()
+            (second,) = web_children(d.proc.pid)
+            d.proc.kill()  # the daemon gone, however: the view goes too
+            wait_for("the web view to stop", lambda: not alive(second))

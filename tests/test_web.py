@@ -359,3 +359,117 @@ def test_stories_filtered_by_language(site: Served) -> None:
     assert "arrives in Tashkent" in page and "Landau visits Astana" in page
     status, _, text = site.get("/?lang=fr")
     assert status == 400 and "lang: one of en, ru, kk, uz-Latn, uz-Cyrl" in text
+
+
+def test_pages_are_kept_until_the_store_changes(
+    site: Served, store: Store, registry: WatchlistRegistry
+) -> None:
+    pages = site.server.context.pages
+    pages.every = 0.0  # read the store's generation on every request
+    _, _, before = site.get("/search?q=okapi")
+    assert "No items contain" in before
+    again = site.get("/search?q=okapi")
+    assert again[2] == before and pages.hits == 1
+    assert "default-src 'none'" in again[1]["Content-Security-Policy"]  # headers as ever
+    # A poll stores an item: the kept page is stale, the next reader sees the item.
+    feed = fs.list_feeds(store)[0]
+    fs.save_poll(store, feed, ok(feed.url), ParsedFeed(items=[Item("o1", "Okapi in Almaty")]),
+                 next_due_at=NOW, hint_s=None, match=registry.matcher.match)  # fmt: skip
+    _, _, after = site.get("/search?q=okapi")
+    assert "Okapi in Almaty" in after and pages.hits == 1
+    # Not kept: what is not a page of stored news, and what is not a plain 200.
+    assert site.get("/stories/999999")[0] == 404 and site.get("/stories/999999")[0] == 404
+    site.get("/feeds")
+    site.get("/feeds")
+    assert pages.hits == 1
+
+
+def test_page_cache_is_bounded_and_shares_one_answer() -> None:
+    from aiohttp import web
+
+    from monitor.web.cache import PageCache
+
+    async def scenario() -> None:
+        generation = [1]
+        made: list[str] = []
+
+        async def current() -> int:
+            return generation[0]
+
+        cache = PageCache(current, max_bytes=8000, every=0.0)
+
+        def page(name: str, size: int = 900) -> Any:
+            async def make() -> web.StreamResponse:
+                made.append(name)
+                await asyncio.sleep(0.01)  # a database query's wait
+                return web.Response(text=name * size, content_type="text/html")
+
+            return make
+
+        # Identical requests arriving together: one query, one answer for all.
+        answers = await asyncio.gather(*(cache.answer("/", page("a")) for _ in range(5)))
+        assert made == ["a"] and {a.body for a in answers} == {b"a" * 900}  # type: ignore[attr-defined]
+        # Bounded: 8,000 bytes hold 8 pages of 900; the least recently used go first.
+        for name in "bcdefghij":
+            await cache.answer(f"/{name}", page(name))
+        assert len(cache) == 8 and cache._bytes <= 8000
+        await cache.answer("/", page("a"))
+        assert made[-1] == "a"  # "/" was the oldest: it had been dropped
+        made.clear()
+        await cache.answer("/j", page("j"))
+        assert made == []
+        generation[0] = 2  # the store changed: every kept answer goes
+        await cache.answer("/j", page("j"))
+        assert made == ["j"] and len(cache) == 1
+        await cache.answer("/big", page("x", 2000))  # bigger than an eighth: never kept
+        await cache.answer("/big", page("x", 2000))
+        assert made == ["j", "x", "x"]
+
+    asyncio.run(scenario())
+
+
+def test_postgres_search_plans_by_the_index_statistics(
+    pg_url: str, registry: WatchlistRegistry
+) -> None:
+    from monitor.store import browse
+
+    store = open_store(pg_url, upgrade=True)
+    reader = open_store(pg_url, read_only=True)  # the web view's: autocommit
+    try:
+        with store.write() as conn:  # statistics only when the test says so
+            conn.execute(text("ALTER TABLE items SET (autovacuum_enabled = false)"))
+        fs.sync_config_feeds(store, [fs.FeedSpec("http://127.0.0.1:9/bulk.xml")])
+        feed = fs.list_feeds(store)[0]
+        batch = [Item(f"b{n}", f"Caspian shipping report {n}",
+                      summary="pipeline" if n % 2 else "tanker " + ("okapi" if n == 8 else ""))
+                 for n in range(400)]  # fmt: skip
+        fs.save_poll(store, feed, ok(feed.url), ParsedFeed(items=batch), next_due_at=NOW,
+                     hint_s=None, match=registry.matcher.match)  # fmt: skip
+        # Before any ANALYZE: no statistics, the time-boxed walk.
+        with store.read() as conn:
+            assert browse._pg_share(store, conn, ["caspian"]) is None
+        assert len(browse.list_items(store, q="shipping tanker", limit=500)) == 200
+        assert len(browse.list_items(reader, q="shipping tanker", limit=500)) == 200
+        with reader.read() as conn:  # the walk's time budget is not left behind
+            assert conn.execute(text("SHOW statement_timeout")).scalar() == "30s"
+            assert conn.execute(text("SHOW transaction_read_only")).scalar() == "on"
+        with store.write() as conn:
+            conn.execute(text("ANALYZE items"))
+        browse._pg_stats.clear()
+        with store.read() as conn:
+            assert browse._pg_share(store, conn, ["Caspian"]) == pytest.approx(1.0)
+            assert browse._pg_share(store, conn, ["tanker", "shipping"]) == pytest.approx(0.5)
+            okapi = browse._pg_share(store, conn, ["okapi"])
+            assert okapi == pytest.approx(1 / 400) and 25 / okapi > browse.PG_WALK_ROWS
+            assert browse._pg_share(store, conn, ["okapi", "zebra"]) == 0.0  # not kept
+        # Both plans find the same items, newest first, below the cursor.
+        walked = browse.list_items(store, q="caspian", limit=25)
+        assert [r.title for r in walked] == [f"Caspian shipping report {n}" for n in
+                                             range(399, 374, -1)]  # fmt: skip
+        (rare,) = browse.list_items(store, q="okapi")
+        assert rare.title == "Caspian shipping report 8"
+        older = browse.list_items(store, q="tanker", before_id=walked[-1].id, limit=500)
+        assert len(older) == 188 and all(int(r.title.rsplit(" ", 1)[1]) % 2 == 0 for r in older)
+    finally:
+        reader.dispose()
+        store.dispose()

@@ -8,7 +8,10 @@ syntax: each word is searched as it is (all of them must occur), so no input is 
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -125,7 +128,8 @@ def list_items(
             words = query_words(q)
             if not words:
                 return []
-            return get_items(store, _newest_matches(store, words, limit, before_id))
+            with store.read() as conn:  # one connection: every round trip counts
+                return _items_by_ids(conn, _newest_matches(store, conn, words, limit, before_id))
         found = _search(store, q)
         if found is None:
             return []
@@ -145,27 +149,29 @@ PG_WALK_BUDGET_MS = 150
 
 
 def _newest_matches(
-    store: Store, words: Sequence[str], limit: int, before_id: int | None
+    store: Store, conn: Any, words: Sequence[str], limit: int, before_id: int | None
 ) -> list[int]:
     """Ids of the newest ``limit`` items (below ``before_id``) containing every word."""
     before = before_id or 2**62
     if store.is_sqlite:
         # FTS5 walks its index newest first and stops at ``limit``, however many match.
-        with store.read() as conn:
-            return list(
-                conn.execute(
-                    text(
-                        "SELECT rowid FROM items_fts WHERE items_fts MATCH :fts "
-                        "AND rowid < :before ORDER BY rowid DESC LIMIT :n"
-                    ),
-                    {"fts": _fts5_query(words), "n": limit, "before": before},
-                ).scalars()
-            )
+        return list(
+            conn.execute(
+                text(
+                    "SELECT rowid FROM items_fts WHERE items_fts MATCH :fts "
+                    "AND rowid < :before ORDER BY rowid DESC LIMIT :n"
+                ),
+                {"fts": _fts5_query(words), "n": limit, "before": before},
+            ).scalars()
+        )
     # PostgreSQL: for frequent words, walking the primary key backwards finds the newest
-    # matches at once; for rare ones it would read the whole table, and collecting the
-    # matches through the GIN index first is the fast way. Neither the planner's estimate
-    # nor ours tells them apart reliably, so: walk within a small time budget, and on
-    # running out of it, collect.
+    # matches at once; for rare ones it would read (and compute the document of) much of
+    # the table, and collecting the matches through the GIN index first is the fast way.
+    # Which one: the search index's statistics (ANALYZE keeps the most common words of
+    # the indexed documents and the share of documents holding each) say how many rows the
+    # walk reads. A word not among them is rarer than all of them: collect. Without
+    # statistics (a new database, before its first ANALYZE): walk within a small time
+    # budget, and on running out of it, collect.
     params = {"words": " ".join(words), "n": limit, "before": before}
     match = f"{PG_SEARCH_DOCUMENT} @@ plainto_tsquery('simple'::regconfig, :words)"
     walk = text(f"SELECT id FROM items WHERE {match} AND id < :before ORDER BY id DESC LIMIT :n")
@@ -173,15 +179,69 @@ def _newest_matches(
         f"WITH found AS MATERIALIZED (SELECT id FROM items WHERE {match}) "
         "SELECT id FROM found WHERE id < :before ORDER BY id DESC LIMIT :n"
     )
-    with store.read() as conn:
-        try:
-            with conn.begin_nested():
-                conn.execute(text(f"SET LOCAL statement_timeout = {PG_WALK_BUDGET_MS}"))
-                return list(conn.execute(walk, params).scalars())
-        except DBAPIError as exc:
-            if "statement timeout" not in str(exc):
-                raise
-        return list(conn.execute(collect, params).scalars())
+    share = _pg_share(store, conn, words)
+    if share is not None:
+        # The walk reads about limit / share rows, the index collects share * rows.
+        walked = limit / share if share > 0 else float("inf")
+        collected = share * _pg_stats[store][2]
+        fast = walk if walked <= min(PG_WALK_ROWS, collected) else collect
+        return list(conn.execute(fast, params).scalars())
+    # The budget is set for the session and put back after (the web view's connections
+    # are autocommit: no transaction to scope a SET LOCAL to).
+    budget = text("SELECT set_config('statement_timeout', :v, false)")
+    usual = conn.execute(text("SELECT current_setting('statement_timeout')")).scalar_one()
+    conn.execute(budget, {"v": str(PG_WALK_BUDGET_MS)})
+    try:
+        return list(conn.execute(walk, params).scalars())
+    except DBAPIError as exc:
+        if "statement timeout" not in str(exc):
+            raise
+        conn.rollback()  # in a transaction, it was aborted (and the SET with it)
+    finally:
+        with contextlib.suppress(DBAPIError):  # an aborted transaction's rollback puts it back
+            conn.execute(budget, {"v": usual})
+    return list(conn.execute(collect, params).scalars())
+
+
+#: The most rows a search walks (newest first) rather than collect through the index:
+#: about 80 ms of computing documents.
+PG_WALK_ROWS = 2000
+#: Seconds the statistics of the search index are kept before they are read again.
+PG_STATS_EVERY = 600.0
+#: Per store: when read, the index's common words and their shares, the number of items.
+_pg_stats: weakref.WeakKeyDictionary[Store, tuple[float, dict[str, float] | None, float]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _pg_share(store: Store, conn: Any, words: Sequence[str]) -> float | None:
+    """The estimated share of items holding every word (as if independent), from the
+    search index's statistics; 0 if a word is not among its common ones; None: no
+    statistics."""
+    kept = _pg_stats.get(store)
+    if kept is None or time.monotonic() - kept[0] > PG_STATS_EVERY:
+        row = conn.execute(
+            text(
+                "SELECT s.most_common_elems::text::text[], s.most_common_elem_freqs, c.reltuples "
+                "FROM pg_class c LEFT JOIN pg_stats s ON s.schemaname = current_schema() "
+                "AND s.tablename = 'ix_items_search' WHERE c.oid = 'items'::regclass"
+            )
+        ).first()
+        common = None
+        if row is not None and row[0] is not None and row[1] is not None:
+            common = dict(zip(row[0], row[1], strict=False))
+        kept = (time.monotonic(), common, float(row[2]) if row is not None else 0.0)
+        _pg_stats[store] = kept
+    common = kept[1]
+    if not common:
+        return None
+    # The words as the 'simple' configuration makes them lexemes (lower case; its parser
+    # also splits at "_"), near enough for an estimate and without a round trip.
+    lexemes = [part.lower() for w in words for part in w.split("_") if part]
+    share = 1.0
+    for lexeme in lexemes:
+        share *= common.get(lexeme, 0.0)
+    return share
 
 
 def _search(store: Store, q: str) -> Any:
@@ -209,8 +269,55 @@ def _search(store: Store, q: str) -> Any:
     return select(found.c.id)
 
 
+@dataclass(frozen=True, slots=True)
+class StoryPage:
+    """A story with (up to a limit of) its items, oldest first: the lead leads."""
+
+    id: int
+    title: str
+    first_seen: datetime
+    last_seen: datetime
+    item_count: int
+    items: list[ItemRow]
+
+
+def story_page(store: Store, story_id: int, *, limit: int) -> StoryPage | None:
+    """The story page's reads in one transaction: the story, its newest ``limit`` items
+    (shown oldest first) and their hits."""
+    with store.read() as conn:
+        head = conn.execute(
+            select(
+                stories.c.id, stories.c.title, stories.c.first_seen_at, stories.c.last_seen_at,
+                stories.c.item_count,
+            ).where(stories.c.id == story_id)
+        ).first()  # fmt: skip
+        if head is None:
+            return None
+        query = (
+            select(*_ITEM_COLUMNS)
+            .select_from(items.outerjoin(feeds, items.c.feed_id == feeds.c.id))
+            .where(items.c.story_id == story_id)
+            .order_by(items.c.id.desc())
+            .limit(limit)
+        )
+        rows = [ItemRow(**dict(r._mapping)) for r in conn.execute(query)]
+        _attach_hits(conn, rows)
+    rows.reverse()
+    return StoryPage(
+        head.id, head.title, head.first_seen_at, head.last_seen_at,
+        max(int(head.item_count), len(rows)), rows,
+    )  # fmt: skip
+
+
 def get_items(store: Store, ids: Sequence[int]) -> list[ItemRow]:
     """The items with these ids (newest first), with their hits."""
+    if not ids:
+        return []
+    with store.read() as conn:
+        return _items_by_ids(conn, ids)
+
+
+def _items_by_ids(conn: Any, ids: Sequence[int]) -> list[ItemRow]:
     if not ids:
         return []
     query = (
@@ -219,9 +326,8 @@ def get_items(store: Store, ids: Sequence[int]) -> list[ItemRow]:
         .where(items.c.id.in_(list(ids)))
         .order_by(items.c.id.desc())
     )
-    with store.read() as conn:
-        rows = [ItemRow(**dict(r._mapping)) for r in conn.execute(query)]
-        _attach_hits(conn, rows)
+    rows = [ItemRow(**dict(r._mapping)) for r in conn.execute(query)]
+    _attach_hits(conn, rows)
     return rows
 
 
@@ -343,6 +449,17 @@ def matched_stories(
         StoryRecord(r.id, r.title, r.first_seen_at, r.last_seen_at, members.get(r.id, []))
         for r in rows
     ]
+
+
+def generation(store: Store) -> tuple[int, int]:
+    """The newest item and hit ids: they move whenever a poll stores something (the web
+    view's kept pages are dropped then)."""
+    with store.read() as conn:
+        row = conn.execute(
+            select(select(func.max(items.c.id)).scalar_subquery(),
+                   select(func.max(hits.c.id)).scalar_subquery())
+        ).one()  # fmt: skip
+    return int(row[0] or 0), int(row[1] or 0)
 
 
 def feed_names(store: Store) -> dict[str, str]:

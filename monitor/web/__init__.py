@@ -9,6 +9,6 @@ and the headers every answer carries, :mod:`.render` the templates, snippets and
 
 from __future__ import annotations
 
-from monitor.web.server import DEFAULT_LISTEN, WebServer, serve_forever
+from monitor.web.server import DEFAULT_LISTEN, WebServer, lower_priority, serve_forever
 
-__all__ = ["DEFAULT_LISTEN", "WebServer", "serve_forever"]
+__all__ = ["DEFAULT_LISTEN", "WebServer", "lower_priority", "serve_forever"]

@@ -2,7 +2,12 @@
 
 Read-only: the store is opened read-only (the database refuses writes on its
 connections), the "try a text" form only runs the matcher. Database reads run in a small
-thread pool of their own, so a slow page never blocks the event loop the daemon polls on.
+thread pool of their own, so a slow page never blocks the event loop. A small pool: on
+PostgreSQL the queries run in the server's processes, which the view's lower priority
+does not reach, so two at a time at most, however many readers come at once (the rest
+wait their turn, and the poller keeps its share of the server); on SQLite they run in
+this process, at its priority, and four threads let readers overlap. The pages read most
+are kept until the store changes (:mod:`.cache`).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,6 +37,7 @@ from monitor.store import stories as stories_store
 from monitor.store.stories import StoryRecord
 from monitor.web import render
 from monitor.web.atom import AtomEntry, atom_feed
+from monitor.web.cache import PageCache
 from monitor.web.security import middleware
 
 if TYPE_CHECKING:
@@ -65,13 +71,24 @@ class WebContext:
     watchlists: Watchlists
     settings: Callable[[], Settings]
     token: str | None = None
-    threads: int = 8
+    threads: int = 0  # 0: by the backend (see the module's docstring)
     executor: ThreadPoolExecutor = field(init=False)
+    generations: ThreadPoolExecutor = field(init=False)
+    pages: PageCache = field(init=False)
 
     _names: tuple[float, dict[str, str]] = (0.0, {})
 
     def __post_init__(self) -> None:
+        self.threads = self.threads or (4 if self.store.is_sqlite else 2)
         self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="web")
+        # A thread of its own: a kept page is never held up by the queries queued for
+        # pages that are not.
+        self.generations = ThreadPoolExecutor(1, thread_name_prefix="web-generation")
+        self.pages = PageCache(self._generation)
+
+    async def _generation(self) -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.generations, browse.generation, self.store)
 
 
 #: Feed names are read again after this many seconds (they change when a feed is added).
@@ -100,13 +117,13 @@ def create_app(ctx: WebContext) -> web.Application:
     app[CTX] = ctx
     app[ENV] = render.environment()
     r = app.router
-    r.add_get("/", index)
-    r.add_get("/search", search)
-    r.add_get("/stories/{id}", story_page)
+    r.add_get("/", _cached(index))
+    r.add_get("/search", _cached(search))
+    r.add_get("/stories/{id}", _cached(story_page))
     r.add_get("/watchlists", watchlist_index)
-    r.add_get(r"/watchlists/{id:[^/]+}.atom", watchlist_atom)
-    r.add_get("/watchlists/{id}", watchlist_page)
-    r.add_get(r"/subscribers/{email:[^/]+}.atom", subscriber_atom)
+    r.add_get(r"/watchlists/{id:[^/]+}.atom", _cached(watchlist_atom))
+    r.add_get("/watchlists/{id}", _cached(watchlist_page))
+    r.add_get(r"/subscribers/{email:[^/]+}.atom", _cached(subscriber_atom))
     r.add_get("/feeds", feeds_page)
     r.add_get("/outbox", outbox_page)
     r.add_get("/try", try_form)
@@ -120,12 +137,34 @@ def create_app(ctx: WebContext) -> web.Application:
 
     async def close(_app: web.Application) -> None:
         ctx.executor.shutdown(wait=False, cancel_futures=True)
+        ctx.generations.shutdown(wait=False, cancel_futures=True)
 
     app.on_cleanup.append(close)
     return app
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _cached(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """``handler``'s answers kept until the store changes (see :mod:`.cache`): keyed by
+    the path and query, the watchlists in the navigation and the base of absolute links
+    (Atom's)."""
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        ctx = request.app[CTX]
+        watchlists, _ = ctx.watchlists.get()
+        key = (
+            request.path_qs,
+            tuple((w.id, w.name) for w in watchlists),
+            _base(request),
+        )
+        return await ctx.pages.answer(key, lambda: handler(request))
+
+    functools.update_wrapper(serve, handler)
+    return serve
 
 
 async def _db(request: web.Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -245,12 +284,11 @@ async def story_page(request: web.Request) -> web.Response:
         story_id = int(request.match_info["id"])
     except ValueError:
         raise web.HTTPNotFound(text="no such story\n") from None
-    store = request.app[CTX].store
-    story = await _db(request, stories_store.get_story, store, story_id)
+    story = await _db(request, browse.story_page, request.app[CTX].store, story_id,
+                      limit=STORY_ITEMS)  # fmt: skip
     if story is None:
         raise web.HTTPNotFound(text=f"no story {story_id}\n")
-    rows = await _db(request, browse.list_items, store, story_id=story_id, limit=STORY_ITEMS)
-    rows.reverse()  # oldest first: the lead item leads
+    rows = story.items
     shown = [
         (row, render.snippet(row.summary or row.content, row.marks) if row.marks else
          render.snippet(row.summary or row.content, []))
@@ -267,7 +305,7 @@ async def story_page(request: web.Request) -> web.Response:
         items=shown,
         outlets=list(dict.fromkeys(row.outlet for row in rows)),
         terms=[(wid, list(ts)) for wid, ts in terms.items()],
-        more=len(story.items) - len(rows),
+        more=story.item_count - len(rows),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -14,6 +15,7 @@ from monitor.config import Settings
 from monitor.errors import ConfigError
 from monitor.store import Store
 from monitor.web.app import Watchlists, WebContext, create_app
+from monitor.web.process import tell_parent
 from monitor.web.security import check_exposure, split_listen
 
 if TYPE_CHECKING:
@@ -68,6 +70,16 @@ class WebServer:
             self._runner = None
 
 
+def lower_priority(nice: int) -> None:
+    """Give the CPU to polling first: this process's priority lowered by ``nice``."""
+    if nice <= 0:
+        return
+    try:
+        os.nice(nice)
+    except OSError as exc:  # not allowed here: serve at the priority we have
+        log.warning("web: cannot lower the scheduling priority: %s", exc.strerror)
+
+
 async def serve_forever(server: WebServer) -> None:
     """``monitor web``: serve until SIGTERM or Ctrl-C."""
     stop = asyncio.Event()
@@ -75,6 +87,7 @@ async def serve_forever(server: WebServer) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
+    tell_parent(server.port, stop.set)  # when the daemon started us
     try:
         await stop.wait()
     finally:
