@@ -1033,12 +1033,7 @@ def outbox(click_ctx: click.Context, show_all: bool, as_json: bool) -> None:
 
     statuses = ("queued", "failed", "sent") if show_all else ("queued", "failed")
     entries = outbox_store.list_outbox(ctx.store(), statuses=statuses)
-    hooks = {w.key: w.shown_url for w in ctx.settings.webhooks}
-
-    def target(e: outbox_store.OutboxEntry) -> str | None:
-        """Where the row goes: the address, or the webhook's URL without path or query
-        (None for a webhook no longer in the config)."""
-        return hooks.get(e.subscriber) if e.kind == outbox_store.WEBHOOK else e.subscriber
+    target = outbox_store.target_namer(ctx.settings.webhooks)
 
     if as_json:
         for e in entries:

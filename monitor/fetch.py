@@ -221,6 +221,9 @@ class FetchOptions:
     #: Decides alone when given (tests); None: :func:`address_is_public`, widened to private
     #: networks by ``allow_private_addresses`` (metadata, multicast and 0.0.0.0 stay refused).
     address_allowed: Callable[[IPAddress], bool] | None = field(default=None, compare=False)
+    #: What is done with the URLs, as an address refusal says it ("10.0.0.1 is a private,
+    #: loopback or link-local address, which is not polled"); webhooks: "posted to".
+    action: str = "polled"
 
     def allows(self, ip: IPAddress) -> bool:
         """Whether a connection to ``ip`` is permitted."""
@@ -242,9 +245,14 @@ class FilteringResolver(AbstractResolver):
     """Resolves with ``inner`` (aiohttp's default resolver) and drops refused addresses."""
 
     def __init__(
-        self, allowed: Callable[[IPAddress], bool], inner: AbstractResolver | None = None
+        self,
+        allowed: Callable[[IPAddress], bool],
+        inner: AbstractResolver | None = None,
+        *,
+        action: str = "polled",
     ) -> None:
         self._allowed = allowed
+        self._action = action
         self._inner: AbstractResolver = inner if inner is not None else aiohttp.DefaultResolver()
 
     async def resolve(
@@ -256,7 +264,7 @@ class FilteringResolver(AbstractResolver):
             addresses = ", ".join(sorted({r["host"] for r in results})) or "nothing"
             raise AddressRefusedError(
                 f"{host} resolves only to refused addresses ({addresses}); "
-                "private, loopback and link-local addresses are not polled"
+                f"private, loopback and link-local addresses are not {self._action}"
             )
         return kept
 
@@ -277,7 +285,7 @@ def make_session(
     connector = aiohttp.TCPConnector(
         limit=options.max_connections,
         limit_per_host=options.max_per_host,
-        resolver=FilteringResolver(options.allows),
+        resolver=FilteringResolver(options.allows, action=options.action),
     )
     return aiohttp.ClientSession(
         connector=connector,
@@ -351,10 +359,12 @@ def _parse_url(text: str) -> URL:
     return url.with_fragment(None)
 
 
-def _check_target(url: URL, options: FetchOptions) -> None:
-    """Refuse a URL before any request: wrong scheme, no host, or a refused literal IP."""
+def _check_target(url: URL, options: FetchOptions, method: str) -> None:
+    """Refuse a URL before any request: wrong scheme, no host, or a refused literal IP.
+    ``method`` says what a request does ("fetched", "posted to"), ``options.action`` what
+    a refused address is not."""
     if url.scheme not in ("http", "https"):
-        raise _Failure("bad_scheme", f"only http and https URLs are fetched, not {url.scheme!r}")
+        raise _Failure("bad_scheme", f"only http and https URLs are {method}, not {url.scheme!r}")
     host = url.raw_host
     if not host:
         raise _Failure("bad_url", f"no host in URL {str(url)!r}")
@@ -362,7 +372,7 @@ def _check_target(url: URL, options: FetchOptions) -> None:
     if ip is not None and not options.allows(ip):
         raise _Failure(
             "refused_address",
-            f"{host} is a private, loopback or link-local address, which is not polled",
+            f"{host} is a private, loopback or link-local address, which is not {options.action}",
         )
     legacy = legacy_ipv4(host) if ip is None else None
     if legacy is not None:
@@ -370,7 +380,7 @@ def _check_target(url: URL, options: FetchOptions) -> None:
             raise _Failure(
                 "refused_address",
                 f"{host} is {legacy} written as a number: a private, loopback or "
-                "link-local address, which is not polled",
+                f"link-local address, which is not {options.action}",
             )
         raise _Failure(
             "bad_url", f"{host} is {legacy} written as a number; write the address as {legacy}"
@@ -422,7 +432,7 @@ async def _follow(
     seen = {progress.url}
     while True:
         url = progress.url
-        _check_target(url, options)
+        _check_target(url, options, "fetched")
         async with session.get(
             url,
             headers=_request_headers(feed, url, options),
@@ -730,7 +740,7 @@ async def _post_follow(
     sent["User-Agent"] = options.user_agent
     while True:
         url = progress.url
-        _check_target(url, options)
+        _check_target(url, options, "posted to")
         async with session.post(
             url,
             data=body,

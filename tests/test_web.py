@@ -31,11 +31,14 @@ from monitor.models import FetchResult, Item, Outcome, ParsedFeed
 from monitor.pipeline import watchlist_registry
 from monitor.store import Store, open_store
 from monitor.store import feeds as fs
+from monitor.store import outbox as ob
 from monitor.watchlists import WatchlistRegistry
 from monitor.web import WebServer
 
 HOSTILE = '<script>alert(1)</script><img src=x onerror=alert(2)> Sergio Gor "quoted" & co'
 NOW = fs.utcnow()
+#: A Slack-style incoming webhook: its path and query are the secret.
+HOOK_URL = "https://hooks.example:8443/services/T0SECRET/B0SECRET/xoxSECRET?token=qSECRET"
 
 
 def ok(url: str) -> FetchResult:
@@ -121,8 +124,10 @@ def registry() -> WatchlistRegistry:
 def site(store: Store, store_url: str, registry: WatchlistRegistry) -> Iterator[Served]:
     seed(store, registry)
     reader = open_store(store_url, read_only=True)
-    served = Served(reader, registry, {"subscribers": [
-        {"email": "analyst@example.org", "watchlists": ["gor"]}]})
+    served = Served(reader, registry, {
+        "subscribers": [{"email": "analyst@example.org", "watchlists": ["gor"]}],
+        "webhooks": [{"url": HOOK_URL, "name": "desk", "watchlists": ["gor"]}],
+    })
     try:
         yield served
     finally:
@@ -130,7 +135,7 @@ def site(store: Store, store_url: str, registry: WatchlistRegistry) -> Iterator[
         reader.dispose()
 
 
-def test_pages_search_and_api(site: Served) -> None:
+def test_pages_search_and_api(site: Served, store: Store) -> None:
     status, headers, body = site.get("/")
     assert status == 200
     assert "default-src 'none'" in headers["Content-Security-Policy"]
@@ -176,6 +181,22 @@ def test_pages_search_and_api(site: Served) -> None:
     assert "Wire" in body and "Daily" in body and "ok" in body
     _, _, body = site.get("/outbox")
     assert "Nothing queued or failed" in body
+    # A queued webhook body and a mail: each row's kind and receiver, the webhook's by
+    # scheme, host and port only (its path and query are the secret); text escaped.
+    with store.read() as conn:
+        hit_ids = conn.execute(text("SELECT id FROM hits ORDER BY id")).scalars().all()
+    ob.enqueue_digest(store, subscriber="webhook:desk", message_id="delivery-1",
+                      subject=HOSTILE, message=b'{"stories": []}', hit_ids=hit_ids[:1],
+                      kind="webhook")  # fmt: skip
+    ob.enqueue_digest(store, subscriber="analyst@example.org", message_id="<m1@example.org>",
+                      subject="1 story: gor", message=b"mail", hit_ids=hit_ids[1:2])  # fmt: skip
+    status, _, body = site.get("/outbox")
+    assert status == 200 and "Nothing queued" not in body
+    assert "<td>webhook</td>" in body and "webhook:desk" in body
+    assert "https://hooks.example:8443/…" in body
+    assert "SECRET" not in body and "/services" not in body and "token" not in body
+    assert "<td>mail</td>" in body and "analyst@example.org" in body
+    assert "<script>alert(1)" not in body and "&lt;script&gt;alert(1)&lt;/script&gt;" in body
 
     form = urllib.parse.urlencode({"title": "Sergio Gor lands in Bishkek", "text": "x"}).encode()
     status, _, body = site.get("/try", data=form)

@@ -289,7 +289,12 @@ async def test_private_targets_are_refused_before_any_request(
         await session.close()
     assert requests == []
     ((name, reason),) = summary.failed
-    assert name == "desk" and ("not polled" in reason or "only http and https" in reason)
+    # Worded for a webhook, not for a feed.
+    assert name == "desk" and (
+        "address, which is not posted to" in reason
+        or "only http and https URLs are posted to, not 'file'" in reason
+    )
+    assert "polled" not in reason and "fetched" not in reason
     (row,) = ob.list_outbox(store)
     assert (row.status, row.kind, row.hits) == ("failed", "webhook", 1)
 
@@ -311,7 +316,9 @@ async def test_a_host_name_resolving_to_loopback_is_refused(
         add_story(store, "Gor", "https://news.example/4", ["gor"], T0 + timedelta(seconds=1))
         summary = await send_webhooks(config, store, now=T0 + timedelta(minutes=1))
         assert server.count() == 0
-    assert "resolves only to refused addresses" in summary.failed[0][1]
+    reason = summary.failed[0][1]
+    assert "resolves only to refused addresses" in reason and "polled" not in reason
+    assert "private, loopback and link-local addresses are not posted to" in reason
     assert "allow_private_addresses = true in its [[webhooks]] table" in summary.failed[0][1]
 
 

@@ -92,6 +92,7 @@ def webhook_fetch_options(settings: Settings, hook: WebhookConfig | None = None)
         max_connections=10,
         max_per_host=2,
         allow_private_addresses=allows_private(settings, hook),
+        action="posted to",
     )
     agent = settings["polling.user_agent"]
     if agent:

@@ -74,6 +74,13 @@ class HasEmail(Protocol):
     def email(self) -> str: ...
 
 
+class HasShownUrl(Protocol):
+    @property
+    def key(self) -> str: ...
+    @property
+    def shown_url(self) -> str: ...
+
+
 # --- subscribers --------------------------------------------------------------------
 
 
@@ -369,6 +376,18 @@ class OutboxEntry:
     last_error: str | None
     sent_at: datetime | None
     kind: str = MAIL
+
+
+def target_namer(webhooks: Iterable[HasShownUrl]) -> Callable[[OutboxEntry], str | None]:
+    """Where a row goes, as ``monitor outbox`` and the web view show it: a mail's address,
+    or its webhook's URL with scheme, host and port only (the path and query, often the
+    secret, left out); None for a webhook no longer in the config."""
+    hooks = {w.key: w.shown_url for w in webhooks}
+
+    def target(entry: OutboxEntry) -> str | None:
+        return hooks.get(entry.subscriber) if entry.kind == WEBHOOK else entry.subscriber
+
+    return target
 
 
 def enqueue_digest(

@@ -402,8 +402,11 @@ def _feed_state(f: feed_store.FeedRecord) -> str:
 
 
 async def outbox_page(request: web.Request) -> web.Response:
+    """Mail and webhook deliveries queued or failed: each row's kind and receiver (a
+    webhook's scheme, host and port only, as ``monitor outbox`` shows it)."""
     entries = await _db(request, outbox_store.list_outbox, request.app[CTX].store)
-    return _page(request, "outbox.html.j2", entries=entries)
+    target = outbox_store.target_namer(request.app[CTX].settings().webhooks)
+    return _page(request, "outbox.html.j2", rows=[(e, target(e)) for e in entries])
 
 
 async def try_form(request: web.Request) -> web.Response:
