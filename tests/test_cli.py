@@ -214,6 +214,7 @@ def test_digest_send_now_posts_to_webhooks_and_outbox_shows_them(tmp_path: Path)
         assert first.returncode == 1
         assert "1 webhook deliveries queued, 0 sent, 1 still queued" in first.stdout
         assert "monitor: error: webhook desk not delivered: HTTP 503" in first.stderr
+        assert "[smtp]" not in first.stderr and "check the [[webhooks]] url" in first.stderr
         box = run("--config", str(cfg), "outbox", cwd=tmp_path)
         assert "queued webhook webhook:desk  1 hit, 1 attempt" in box.stdout
         assert "why: HTTP 503 Service Unavailable: maintenance" in box.stdout

@@ -407,4 +407,8 @@ def undelivered_webhooks(summary: WebhookRunSummary) -> DeliveryError | None:
         return None
     name, reason = problems[0]
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return DeliveryError(f"webhook {name} not delivered: {reason}{more}")
+    return DeliveryError(
+        f"webhook {name} not delivered: {reason}{more}",
+        hint="check the [[webhooks]] url and its receiver; undelivered bodies stay queued"
+        " (`monitor outbox`)",
+    )
