@@ -42,6 +42,7 @@ from monitor.store import Store
 from monitor.store import outbox as outbox_store
 from monitor.store import webhooks as webhook_store
 from monitor.store.db import utcnow
+from monitor.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,8 @@ class WebhookRunSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (webhook, why not now)
 
     def line(self) -> str:
-        parts = [f"{self.queued} webhook deliveries queued", f"{self.sent} sent"]
+        queued = plural(self.queued, "webhook delivery", "webhook deliveries")
+        parts = [f"{queued} queued", f"{self.sent} sent"]
         if self.retrying:
             parts.append(f"{len(self.retrying)} still queued (will retry)")
         if self.failed:
