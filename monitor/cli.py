@@ -1071,8 +1071,9 @@ def outbox(click_ctx: click.Context, show_all: bool, as_json: bool) -> None:
 @click.option("--failed", "every_failed", is_flag=True, help="every failed message")
 @pass_ctx
 def outbox_retry(ctx: Context, ids: tuple[int, ...], every_failed: bool) -> None:
-    """Queue failed mail again: the same hits, under a new Message-ID. It goes out with
-    the next outbox run (`monitor digest --send-now`, or the daemon within a minute)."""
+    """Queue failed deliveries again: mail with the same hits under a new Message-ID, a
+    webhook body as it was under its delivery id. They go out with the next outbox run
+    (`monitor digest --send-now`, or the daemon within a minute)."""
     from monitor import pipeline
 
     if bool(ids) == every_failed:

@@ -212,8 +212,9 @@ def test_digest_send_now_posts_to_webhooks_and_outbox_shows_them(tmp_path: Path)
         assert run("--config", str(cfg), "poll", "--once", cwd=tmp_path).returncode == 0
         first = run("--config", str(cfg), "digest", "--send-now", "--webhook", "desk", cwd=tmp_path)
         assert first.returncode == 1
-        assert "1 webhook deliveries queued, 0 sent, 1 still queued" in first.stdout
+        assert "1 webhook delivery queued, 0 sent, 1 still queued" in first.stdout
         assert "monitor: error: webhook desk not delivered: HTTP 503" in first.stderr
+        assert "[smtp]" not in first.stderr and "check the [[webhooks]] url" in first.stderr
         box = run("--config", str(cfg), "outbox", cwd=tmp_path)
         assert "queued webhook webhook:desk  1 hit, 1 attempt" in box.stdout
         assert "why: HTTP 503 Service Unavailable: maintenance" in box.stdout

@@ -42,6 +42,7 @@ from monitor.store import Store
 from monitor.store import outbox as outbox_store
 from monitor.store import webhooks as webhook_store
 from monitor.store.db import utcnow
+from monitor.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,8 @@ class WebhookRunSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (webhook, why not now)
 
     def line(self) -> str:
-        parts = [f"{self.queued} webhook deliveries queued", f"{self.sent} sent"]
+        queued = plural(self.queued, "webhook delivery", "webhook deliveries")
+        parts = [f"{queued} queued", f"{self.sent} sent"]
         if self.retrying:
             parts.append(f"{len(self.retrying)} still queued (will retry)")
         if self.failed:
@@ -408,4 +410,8 @@ def undelivered_webhooks(summary: WebhookRunSummary) -> DeliveryError | None:
         return None
     name, reason = problems[0]
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return DeliveryError(f"webhook {name} not delivered: {reason}{more}")
+    return DeliveryError(
+        f"webhook {name} not delivered: {reason}{more}",
+        hint="check the [[webhooks]] url and its receiver; undelivered bodies stay queued"
+        " (`monitor outbox`)",
+    )
