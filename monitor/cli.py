@@ -776,9 +776,13 @@ def web_command(ctx: Context, listen: str | None) -> None:
 
     server = WebServer(address, store, watchlists, lambda: settings)
     lower_priority(settings["web.nice"])
-    click.echo(f"monitor web: http://{address}/ (Ctrl-C to stop)", err=True)
+    host = address.rpartition(":")[0]
+
+    def announce(port: int) -> None:
+        click.echo(f"monitor web: http://{host}:{port}/ (Ctrl-C to stop)", err=True)
+
     try:
-        asyncio.run(serve_forever(server))
+        asyncio.run(serve_forever(server, announce))
     finally:
         store.dispose()
 
@@ -869,13 +873,15 @@ def status(ctx: Context, as_json: bool) -> None:
                 f"daemon: {inst.id}, up {_age((now - inst.started_at).total_seconds())}, "
                 f"heartbeat {_age((now - inst.heartbeat_at).total_seconds())} ago"
                 + ("" if report.alive(inst) else " (not responding)")
-                + f"; holds {plural(held.feeds, 'feed')}, {plural(held.outbox, 'mail')}"
+                + f"; holds {plural(held.feeds, 'feed')}, "
+                + plural(held.outbox, "delivery", "deliveries")
             )
     else:
         click.echo("daemon: not running")
     for h, c in sorted(orphans.items()):
         click.echo(
-            f"claims left by {h} (stopped): {plural(c.feeds, 'feed')}, {plural(c.outbox, 'mail')}; "
+            f"claims left by {h} (stopped): {plural(c.feeds, 'feed')}, "
+            f"{plural(c.outbox, 'delivery', 'deliveries')}; "
             "taken over when their lease runs out"
         )
     if last is None:

@@ -88,6 +88,7 @@ def test_status_command_text_and_json(tmp_path: Path) -> None:
     assert text.exit_code == 0, text.output
     out = text.output
     assert "daemon: host:1" in out  # no lock held here: the registered instance is shown
+    assert "holds 0 feeds, 0 deliveries" in out  # mail and webhook deliveries, counted together
     assert "last poll cycle:" in out and "2 feeds, 1 fetched" in out and "2 new hits" in out
     assert "feeds: 2 active, 1 failing" in out
     assert "failing(1)   http://bad.test/: connection refused" in out

@@ -8,9 +8,12 @@ import asyncio
 import base64
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -314,6 +317,44 @@ def test_cli_refuses_an_exposed_bind_without_credentials(tmp_path: Path) -> None
     assert done.stderr.strip().splitlines()[-1].startswith(
         "monitor: error: web: refusing to serve on 0.0.0.0:8470 without credentials"
     )
+
+
+def test_cli_says_once_where_it_listens(tmp_path: Path) -> None:
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "m.db"}"\n'
+        f'[watchlists]\ndir = "{REPO / "watchlists"}"\n'
+    )
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "--config", str(config), "web", "--listen", f"127.0.0.1:{port}"],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "MONITOR_CONFIG": ""},
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            assert line, f"monitor web ended: {lines}"
+            lines.append(line)
+            if line.startswith("monitor web: http://"):
+                break
+        url = lines[-1].split()[2]
+        assert url == f"http://127.0.0.1:{port}/", lines
+        with urllib.request.urlopen(url + "healthz", timeout=10) as answer:
+            assert answer.status == 200
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=30)[1]
+        assert proc.returncode == 0
+        said = "".join(lines) + rest
+        assert said.count("127.0.0.1") == 1, said  # the address is said once, not logged again
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")

@@ -156,18 +156,18 @@ class WebProcess:
         await self.start()
 
 
-def tell_parent(port: int, stop: Callable[[], None]) -> None:
-    """In ``monitor web`` started by the daemon: send the port, and call ``stop`` when the
-    daemon's end of the link closes. Nothing when started otherwise."""
+def tell_parent(port: int, stop: Callable[[], None]) -> bool:
+    """In ``monitor web`` started by the daemon: send the port, call ``stop`` when the
+    daemon's end of the link closes, and return True. False when started otherwise."""
     fd = os.environ.pop(PARENT_FD_ENV, None)
     if fd is None or not fd.isdigit():
-        return
+        return False
     try:
         link = socket.socket(fileno=int(fd))
         link.sendall(f"{port}\n".encode())
     except OSError as exc:  # not the daemon's link after all
         log.warning("web: %s=%s: %s", PARENT_FD_ENV, fd, exc)
-        return
+        return False
     link.setblocking(False)
     loop = asyncio.get_running_loop()
 
@@ -184,3 +184,4 @@ def tell_parent(port: int, stop: Callable[[], None]) -> None:
             stop()
 
     loop.add_reader(link.fileno(), readable)
+    return True

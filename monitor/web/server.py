@@ -56,7 +56,7 @@ class WebServer:
                 f"[web] listen = {self.listen!r}: cannot listen: {exc.strerror}"
             ) from None
         self._runner = runner
-        log.info("web view on http://%s:%d/", host, self.port)
+        log.debug("web view on http://%s:%d/", host, self.port)
 
     @property
     def port(self) -> int:
@@ -80,14 +80,16 @@ def lower_priority(nice: int) -> None:
         log.warning("web: cannot lower the scheduling priority: %s", exc.strerror)
 
 
-async def serve_forever(server: WebServer) -> None:
-    """``monitor web``: serve until SIGTERM or Ctrl-C."""
+async def serve_forever(server: WebServer, announce: Callable[[int], None]) -> None:
+    """``monitor web``: serve until SIGTERM or Ctrl-C. ``announce`` gets the port once the
+    view listens, unless the daemon started it (the daemon says where its view is)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
-    tell_parent(server.port, stop.set)  # when the daemon started us
+    if not tell_parent(server.port, stop.set):  # when the daemon started us
+        announce(server.port)
     try:
         await stop.wait()
     finally:
