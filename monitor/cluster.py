@@ -26,7 +26,8 @@ joined only if the new item is close to one of its members (the best-scoring pai
 ties go to the older story).
 
 The window is bounded by time (``duplicate_window``, the longer of the two windows) and
-by count (``max_items``); what leaves it can no longer be joined.
+by count (``max_items``); what leaves it can no longer be joined, and its words are
+forgotten once no item of the window has them (see ``StoryIndex._prune``).
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ CANDIDATES = 12
 CANDIDATE_TERMS = 16
 #: Words whose term id and hash are remembered (the cache is emptied when full).
 WORD_CACHE = 50_000
+#: Terms no item in the window has any more are forgotten once they outnumber the live
+#: ones by this many (see ``StoryIndex._prune``): the vocabulary stays within twice the
+#: window's own plus this, however long the daemon runs.
+DEAD_TERMS = 4096
 
 _WORD = re.compile(r"\d+|[^\W\d_]+", re.UNICODE)  # "250m" -> "250", "m"
 
@@ -276,7 +281,9 @@ class StoryIndex:
     """The rolling window and the decisions. Single-threaded: the store's writer owns it.
 
     Use: ``doc = index.features(...)``, ``decision = index.decide(doc)``, then (with the
-    story the store settled on) ``index.add(doc, item_id, story_id, seq)``. ``mark()`` /
+    story the store settled on) ``index.add(doc, item_id, story_id, seq)``, before the
+    features of another item are added (terms no item of the window has are forgotten
+    now and then: see ``_prune``; ``assign`` keeps its items' terms). ``mark()`` /
     ``undo(mark)`` take back what was added since a mark when a transaction rolls back.
     ``watermark`` is the highest assignment number (``items.story_seq``) the window has
     seen, so that instances sharing a database can catch up with each other.
@@ -296,11 +303,18 @@ class StoryIndex:
         self._docs: dict[int, Doc] = {}  # by item id, in the order added
         self._order: list[int] = []  # item ids as added (oldest first); see _expire
         self._first = 0  # index into _order of the oldest live entry
-        self._term_ids: dict[str, int] = {}
-        self.stems: list[str] = []  # term id -> stem
-        self._postings: list[array[int]] = []  # term id -> item ids, ascending
-        self._df: list[int] = []  # term id -> items in the window with it
-        self._ldf: list[float] = []  # term id -> log(df + 1), kept for today's IDF
+        # The vocabulary: every term some item of the window has, and (until _prune) some
+        # it no longer has. Term ids are handed out in the order stems are first seen and
+        # never reused (a forgotten stem seen again gets a new one, after every other: as
+        # a new stem would); only the window's Docs and the word cache hold them, nothing
+        # stored. Docs keep them in 32 bits: 2**31 stems, decades of news.
+        self._term_ids: dict[str, int] = {}  # stem -> term id
+        self._next_term = 0
+        self._live_terms = 0  # terms with df > 0
+        self.stems: dict[int, str] = {}  # term id -> stem
+        self._postings: dict[int, array[int]] = {}  # term id -> item ids, ascending
+        self._df: dict[int, int] = {}  # term id -> items in the window with it
+        self._ldf: dict[int, float] = {}  # term id -> log(df + 1), kept for today's IDF
         # Each word's term id and 32-bit hash (see _word), worked out once, not per
         # occurrence; emptied when it grows past WORD_CACHE words.
         self._words: dict[str, int] = {}
@@ -402,11 +416,12 @@ class StoryIndex:
             stem = _stem(word)
             tid = self._term_ids.get(stem, -1)
             if tid < 0:
-                tid = self._term_ids[stem] = len(self._postings)
-                self.stems.append(stem)
-                self._postings.append(array("q"))
-                self._df.append(0)
-                self._ldf.append(0.0)
+                tid = self._term_ids[stem] = self._next_term
+                self._next_term += 1
+                self.stems[tid] = stem
+                self._postings[tid] = array("q")
+                self._df[tid] = 0
+                self._ldf[tid] = 0.0
         found = self._words[word] = (tid + 1) << 32 | zlib.crc32(word.encode())
         return found
 
@@ -621,6 +636,8 @@ class StoryIndex:
                 posting.append(item_id)
             n = df[tid] = df[tid] + 1
             ldf[tid] = log(n + 1)
+            if n == 1:
+                self._live_terms += 1
         if doc.exact is not None:
             self._exact[doc.exact] = item_id
         for watchlist in sorted(doc.entities):
@@ -632,6 +649,8 @@ class StoryIndex:
             bucket[band] = item_id
         if len(self._docs) > self.params.max_items:
             self._drop_oldest()
+        if len(df) > 2 * self._live_terms + DEAD_TERMS:
+            self._prune()
 
     def relabel(self, stories: Mapping[int, int]) -> None:
         """Move items of the window to other stories (item id -> story id): the store
@@ -683,6 +702,8 @@ class StoryIndex:
         for tid in doc.terms:
             n = df[tid] = df[tid] - 1
             ldf[tid] = log(n + 1)
+            if not n:
+                self._live_terms -= 1
             posting = self._postings[tid]
             i = bisect_left(posting, key)
             if i < len(posting) and posting[i] == key:
@@ -692,6 +713,19 @@ class StoryIndex:
         for bucket, band in zip(self._buckets, doc.bands, strict=False):
             if bucket.get(band) == key:
                 del bucket[band]
+
+    def _prune(self) -> None:
+        """Forget the terms no item in the window has (df 0: they weigh nothing in any
+        score, and the IDF depends on the window's size, not the vocabulary's), but those
+        of items assigned and not yet added; and the cached words that map to them. Run
+        when such terms outnumber the live ones by DEAD_TERMS (see ``add``): its cost, one
+        pass over the vocabulary, is less than twice the number of terms it forgets."""
+        keep = {t for doc in self._pending.values() for t in doc.terms}
+        df = self._df
+        dead = [t for t, n in df.items() if not n and t not in keep]
+        for t in dead:
+            del self._term_ids[self.stems.pop(t)], self._postings[t], df[t], self._ldf[t]
+        self._words = {w: v for w, v in self._words.items() if not v >> 32 or (v >> 32) - 1 in df}
 
 
 @lru_cache(maxsize=8)

@@ -224,3 +224,84 @@ def test_signatures_are_datasketchs_minhash() -> None:
         got = index._signature(shingles)
         assert got.dtype == expected.hashvalues.dtype
         assert got.tolist() == expected.hashvalues.tolist()
+
+
+def _vocabulary(index: StoryIndex) -> dict[str, int]:
+    """Sizes of the per-term structures, after checking they agree with the window."""
+    live: dict[int, list[int]] = {}
+    for key, doc in index._docs.items():
+        for t in doc.terms:
+            live.setdefault(t, []).append(key)
+    for t, keys in live.items():
+        assert index._term_ids[index.stems[t]] == t
+        assert index._df[t] == len(keys)
+        assert list(index._postings[t]) == sorted(keys)
+    assert all(n == 0 for t, n in index._df.items() if t not in live)
+    return {
+        "live": len(live),
+        "term ids": len(index._term_ids),
+        "stems": len(index.stems),
+        "postings": len(index._postings),
+        "df": len(index._df),
+        "log df": len(index._ldf),
+        "words": len(index._words),
+    }
+
+
+def test_the_vocabulary_stays_bounded_by_the_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long run of items with words never seen again, through a small window (left by
+    count and by time, and a rolled-back batch now and then): every per-term structure
+    stays within a multiple of what the window holds, and the stories are those of an
+    index that forgets nothing."""
+    import random
+    from datetime import UTC, datetime
+
+    from monitor import cluster
+    from monitor.cluster import DEAD_TERMS, StoryParams
+
+    def unique(i: int) -> str:
+        return "".join(chr(97 + (i // 26**k) % 26) for k in range(6))
+
+    pool = [unique(10**8 + k * 7919) for k in range(40)]  # words that come back
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    params = StoryParams(max_items=60, duplicate_window=3600.0, event_window=1800.0)
+
+    def run(index: StoryIndex) -> tuple[list[tuple[int | None, str]], list[dict[str, int]]]:
+        rng = random.Random(5)
+        fresh = iter(range(10**7))
+        decisions, sizes = [], []
+        title = text = ""
+        for n in range(1, 2001):
+            if n % 4:
+                title = " ".join(rng.sample(pool, 3) + [unique(next(fresh)) for _ in range(3)])
+                text = " ".join(rng.sample(pool, 5) + [unique(next(fresh)) for _ in range(8)])
+            else:  # another write-up of the item before: its words in another order
+                title = " ".join(rng.sample(title.split(), 6))
+                text = " ".join([*rng.sample(text.split(), 13), unique(next(fresh))])
+            at = start + timedelta(seconds=n * (30 if n < 1000 else 120))
+            if n % 100 == 0:  # a transaction that rolls back
+                mark = index.mark()
+                for k in range(20):
+                    extra = " ".join(unique(next(fresh)) for _ in range(10))
+                    index.assign(10**6 + n + k, extra, extra, [], at)
+                    index.commit(10**6 + n + k, 10**6 + n, 0)
+                index.undo(mark)
+            d = index.assign(n, title, text, ["gor"] if n % 3 else [], at)
+            decisions.append((d.story, d.reason))
+            index.commit(n, d.story if d.story is not None else n, n)
+            if n % 250 == 0:
+                sizes.append(_vocabulary(index))
+        return decisions, sizes
+
+    pruned, sizes = run(StoryIndex(params))
+    assert {reason for _, reason in pruned} == {"new", "same event"}
+    for at in sizes:
+        # Twice the live terms, the slack, and what one item brings before it is added.
+        bound = 2 * at["live"] + DEAD_TERMS + 20
+        assert all(v <= bound for v in at.values()), at
+    assert sizes[-1]["term ids"] < 8_000  # the run saw more than 20,000 stems
+
+    monkeypatch.setattr(cluster, "DEAD_TERMS", 10**9)  # forgets no term
+    kept, sizes = run(StoryIndex(params))
+    assert sizes[-1]["term ids"] > 20_000
+    assert kept == pruned
