@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, select, update
 
 from monitor.models import Item, Match
 from monitor.store.db import Store, utcnow
+from monitor.store.feeds import stored_item
 from monitor.store.rows import item_text as item_text
 from monitor.store.schema import feeds, hits, items
 
@@ -48,21 +49,8 @@ def pending_articles(store: Store, *, limit: int = 1000) -> list[PendingArticle]
     )
     with store.read() as conn:
         return [
-            PendingArticle(r.id, r.feed_id, r.feed_url, _item(r)) for r in conn.execute(query)
+            PendingArticle(r.id, r.feed_id, r.feed_url, stored_item(r)) for r in conn.execute(query)
         ]
-
-
-def _item(r: Any) -> Item:
-    return Item(
-        identity=r.identity,
-        title=r.title,
-        link=r.link,
-        guid=r.guid,
-        summary=r.summary,
-        content=r.content,
-        published=r.published_at,
-        author=r.author,
-    )
 
 
 @dataclass(frozen=True, slots=True)

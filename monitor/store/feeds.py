@@ -544,14 +544,19 @@ def iter_items(store: Store, *, since: datetime | None = None) -> Iterator[Item]
         query = query.where(items.c.first_seen_at >= since)
     with store.read() as conn:
         for r in conn.execute(query):
-            yield Item(
-                identity=r.identity,
-                title=r.title,
-                link=r.link,
-                guid=r.guid,
-                summary=r.summary,
-                content=r.content,
-                published=r.published_at,
-                author=r.author,
-                lang=r.lang,
-            )
+            yield stored_item(r)
+
+
+def stored_item(r: Any) -> Item:
+    """An item as stored, from a row of the ``items`` table."""
+    return Item(
+        identity=r.identity,
+        title=r.title,
+        link=r.link,
+        guid=r.guid,
+        summary=r.summary,
+        content=r.content,
+        published=r.published_at,
+        author=r.author,
+        lang=r.lang,
+    )
