@@ -444,14 +444,19 @@ async def _follow(
             if response.status not in REDIRECT_STATUSES:
                 return await _conclude(feed, response, options, progress, started)
             target = _redirect_target(response)
-        if target in seen:
-            raise _Failure("redirect_loop", f"redirect loop: {url} -> {target}")
-        if progress.hops >= options.max_redirects:
-            raise _Failure("too_many_redirects", f"more than {options.max_redirects} redirects")
-        seen.add(target)
-        progress.hops += 1
         progress.permanent = progress.permanent and response.status in PERMANENT_REDIRECTS
-        progress.url = target
+        _hop(progress, seen, target, options)
+
+
+def _hop(progress: _Progress, seen: set[URL], target: URL, options: FetchOptions) -> None:
+    """Follow one redirect to ``target``: refused when it loops or one hop too many."""
+    if target in seen:
+        raise _Failure("redirect_loop", f"redirect loop: {progress.url} -> {target}")
+    if progress.hops >= options.max_redirects:
+        raise _Failure("too_many_redirects", f"more than {options.max_redirects} redirects")
+    seen.add(target)
+    progress.hops += 1
+    progress.url = target
 
 
 def _redirect_target(response: aiohttp.ClientResponse) -> URL:
@@ -777,13 +782,7 @@ async def _post_follow(
                     "307 or 308; configure the final URL",
                 )
             target = _redirect_target(response)
-        if target in seen:
-            raise _Failure("redirect_loop", f"redirect loop: {url} -> {target}")
-        if progress.hops >= options.max_redirects:
-            raise _Failure("too_many_redirects", f"more than {options.max_redirects} redirects")
-        seen.add(target)
-        progress.hops += 1
-        progress.url = target
+        _hop(progress, seen, target, options)
 
 
 # --------------------------------------------------------------------------- header facts
