@@ -103,18 +103,8 @@ def due_feeds(store: Store, now: datetime, *, everything: bool = False) -> list[
 def count_due_feeds(store: Store, now: datetime, *, everything: bool = False) -> int:
     """How many feeds are due (every active one with ``everything``) and free to claim:
     the daemon's cheap check each tick, and the size of a poll run's progress bar."""
-    due = or_(feeds.c.next_due_at.is_(None), feeds.c.next_due_at <= now)
-    query = (
-        select(func.count())
-        .select_from(feeds)
-        .where(
-            feeds.c.retired_at.is_(None),
-            *(() if everything else (due,)),
-            or_(feeds.c.claim_expires_at.is_(None), feeds.c.claim_expires_at < now),
-        )
-    )
-    with store.read() as conn:
-        return int(conn.execute(query).scalar_one())
+    free = or_(feeds.c.claim_expires_at.is_(None), feeds.c.claim_expires_at < now)
+    return _count_due(store, now, everything, free)
 
 
 def count_held_feeds(
@@ -122,16 +112,17 @@ def count_held_feeds(
 ) -> int:
     """How many feeds are due (every active one with ``everything``) but held by another
     instance whose claim has not run out: a poll run skips them."""
+    held = and_(feeds.c.claim_expires_at >= now, feeds.c.claimed_by != instance)
+    return _count_due(store, now, everything, held)
+
+
+def _count_due(store: Store, now: datetime, everything: bool, claim: Any) -> int:
+    """Active feeds that are due (all of them with ``everything``) and match ``claim``."""
     due = or_(feeds.c.next_due_at.is_(None), feeds.c.next_due_at <= now)
     query = (
         select(func.count())
         .select_from(feeds)
-        .where(
-            feeds.c.retired_at.is_(None),
-            *(() if everything else (due,)),
-            feeds.c.claim_expires_at >= now,
-            feeds.c.claimed_by != instance,
-        )
+        .where(feeds.c.retired_at.is_(None), *(() if everything else (due,)), claim)
     )
     with store.read() as conn:
         return int(conn.execute(query).scalar_one())
