@@ -29,15 +29,12 @@ import gzip
 import multiprocessing
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_poll import tree_rss_kib
+from bench_poll import run_sampled
 from feedgen import rss_feed
 from localserver import serve_app
 
@@ -116,28 +113,7 @@ def poll_once(url: str) -> dict[str, object]:
             "[polling]\nallow_private_addresses = true\n"
             f'[[feeds]]\nurl = "{url}"\n'
         )
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            [MONITOR, "--config", str(config), "poll", "--once"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        peak = 0
-        done = threading.Event()
-
-        def sample() -> None:
-            nonlocal peak
-            while not done.is_set():
-                peak = max(peak, tree_rss_kib(proc.pid))
-                done.wait(0.05)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        out, err = proc.communicate()
-        wall = time.perf_counter() - start
-        done.set()
-        sampler.join()
-        if proc.returncode != 0:
-            raise SystemExit(f"monitor failed ({proc.returncode}):\n{out}\n{err}")
+        out, wall, peak = run_sampled([MONITOR, "--config", str(config), "poll", "--once"], 0.05)
         lines = out.splitlines()
         return {
             "wall": wall,

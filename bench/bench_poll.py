@@ -88,11 +88,11 @@ def tree_rss_kib(root: int) -> int:
     return total
 
 
-def run_monitor(config: Path, *args: str) -> dict[str, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def run_sampled(argv: list[str], every: float = 0.1) -> tuple[str, float, int]:
+    """Run ``argv`` to its end, sampling the resident memory of its process tree every
+    ``every`` seconds: its stdout, wall time and peak RSS (KiB). Exits on a failure."""
     start = time.perf_counter()
-    proc = subprocess.Popen([MONITOR, "--config", str(config), "poll", "--once", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0
     done = threading.Event()
 
@@ -100,7 +100,7 @@ def run_monitor(config: Path, *args: str) -> dict[str, float]:
         nonlocal peak
         while not done.is_set():
             peak = max(peak, tree_rss_kib(proc.pid))
-            done.wait(0.1)
+            done.wait(every)
 
     sampler = threading.Thread(target=sample)
     sampler.start()
@@ -108,9 +108,15 @@ def run_monitor(config: Path, *args: str) -> dict[str, float]:
     wall = time.perf_counter() - start
     done.set()
     sampler.join()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"monitor failed ({proc.returncode}):\n{out}\n{err}")
+    return out, wall, peak
+
+
+def run_monitor(config: Path, *args: str) -> dict[str, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out, wall, peak = run_sampled([MONITOR, "--config", str(config), "poll", "--once", *args])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"wall": wall, "cpu": cpu, "rss_mb": peak / 1024, "summary": out.splitlines()[0]}  # type: ignore[dict-item]
 
