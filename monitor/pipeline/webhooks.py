@@ -27,7 +27,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cache, partial
 
@@ -100,7 +100,7 @@ def webhook_fetch_options(settings: Settings, hook: WebhookConfig | None = None)
     )
     agent = settings["polling.user_agent"]
     if agent:
-        options = FetchOptions(**{**options.__dict__, "user_agent": agent})
+        options = replace(options, user_agent=agent)
     return options
 
 
