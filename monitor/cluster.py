@@ -15,10 +15,14 @@ Evidence, strongest first (each pair of items is judged on its own):
    twice; Cyrillic transliterated, so names agree across Russian and English; words cut
    to 6 letters, a crude stem), adjusted by the watchlists both items hit (shared ones
    add, ones only one of them hit subtract) and by the time between them; joined when it
-   reaches ``event_similarity`` within ``event_window``. Items that share at least two
-   watchlists, where neither hits one the other lacks (one extra on one side is allowed:
-   a longer text names more), need only ``entity_similarity`` divided by one less than
-   the number they share (a Russian and an English report share little more than names).
+   reaches ``event_similarity`` within ``event_window``. Items that share at least three
+   watchlists (``MIN_SHARED_WATCHLISTS``), where neither hits one the other lacks (one
+   extra on one side is allowed: a longer text names more), need only
+   ``entity_similarity`` divided by one less than the number they share.
+4. **Other script**: failing those, a report in the other script (Russian / English
+   share little more than names) within a third of ``event_window``, sharing a watchlist
+   and contradicting none, with enough names alike once transliterated
+   (``_across_scripts``).
 
 Precision comes first: merging two events hides one of them from the reader, splitting
 one event only repeats it. So every rule needs time proximity, and a candidate story is

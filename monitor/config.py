@@ -348,9 +348,9 @@ SETTINGS: tuple[Setting, ...] = (
             "TF-IDF cosine (adjusted for shared and differing watchlist hits and time apart) "
             "two different write-ups need to count as one event; higher merges less"),
     Setting("stories", "entity_similarity", _fraction, 0.2,
-            "TF-IDF cosine enough when two items share two or more watchlist hits and neither "
-            "has one the other contradicts; divided by one less than the number shared (a "
-            "Russian and an English report of one event share little but names)"),
+            "TF-IDF cosine enough when two items share three or more watchlist hits and "
+            "neither has one the other contradicts; divided by one less than the number "
+            "shared"),
     Setting("stories", "event_window", parse_duration, 129600.0,
             "how far apart in time two write-ups of one event may be"),
     Setting("stories", "max_items", _positive_int, 100000,

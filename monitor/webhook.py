@@ -50,6 +50,7 @@ from typing import Any
 from monitor import __version__
 from monitor.models import HitLike
 from monitor.normalise import clean_header, http_url_or_none
+from monitor.wording import plural
 
 __all__ = [
     "DELIVERY_HEADER",
@@ -152,13 +153,9 @@ def _chat_link(url: str) -> str:
     return url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E")
 
 
-def _plural(n: int) -> str:
-    return f"{n} new {'story' if n == 1 else 'stories'}"
-
-
 def _head(count: int, watchlists: Sequence[str], names: Mapping[str, str], title: str) -> str:
     lists = ", ".join(_chat(names.get(w, w)) for w in watchlists)
-    return f"{_chat(title)}: {_plural(count)} ({lists})"
+    return f"{_chat(title)}: {plural(count, 'new story', 'new stories')} ({lists})"
 
 
 def _line(story: Mapping[str, Any], names: Mapping[str, str], *, link: bool = True) -> str:
@@ -299,7 +296,7 @@ def build_body(
         n -= 1  # the estimate was short: one story fewer
     hit_ids = frozenset(h.id for s in stories[:n] for h in s.hits)
     lists = ", ".join(w["id"] for w in body["watchlists"])
-    summary = f"{n} {'story' if n == 1 else 'stories'}: {lists}"
+    summary = f"{plural(n, 'story', 'stories')}: {lists}"
     return WebhookBody(data, hit_ids, n, clean_header(summary, 200))
 
 

@@ -158,6 +158,9 @@ async def test_stories_reach_a_flaky_receiver_exactly_once_signed(
                               "Middle Corridor tariffs"]  # fmt: skip
     gor = stories[titles.index("Gor meets C5 ministers")]
     assert gor["watchlists"] == ["gor", "c5plus1"]
+    # The watchlists' display names come from their files.
+    names = {w["id"]: w["name"] for b in receiver.accepted for w in b["watchlists"]}
+    assert names["gor"] == "Sergio Gor"
     (item,) = gor["items"]
     assert (item["link"], item["feed"], item["feed_title"]) == (
         "https://news.example/1", "https://news.example/rss", "News Example",

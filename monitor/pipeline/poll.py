@@ -16,7 +16,7 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from multiprocessing import get_context
@@ -65,7 +65,7 @@ def fetch_options(settings: Settings) -> FetchOptions:
     )
     agent = settings["polling.user_agent"]
     if agent:
-        options = FetchOptions(**{**options.__dict__, "user_agent": agent})
+        options = replace(options, user_agent=agent)
     return options
 
 

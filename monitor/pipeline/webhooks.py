@@ -26,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import cache, partial
 
 import aiohttp
 
@@ -98,7 +100,7 @@ def webhook_fetch_options(settings: Settings, hook: WebhookConfig | None = None)
     )
     agent = settings["polling.user_agent"]
     if agent:
-        options = FetchOptions(**{**options.__dict__, "user_agent": agent})
+        options = replace(options, user_agent=agent)
     return options
 
 
@@ -132,12 +134,13 @@ def _queue(
     settings: Settings,
     store: Store,
     hook: WebhookConfig,
-    names: dict[str, str],
+    names: Callable[[], dict[str, str]],
     now: datetime,
     instance: str,
 ) -> tuple[outbox_store.OutboxMessage, int] | None:
     """Build and queue one body of the webhook's oldest pending stories, leased to
-    ``instance``; None when nothing is pending."""
+    ``instance``; None when nothing is pending. ``names`` (the watchlists' display
+    names) is called only when there is a body to build."""
     followed = None if "*" in hook.watchlists else list(hook.watchlists)
     for _ in range(3):  # another instance may queue some of the same hits meanwhile
         stories = webhook_store.pending_stories(
@@ -154,7 +157,7 @@ def _queue(
             webhook=hook.name,
             delivery=delivery,
             now=now,
-            names=names,
+            names=names(),
             max_text=settings["delivery.webhook_max_text"],
             max_bytes=settings["delivery.webhook_max_bytes"],
         )
@@ -359,7 +362,9 @@ async def send_webhooks(
                 down.add(m.subscriber)
         for key, ids in held.items():
             await asyncio.to_thread(outbox_store.postpone, store, ids, poster.waiting[key])
-        names = _watchlist_names(settings) if hooks else {}
+        # Read from the watchlist files once, and only when some body is built: the
+        # daemon runs this every 30 s, mostly with nothing to queue.
+        names = cache(partial(_watchlist_names, settings))
         for hook in hooks:
             await _deliver_due(settings, store, hook, names, now, force, instance, poster, down)
     finally:
@@ -371,7 +376,7 @@ async def _deliver_due(
     settings: Settings,
     store: Store,
     hook: WebhookConfig,
-    names: dict[str, str],
+    names: Callable[[], dict[str, str]],
     now: datetime,
     force: bool,
     instance: str,
