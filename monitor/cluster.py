@@ -734,22 +734,12 @@ class StoryIndex:
 
 @lru_cache(maxsize=8)
 def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows) with the least false-positive plus false-negative probability mass
-    around ``threshold``, equal weights: datasketch's ``_optimal_param``, integrated here
-    with the midpoint rule so that SciPy is not imported for it."""
+    """(bands, rows) as datasketch's ``MinHashLSH`` chooses them for ``threshold``: the
+    least false-positive plus false-negative probability mass, equal weights."""
+    from datasketch import MinHashLSH  # imported with the window (see StoryIndex)
 
-    def area(f: Any, lo: float, hi: float, steps: int = 50) -> float:
-        width = (hi - lo) / steps
-        return float(sum(f(lo + (i + 0.5) * width) for i in range(steps)) * width)
-
-    best, params = float("inf"), (1, num_perm)
-    for b in range(1, num_perm + 1):
-        for r in range(1, num_perm // b + 1):
-            fp = area(lambda s, b=b, r=r: 1 - (1 - s**r) ** b, 0.0, threshold)
-            fn = area(lambda s, b=b, r=r: 1 - (1 - (1 - s**r) ** b), threshold, 1.0)
-            if fp + fn < best:
-                best, params = fp + fn, (b, r)
-    return params
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    return int(lsh.b), int(lsh.r)
 
 
 def _better(score: float, other: Doc, best: StoryDecision) -> bool:
