@@ -218,6 +218,33 @@ def test_pages_search_and_api(site: Served, store: Store) -> None:
     assert json.loads(site.get("/healthz")[2]) == {"status": "ok"}
 
 
+def test_try_keeps_a_watchlist_to_its_languages(
+    store: Store, store_url: str, tmp_path: Path
+) -> None:
+    """The form detects the text's language as the poller does: a watchlist kept to
+    other languages does not match it there either."""
+    (tmp_path / "ru.yaml").write_text(
+        "languages: [ru, kk]\nentries:\n  - id: g\n    terms: [{text: Гор, forms: true}]\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "uz.yaml").write_text(
+        "languages: [uz]\nentries:\n  - id: g\n    terms: [{text: Гор, lang: uz}]\n",
+        encoding="utf-8",
+    )
+    registry = watchlist_registry(tmp_path)
+    served = Served(store, registry, {})
+    try:
+        form = urllib.parse.urlencode(
+            {"title": "Горнинг ташрифи", "text": "Тошкентда ҳамкорлик ўрганилди"}
+        ).encode()
+        status, _, body = served.get("/try", data=form)
+    finally:
+        served.stop()
+    assert status == 200 and "Language: uz-Cyrl" in body
+    assert 'href="/watchlists/uz"' in body and 'href="/watchlists/ru"' not in body
+    assert body.count("<td>g</td>") == 1  # one entry matched: uz's
+
+
 def test_atom_feeds_parse_cleanly(site: Served) -> None:
     status, headers, body = site.get("/watchlists/gor.atom")
     assert status == 200 and headers["Content-Type"].startswith("application/atom+xml")

@@ -29,6 +29,7 @@ from aiohttp import web
 
 from monitor.config import SINCE_EXPECTED, Settings, parse_since
 from monitor.lang import TAGS as LANGUAGES
+from monitor.lang import detect as detect_language
 from monitor.records import hit_record, item_record
 from monitor.store import Store, browse
 from monitor.store import feeds as feed_store
@@ -412,6 +413,7 @@ async def outbox_page(request: web.Request) -> web.Response:
 async def try_form(request: web.Request) -> web.Response:
     """Run the watchlists on a pasted title and text; nothing is stored."""
     title = text = ""
+    lang: str | None = None
     results: list[tuple[str, str, list[str]]] | None = None
     marked: dict[str, list[tuple[str, bool]]] = {}
     if request.method == "POST":
@@ -420,12 +422,17 @@ async def try_form(request: web.Request) -> web.Response:
         text = str(form.get("text", ""))[:MAX_TRY_TEXT]
         _, matcher = request.app[CTX].watchlists.get()
         fields = {"title": title, "summary": text}
-        matches = matcher.match_fields(fields)
+        # The language as the poller detects it, so that a watchlist kept to other
+        # languages matches here what it matches there (as `monitor match` does).
+        lang = detect_language(title, text)
+        matches = matcher.match_fields(fields, lang=lang)
         results = [(m.watchlist, m.entry, list(m.terms)) for m in matches]
         for name, value in fields.items():
             spans = sorted({(s.start, s.end) for m in matches for s in m.spans if s.field == name})
             marked[name] = _mark(value, spans)
-    return _page(request, "try.html.j2", title=title, text=text, results=results, marked=marked)
+    return _page(
+        request, "try.html.j2", title=title, text=text, lang=lang, results=results, marked=marked
+    )
 
 
 def _mark(text: str, spans: list[tuple[int, int]]) -> list[tuple[str, bool]]:
