@@ -220,6 +220,11 @@ def _known_watchlist(request: web.Request, wid: str | None) -> Watchlist | None:
     raise web.HTTPNotFound(text=f"no watchlist {wid!r}\n")
 
 
+def _outlets(story: StoryRecord, names: dict[str, str]) -> list[str]:
+    """The names of the feeds that told ``story``, each once, in the order of its items."""
+    return list(dict.fromkeys(names.get(i.feed or "", i.feed or "?") for i in story.items))
+
+
 def _json(data: Any) -> web.Response:
     return web.Response(text=json.dumps(data, ensure_ascii=False), content_type="application/json")
 
@@ -261,7 +266,7 @@ async def index(request: web.Request) -> web.Response:
         if not matched:
             continue
         home = wl.id if wl else matched[0]
-        outlets = list(dict.fromkeys(names.get(i.feed or "", i.feed or "?") for i in story.items))
+        outlets = _outlets(story, names)
         groups.setdefault(home, []).append((story, outlets, [w for w in matched if w != home]))
     for rows in groups.values():
         rows.sort(key=lambda r: (r[0].last_seen.date(), len(r[0].items)), reverse=True)
@@ -290,11 +295,7 @@ async def story_page(request: web.Request) -> web.Response:
     if story is None:
         raise web.HTTPNotFound(text=f"no story {story_id}\n")
     rows = story.items
-    shown = [
-        (row, render.snippet(row.summary or row.content, row.marks) if row.marks else
-         render.snippet(row.summary or row.content, []))
-        for row in rows
-    ]  # fmt: skip
+    shown = [(row, render.snippet(row.summary or row.content, row.marks)) for row in rows]
     terms: dict[str, dict[str, None]] = {}
     for row in rows:
         for wid, ts in row.watchlists.items():
@@ -457,7 +458,7 @@ def _story_entries(
     base = _base(request)
     out = []
     for story in found:
-        outlets = list(dict.fromkeys(names.get(i.feed or "", i.feed or "?") for i in story.items))
+        outlets = _outlets(story, names)
         lead = story.items[0] if story.items else None
         summary = f"{len(story.items)} items from {', '.join(outlets)}"
         if story.watchlists:
