@@ -216,6 +216,11 @@ def test_pages_search_and_api(site: Served, store: Store) -> None:
     assert {"watchlist", "title", "link", "guid", "feed", "terms", "first_seen"} <= set(hits[0])
     assert site.get("/api/hits?since=soon")[0] == 400
     assert json.loads(site.get("/healthz")[2]) == {"status": "ok"}
+    for _ in range(2):  # read once, served alike after
+        status, headers, css = site.get("/static/style.css")
+        assert status == 200 and headers["Content-Type"].startswith("text/css")
+        assert css == (REPO / "monitor/web/static/style.css").read_text(encoding="utf-8")
+    assert site.get("/static/app.py")[0] == 404 and site.get("/static/..%2Fapp.py")[0] == 404
 
 
 def test_try_keeps_a_watchlist_to_its_languages(

@@ -599,10 +599,17 @@ async def static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in STATIC_FILES:
         raise web.HTTPNotFound(text="not found\n")
-    body = (render.STATIC / name).read_bytes()
     return web.Response(
-        body=body, content_type=STATIC_FILES[name], headers={"Cache-Control": "max-age=3600"}
+        body=_static_body(name),
+        content_type=STATIC_FILES[name],
+        headers={"Cache-Control": "max-age=3600"},
     )
+
+
+@functools.cache
+def _static_body(name: str) -> bytes:
+    """A file of ``static/``, read once (they ship with the package)."""
+    return (render.STATIC / name).read_bytes()
 
 
 async def favicon(request: web.Request) -> web.Response:
