@@ -211,6 +211,9 @@ def test_pages_search_and_api(site: Served, store: Store) -> None:
     assert {r["title"] for r in records} == {
         "US envoy Sergio Gor arrives in Tashkent for C5+1 talks", "Grain prices steady"}
     assert {"id", "feed", "title", "link", "guid", "published", "first_seen"} <= set(records[0])
+    assert {"feed_title", "story", "lang", "text", "text_source", "summary", "watchlists"} <= set(
+        records[0]
+    )  # as README lists them
     hits = json.loads(site.get("/api/hits?watchlist=gor&since=1d")[2])
     assert {h["watchlist"] for h in hits} == {"gor"} and len(hits) == 2
     assert {"watchlist", "title", "link", "guid", "feed", "terms", "first_seen"} <= set(hits[0])
