@@ -59,17 +59,11 @@ MAX_TRY_TEXT = 100_000
 CHART_DAYS = 30
 
 
-class Watchlists:
-    """What the web view needs of the watchlist registry (the daemon's live one)."""
-
-    def __init__(self, get: Callable[[], tuple[list[Watchlist], Matcher]]) -> None:
-        self.get = get
-
-
 @dataclass
 class WebContext:
     store: Store
-    watchlists: Watchlists
+    #: The watchlists and their matcher as they stand (re-read when the files change).
+    watchlists: Callable[[], tuple[list[Watchlist], Matcher]]
     settings: Callable[[], Settings]
     token: str | None = None
     threads: int = 0  # 0: by the backend (see the module's docstring)
@@ -156,7 +150,7 @@ def _cached(
 
     async def serve(request: web.Request) -> web.StreamResponse:
         ctx = request.app[CTX]
-        watchlists, _ = ctx.watchlists.get()
+        watchlists, _ = ctx.watchlists()
         key = (
             request.path_qs,
             tuple((w.id, w.name) for w in watchlists),
@@ -177,7 +171,7 @@ async def _db(request: web.Request, fn: Callable[..., T], *args: Any, **kwargs: 
 def _page(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
     env = request.app[ENV]
     ctx = request.app[CTX]
-    watchlists, _matcher = ctx.watchlists.get()
+    watchlists, _matcher = ctx.watchlists()
     body = env.get_template(template).render(
         nav_watchlists=[(w.id, w.name) for w in watchlists],
         path=request.path,
@@ -213,7 +207,7 @@ def _int_arg(request: web.Request, name: str, default: int | None, *, top: int) 
 def _known_watchlist(request: web.Request, wid: str | None) -> Watchlist | None:
     if not wid:
         return None
-    watchlists, _ = request.app[CTX].watchlists.get()
+    watchlists, _ = request.app[CTX].watchlists()
     for w in watchlists:
         if w.id == wid:
             return w
@@ -247,7 +241,7 @@ async def index(request: web.Request) -> web.Response:
     since_arg = request.query.get("since") or "7d"
     since = _since(since_arg)
     store = request.app[CTX].store
-    watchlists, _ = request.app[CTX].watchlists.get()
+    watchlists, _ = request.app[CTX].watchlists()
     found = await _db(
         request,
         browse.matched_stories,
@@ -344,7 +338,7 @@ async def search(request: web.Request) -> web.Response:
 
 
 async def watchlist_index(request: web.Request) -> web.Response:
-    watchlists, _ = request.app[CTX].watchlists.get()
+    watchlists, _ = request.app[CTX].watchlists()
     return _page(request, "watchlists.html.j2", watchlists=watchlists)
 
 
@@ -421,7 +415,7 @@ async def try_form(request: web.Request) -> web.Response:
         form = await request.post()
         title = str(form.get("title", ""))[:MAX_TRY_TEXT]
         text = str(form.get("text", ""))[:MAX_TRY_TEXT]
-        _, matcher = request.app[CTX].watchlists.get()
+        _, matcher = request.app[CTX].watchlists()
         fields = {"title": title, "summary": text}
         # The language as the poller detects it, so that a watchlist kept to other
         # languages matches here what it matches there (as `monitor match` does).
@@ -512,7 +506,7 @@ async def subscriber_atom(request: web.Request) -> web.Response:
     sub = next((s for s in settings.subscribers if s.email.lower() == email.lower()), None)
     if sub is None:
         raise web.HTTPNotFound(text=f"no subscriber {email!r}\n")
-    watchlists, _ = request.app[CTX].watchlists.get()
+    watchlists, _ = request.app[CTX].watchlists()
     followed = [w.id for w in watchlists if sub.follows(w.id)]
     return await _atom(
         request, f"/subscribers/{quote(sub.email)}.atom", f"monitor: {sub.email}", "/", followed
