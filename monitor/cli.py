@@ -394,6 +394,8 @@ def stories(
             click.echo(f"    {item.title}  {item.link or ''}")
     if not as_json and not rows:
         click.echo("no stories", err=True)
+
+
 # --------------------------------------------------------------------------- items
 
 
@@ -910,9 +912,7 @@ def status(ctx: Context, as_json: bool) -> None:
     if report.stories is not None:
         st = report.stories
         mean = f", {st.items_per_story_7d} items per story" if st.items_per_story_7d else ""
-        click.echo(
-            f"stories today (UTC): {st.today}; last 7 days: {st.per_day_7d} a day{mean}"
-        )
+        click.echo(f"stories today (UTC): {st.today}; last 7 days: {st.per_day_7d} a day{mean}")
     box = report.outbox
     line = f"outbox: {box.queued} queued"
     if box.oldest_queued_at is not None:
@@ -925,8 +925,7 @@ def status(ctx: Context, as_json: bool) -> None:
         age = "" if oldest is None else f" (oldest {_age((now - oldest).total_seconds())})"
         label = "webhooks" if kind == "webhook" else kind
         click.echo(
-            f"  {label}: {counts.queued} queued{age}, {counts.failed} failed, "
-            f"{counts.sent} sent"
+            f"  {label}: {counts.queued} queued{age}, {counts.failed} failed, {counts.sent} sent"
         )
 
 

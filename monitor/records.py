@@ -37,8 +37,9 @@ def hit_record(hit: StoredHit) -> dict[str, Any]:
 
 
 def item_record(item: ItemRow) -> dict[str, Any]:
-    """An item with the watchlists (and terms) that matched it: the fields of
-    ``monitor items --json`` and ``watchlists``."""
+    """An item with the watchlists (and terms) that matched it, as ``/api/items`` gives
+    it: the fields of ``monitor items --json`` but the article's (``article``,
+    ``article_error``), with ``feed_title``, ``summary`` and ``watchlists`` besides."""
     return {
         "id": item.id,
         "feed": item.feed_url,

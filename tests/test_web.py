@@ -211,11 +211,46 @@ def test_pages_search_and_api(site: Served, store: Store) -> None:
     assert {r["title"] for r in records} == {
         "US envoy Sergio Gor arrives in Tashkent for C5+1 talks", "Grain prices steady"}
     assert {"id", "feed", "title", "link", "guid", "published", "first_seen"} <= set(records[0])
+    assert {"feed_title", "story", "lang", "text", "text_source", "summary", "watchlists"} <= set(
+        records[0]
+    )  # as README lists them
     hits = json.loads(site.get("/api/hits?watchlist=gor&since=1d")[2])
     assert {h["watchlist"] for h in hits} == {"gor"} and len(hits) == 2
     assert {"watchlist", "title", "link", "guid", "feed", "terms", "first_seen"} <= set(hits[0])
     assert site.get("/api/hits?since=soon")[0] == 400
     assert json.loads(site.get("/healthz")[2]) == {"status": "ok"}
+    for _ in range(2):  # read once, served alike after
+        status, headers, css = site.get("/static/style.css")
+        assert status == 200 and headers["Content-Type"].startswith("text/css")
+        assert css == (REPO / "monitor/web/static/style.css").read_text(encoding="utf-8")
+    assert site.get("/static/app.py")[0] == 404 and site.get("/static/..%2Fapp.py")[0] == 404
+
+
+def test_try_keeps_a_watchlist_to_its_languages(
+    store: Store, store_url: str, tmp_path: Path
+) -> None:
+    """The form detects the text's language as the poller does: a watchlist kept to
+    other languages does not match it there either."""
+    (tmp_path / "ru.yaml").write_text(
+        "languages: [ru, kk]\nentries:\n  - id: g\n    terms: [{text: Гор, forms: true}]\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "uz.yaml").write_text(
+        "languages: [uz]\nentries:\n  - id: g\n    terms: [{text: Гор, lang: uz}]\n",
+        encoding="utf-8",
+    )
+    registry = watchlist_registry(tmp_path)
+    served = Served(store, registry, {})
+    try:
+        form = urllib.parse.urlencode(
+            {"title": "Горнинг ташрифи", "text": "Тошкентда ҳамкорлик ўрганилди"}
+        ).encode()
+        status, _, body = served.get("/try", data=form)
+    finally:
+        served.stop()
+    assert status == 200 and "Language: uz-Cyrl" in body
+    assert 'href="/watchlists/uz"' in body and 'href="/watchlists/ru"' not in body
+    assert body.count("<td>g</td>") == 1  # one entry matched: uz's
 
 
 def test_atom_feeds_parse_cleanly(site: Served) -> None:

@@ -309,14 +309,6 @@ def story_page(store: Store, story_id: int, *, limit: int) -> StoryPage | None:
     )  # fmt: skip
 
 
-def get_items(store: Store, ids: Sequence[int]) -> list[ItemRow]:
-    """The items with these ids (newest first), with their hits."""
-    if not ids:
-        return []
-    with store.read() as conn:
-        return _items_by_ids(conn, ids)
-
-
 def _items_by_ids(conn: Any, ids: Sequence[int]) -> list[ItemRow]:
     if not ids:
         return []

@@ -103,10 +103,6 @@ class FeedRecord:
     article_last_error: str | None = None
     article_last_error_at: datetime | None = None
 
-    @property
-    def healthy(self) -> bool:
-        return self.retired_at is None and self.consecutive_failures == 0
-
     def to_feed(self) -> Feed:
         from monitor.models import Feed
 

@@ -29,6 +29,7 @@ from aiohttp import web
 
 from monitor.config import SINCE_EXPECTED, Settings, parse_since
 from monitor.lang import TAGS as LANGUAGES
+from monitor.lang import detect as detect_language
 from monitor.records import hit_record, item_record
 from monitor.store import Store, browse
 from monitor.store import feeds as feed_store
@@ -58,17 +59,11 @@ MAX_TRY_TEXT = 100_000
 CHART_DAYS = 30
 
 
-class Watchlists:
-    """What the web view needs of the watchlist registry (the daemon's live one)."""
-
-    def __init__(self, get: Callable[[], tuple[list[Watchlist], Matcher]]) -> None:
-        self.get = get
-
-
 @dataclass
 class WebContext:
     store: Store
-    watchlists: Watchlists
+    #: The watchlists and their matcher as they stand (re-read when the files change).
+    watchlists: Callable[[], tuple[list[Watchlist], Matcher]]
     settings: Callable[[], Settings]
     token: str | None = None
     threads: int = 0  # 0: by the backend (see the module's docstring)
@@ -155,7 +150,7 @@ def _cached(
 
     async def serve(request: web.Request) -> web.StreamResponse:
         ctx = request.app[CTX]
-        watchlists, _ = ctx.watchlists.get()
+        watchlists, _ = ctx.watchlists()
         key = (
             request.path_qs,
             tuple((w.id, w.name) for w in watchlists),
@@ -176,7 +171,7 @@ async def _db(request: web.Request, fn: Callable[..., T], *args: Any, **kwargs: 
 def _page(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
     env = request.app[ENV]
     ctx = request.app[CTX]
-    watchlists, _matcher = ctx.watchlists.get()
+    watchlists, _matcher = ctx.watchlists()
     body = env.get_template(template).render(
         nav_watchlists=[(w.id, w.name) for w in watchlists],
         path=request.path,
@@ -212,11 +207,16 @@ def _int_arg(request: web.Request, name: str, default: int | None, *, top: int) 
 def _known_watchlist(request: web.Request, wid: str | None) -> Watchlist | None:
     if not wid:
         return None
-    watchlists, _ = request.app[CTX].watchlists.get()
+    watchlists, _ = request.app[CTX].watchlists()
     for w in watchlists:
         if w.id == wid:
             return w
     raise web.HTTPNotFound(text=f"no watchlist {wid!r}\n")
+
+
+def _outlets(story: StoryRecord, names: dict[str, str]) -> list[str]:
+    """The names of the feeds that told ``story``, each once, in the order of its items."""
+    return list(dict.fromkeys(names.get(i.feed or "", i.feed or "?") for i in story.items))
 
 
 def _json(data: Any) -> web.Response:
@@ -241,7 +241,7 @@ async def index(request: web.Request) -> web.Response:
     since_arg = request.query.get("since") or "7d"
     since = _since(since_arg)
     store = request.app[CTX].store
-    watchlists, _ = request.app[CTX].watchlists.get()
+    watchlists, _ = request.app[CTX].watchlists()
     found = await _db(
         request,
         browse.matched_stories,
@@ -260,7 +260,7 @@ async def index(request: web.Request) -> web.Response:
         if not matched:
             continue
         home = wl.id if wl else matched[0]
-        outlets = list(dict.fromkeys(names.get(i.feed or "", i.feed or "?") for i in story.items))
+        outlets = _outlets(story, names)
         groups.setdefault(home, []).append((story, outlets, [w for w in matched if w != home]))
     for rows in groups.values():
         rows.sort(key=lambda r: (r[0].last_seen.date(), len(r[0].items)), reverse=True)
@@ -289,11 +289,7 @@ async def story_page(request: web.Request) -> web.Response:
     if story is None:
         raise web.HTTPNotFound(text=f"no story {story_id}\n")
     rows = story.items
-    shown = [
-        (row, render.snippet(row.summary or row.content, row.marks) if row.marks else
-         render.snippet(row.summary or row.content, []))
-        for row in rows
-    ]  # fmt: skip
+    shown = [(row, render.snippet(row.summary or row.content, row.marks)) for row in rows]
     terms: dict[str, dict[str, None]] = {}
     for row in rows:
         for wid, ts in row.watchlists.items():
@@ -342,7 +338,7 @@ async def search(request: web.Request) -> web.Response:
 
 
 async def watchlist_index(request: web.Request) -> web.Response:
-    watchlists, _ = request.app[CTX].watchlists.get()
+    watchlists, _ = request.app[CTX].watchlists()
     return _page(request, "watchlists.html.j2", watchlists=watchlists)
 
 
@@ -412,20 +408,26 @@ async def outbox_page(request: web.Request) -> web.Response:
 async def try_form(request: web.Request) -> web.Response:
     """Run the watchlists on a pasted title and text; nothing is stored."""
     title = text = ""
+    lang: str | None = None
     results: list[tuple[str, str, list[str]]] | None = None
     marked: dict[str, list[tuple[str, bool]]] = {}
     if request.method == "POST":
         form = await request.post()
         title = str(form.get("title", ""))[:MAX_TRY_TEXT]
         text = str(form.get("text", ""))[:MAX_TRY_TEXT]
-        _, matcher = request.app[CTX].watchlists.get()
+        _, matcher = request.app[CTX].watchlists()
         fields = {"title": title, "summary": text}
-        matches = matcher.match_fields(fields)
+        # The language as the poller detects it, so that a watchlist kept to other
+        # languages matches here what it matches there (as `monitor match` does).
+        lang = detect_language(title, text)
+        matches = matcher.match_fields(fields, lang=lang)
         results = [(m.watchlist, m.entry, list(m.terms)) for m in matches]
         for name, value in fields.items():
             spans = sorted({(s.start, s.end) for m in matches for s in m.spans if s.field == name})
             marked[name] = _mark(value, spans)
-    return _page(request, "try.html.j2", title=title, text=text, results=results, marked=marked)
+    return _page(
+        request, "try.html.j2", title=title, text=text, lang=lang, results=results, marked=marked
+    )
 
 
 def _mark(text: str, spans: list[tuple[int, int]]) -> list[tuple[str, bool]]:
@@ -450,7 +452,7 @@ def _story_entries(
     base = _base(request)
     out = []
     for story in found:
-        outlets = list(dict.fromkeys(names.get(i.feed or "", i.feed or "?") for i in story.items))
+        outlets = _outlets(story, names)
         lead = story.items[0] if story.items else None
         summary = f"{len(story.items)} items from {', '.join(outlets)}"
         if story.watchlists:
@@ -504,7 +506,7 @@ async def subscriber_atom(request: web.Request) -> web.Response:
     sub = next((s for s in settings.subscribers if s.email.lower() == email.lower()), None)
     if sub is None:
         raise web.HTTPNotFound(text=f"no subscriber {email!r}\n")
-    watchlists, _ = request.app[CTX].watchlists.get()
+    watchlists, _ = request.app[CTX].watchlists()
     followed = [w.id for w in watchlists if sub.follows(w.id)]
     return await _atom(
         request, f"/subscribers/{quote(sub.email)}.atom", f"monitor: {sub.email}", "/", followed
@@ -591,10 +593,17 @@ async def static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in STATIC_FILES:
         raise web.HTTPNotFound(text="not found\n")
-    body = (render.STATIC / name).read_bytes()
     return web.Response(
-        body=body, content_type=STATIC_FILES[name], headers={"Cache-Control": "max-age=3600"}
+        body=_static_body(name),
+        content_type=STATIC_FILES[name],
+        headers={"Cache-Control": "max-age=3600"},
     )
+
+
+@functools.cache
+def _static_body(name: str) -> bytes:
+    """A file of ``static/``, read once (they ship with the package)."""
+    return (render.STATIC / name).read_bytes()
 
 
 async def favicon(request: web.Request) -> web.Response:

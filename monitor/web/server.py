@@ -14,7 +14,7 @@ from aiohttp import web
 from monitor.config import Settings
 from monitor.errors import ConfigError
 from monitor.store import Store
-from monitor.web.app import Watchlists, WebContext, create_app
+from monitor.web.app import WebContext, create_app
 from monitor.web.process import tell_parent
 from monitor.web.security import check_exposure, split_listen
 
@@ -41,7 +41,7 @@ class WebServer:
         self.listen = listen
         token = current.web_token()
         check_exposure(listen, token, current["web.trust_proxy_auth"])
-        self.context = WebContext(store, Watchlists(watchlists), settings, token=token)
+        self.context = WebContext(store, watchlists, settings, token=token)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
