@@ -753,7 +753,7 @@ def web_command(ctx: Context, listen: str | None) -> None:
     import asyncio
     import time
 
-    from monitor.config import _listen
+    from monitor.config import parse_listen
     from monitor.pipeline import watchlist_registry
     from monitor.store import open_store
     from monitor.web import DEFAULT_LISTEN, WebServer, lower_priority, serve_forever
@@ -761,7 +761,7 @@ def web_command(ctx: Context, listen: str | None) -> None:
     settings = ctx.settings
     setup_logging(ctx.verbose, settings["log.level"])
     try:
-        address = _listen(listen) if listen else None
+        address = parse_listen(listen) if listen else None
     except ValueError as exc:
         raise click.BadParameter(f"{listen!r}: expected {exc}", param_hint="--listen") from None
     address = address or settings["web.listen"] or DEFAULT_LISTEN

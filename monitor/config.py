@@ -189,7 +189,8 @@ def _timezone(value: object) -> str:
     return name
 
 
-def _listen(value: object) -> str | None:
+def parse_listen(value: object) -> str | None:
+    """A ``host:port`` to listen on (None when empty); ValueError names what is expected."""
     text = _str(value).strip()
     if not text:
         return None
@@ -356,9 +357,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("stories", "max_items", _positive_int, 100000,
             "most recent items kept in the in-memory window stories are matched against "
             "(about 3 KB each)"),
-    Setting("metrics", "listen", _listen, None,
+    Setting("metrics", "listen", parse_listen, None,
             "host:port for a Prometheus /metrics endpoint; empty: off"),
-    Setting("web", "listen", _listen, None,
+    Setting("web", "listen", parse_listen, None,
             "host:port of the read-only web view, Atom feeds and JSON API served by "
             "monitor run (e.g. 127.0.0.1:8470); empty: off (monitor web defaults to "
             "127.0.0.1:8470)"),

@@ -251,6 +251,7 @@ def test_try_keeps_a_watchlist_to_its_languages(
     assert status == 200 and "Language: uz-Cyrl" in body
     assert 'href="/watchlists/uz"' in body and 'href="/watchlists/ru"' not in body
     assert body.count("<td>g</td>") == 1  # one entry matched: uz's
+    assert "1 match<" in body and "1 matches" not in body
 
 
 def test_atom_feeds_parse_cleanly(site: Served) -> None:

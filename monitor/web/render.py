@@ -18,6 +18,7 @@ import jinja2
 from markupsafe import Markup
 
 from monitor.normalise import collapse_ws, http_url_or_none
+from monitor.wording import plural
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -34,6 +35,7 @@ def environment() -> jinja2.Environment:
     env.filters["href"] = safe_href
     env.filters["when"] = when
     env.filters["one_line"] = lambda t: collapse_ws(t or "")
+    env.filters["plural"] = plural
     return env
 
 
