@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
 from monitor.models import Item, Match
+from monitor.records import iso
 from monitor.store.db import Store, utcnow
 from monitor.store.feeds import stored_item
 from monitor.store.rows import item_text as item_text
@@ -154,10 +155,6 @@ def save_articles(
 # --------------------------------------------------------------------------- items
 
 
-def _iso(when: datetime | None) -> str | None:
-    return when.astimezone(UTC).isoformat().replace("+00:00", "Z") if when else None
-
-
 def item_record(row: Any) -> dict[str, Any]:
     """One stored item as ``monitor items --json`` prints it (one place for every field)."""
     return {
@@ -166,8 +163,8 @@ def item_record(row: Any) -> dict[str, Any]:
         "title": row.title,
         "link": row.link,
         "guid": row.guid,
-        "published": _iso(row.published_at),
-        "first_seen": _iso(row.first_seen_at),
+        "published": iso(row.published_at),
+        "first_seen": iso(row.first_seen_at),
         "story": row.story_id,
         "lang": row.lang,
         "text": item_text(row.summary, row.content),
