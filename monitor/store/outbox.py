@@ -158,18 +158,34 @@ def _story_mailed(email: Any) -> Any:
     )
 
 
-def _pending_conditions(
-    email: str, watchlists: Sequence[str] | None, since: Any, *, updates: bool = False
-) -> Any:
+def pending_conditions(
+    recipient: Any, since: Any, watchlists: Any, *, updates: bool = False
+) -> list[Any]:
+    """What makes a hit pending for a recipient (a subscriber's address or a webhook's
+    key): stored at or after ``since`` (when the recipient's row was created), not in
+    ``deliveries`` for it, in ``watchlists`` (None: any) and, unless ``updates``, not of a
+    story already mailed to it under the same watchlist. Each argument is a value or a
+    bound parameter / subquery, so that statements built once (``lru_cache``) and queries
+    built per call share the one definition."""
     delivered = exists().where(
-        and_(deliveries.c.subscriber == email, deliveries.c.hit_id == hits.c.id)
+        and_(deliveries.c.subscriber == recipient, deliveries.c.hit_id == hits.c.id)
     )
     conds = [hits.c.created_at >= since, ~delivered]
     if not updates:
-        conds.append(~_story_mailed(email))
+        conds.append(~_story_mailed(recipient))
     if watchlists is not None:
-        conds.append(hits.c.watchlist.in_(list(watchlists)))
-    return and_(*conds)
+        conds.append(hits.c.watchlist.in_(watchlists))
+    return conds
+
+
+def recipient_since(recipient: Any) -> Any:
+    """The recipient's row's creation time, as a scalar subquery (see
+    :func:`pending_conditions`)."""
+    return (
+        select(subscriber_rows.c.created_at)
+        .where(subscriber_rows.c.email == recipient)
+        .scalar_subquery()
+    )
 
 
 def _since(store: Store, email: str) -> datetime | None:
@@ -196,7 +212,11 @@ def pending_hits(
     since = _since(store, email)
     if since is None:
         return []
-    cond = _pending_conditions(email, watchlists, since, updates=updates)
+    cond = and_(
+        *pending_conditions(
+            email, since, None if watchlists is None else list(watchlists), updates=updates
+        )
+    )
     if limit_per_watchlist is None:
         query = _hit_query().where(cond).order_by(hits.c.created_at, hits.c.id)
         with store.read() as conn:
@@ -232,19 +252,8 @@ class PendingPlan:
 def _plan_query(filtered: bool, updates: bool) -> Any:
     """The pending-plan statement, built once (parameters: email, watchlists)."""
     email = bindparam("email", type_=String)
-    since = (
-        select(subscriber_rows.c.created_at)
-        .where(subscriber_rows.c.email == email)
-        .scalar_subquery()
-    )
-    delivered = exists().where(
-        and_(deliveries.c.subscriber == email, deliveries.c.hit_id == hits.c.id)
-    )
-    conds = [hits.c.created_at >= since, ~delivered]
-    if not updates:
-        conds.append(~_story_mailed(email))
-    if filtered:
-        conds.append(hits.c.watchlist.in_(bindparam("watchlists", expanding=True)))
+    watchlists: Any = bindparam("watchlists", expanding=True) if filtered else None
+    conds = pending_conditions(email, recipient_since(email), watchlists, updates=updates)
     # Stories are ranked by their oldest pending hit in the watchlist (a story id of
     # None, which only a hit stored outside the pipeline has, counts as the item's own).
     story = func.coalesce(items.c.story_id, -items.c.id)
@@ -337,7 +346,7 @@ def pending_counts(store: Store, email: str, watchlists: Sequence[str] | None) -
         return {}
     query = (
         select(hits.c.watchlist, func.count())
-        .where(_pending_conditions(email, watchlists, since))
+        .where(*pending_conditions(email, since, None if watchlists is None else list(watchlists)))
         .group_by(hits.c.watchlist)
     )
     with store.read() as conn:
@@ -681,9 +690,7 @@ def requeue_failed(
     counted afresh. Returns the ids
     requeued (an id that is not failed is left alone)."""
     now = now or utcnow()
-    query = select(outbox.c.id, outbox.c.message, outbox.c.kind).where(
-        outbox.c.status == FAILED
-    )
+    query = select(outbox.c.id, outbox.c.message, outbox.c.kind).where(outbox.c.status == FAILED)
     if ids is not None:
         query = query.where(outbox.c.id.in_(list(ids)))
     done: list[int] = []

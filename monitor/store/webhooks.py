@@ -16,13 +16,18 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, bindparam, exists, func, select
+from sqlalchemy import Integer, String, bindparam, func, select
 
 from monitor.store.db import Store
 from monitor.store.feeds import StoredHit, _hit_query
-from monitor.store.outbox import QUEUED, WEBHOOK, sync_subscribers
-from monitor.store.schema import deliveries, hits, items, outbox, stories
-from monitor.store.schema import subscribers as subscriber_rows
+from monitor.store.outbox import (
+    QUEUED,
+    WEBHOOK,
+    pending_conditions,
+    recipient_since,
+    sync_subscribers,
+)
+from monitor.store.schema import hits, items, outbox, stories
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,15 +46,9 @@ def _pending_queries(filtered: bool) -> tuple[Any, Any]:
     """(the oldest pending stories, their pending hits), built once; parameters: key,
     watchlists (when filtered), limit; the second also ``groups``."""
     key = bindparam("key", type_=String)
-    since = (
-        select(subscriber_rows.c.created_at).where(subscriber_rows.c.email == key).scalar_subquery()
-    )
-    delivered = exists().where(
-        and_(deliveries.c.subscriber == key, deliveries.c.hit_id == hits.c.id)
-    )
-    conds = [hits.c.created_at >= since, ~delivered]
-    if filtered:
-        conds.append(hits.c.watchlist.in_(bindparam("watchlists", expanding=True)))
+    watchlists: Any = bindparam("watchlists", expanding=True) if filtered else None
+    # Webhooks send a story's new hits as they come (``updates``): each body is a record.
+    conds = pending_conditions(key, recipient_since(key), watchlists, updates=True)
     # An item outside any story (not assigned by the store) is a story of its own.
     group = func.coalesce(items.c.story_id, -items.c.id)
     chosen = (
@@ -137,9 +136,7 @@ class _Recipient:
     email: str  # the webhook's key, as the subscriber helpers call it
 
 
-def register_webhooks(
-    store: Store, keys: Sequence[str], *, now: datetime | None = None
-) -> None:
+def register_webhooks(store: Store, keys: Sequence[str], *, now: datetime | None = None) -> None:
     """Give each webhook (by its key) its recipient row: it gets the hits stored from
     then on."""
     sync_subscribers(store, [_Recipient(key) for key in keys], now=now)
