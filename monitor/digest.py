@@ -71,6 +71,7 @@ __all__ = [
     "Segment",
     "Story",
     "new_message_id",
+    "readdress",
 ]
 
 log = logging.getLogger(__name__)
@@ -287,6 +288,26 @@ def new_message_id(sender: str) -> str:
     """A fresh ``<...@domain>`` Message-ID in the sender's domain."""
     domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
     return make_msgid(idstring="digest", domain=clean_header(domain, 200))
+
+
+_MESSAGE_ID_HEADER = re.compile(rb"^Message-ID:[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*", re.I | re.M)
+
+
+def readdress(message: bytes, sender: str) -> tuple[str, bytes]:
+    """A rendered message under a new Message-ID (a failed digest queued again is a new
+    message to the server and the reader's client), and that id. The rest of the bytes are
+    kept as they are."""
+    message_id = new_message_id(sender)
+    header = f"Message-ID: {message_id}".encode("ascii")
+    head, sep, rest = message.partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, rest = message.partition(b"\n\n")
+    found = _MESSAGE_ID_HEADER.search(head)
+    if found:
+        head = head[: found.start()] + header + head[found.end() :]
+    else:
+        head = header + (b"\r\n" if b"\r\n" in head else b"\n") + head
+    return message_id, head + sep + rest
 
 
 # --- snippets and highlights ----------------------------------------------------------

@@ -628,7 +628,7 @@ async def test_a_failed_delivery_requeued_goes_again_as_it_was(
         (row,) = ob.list_outbox(store)
         assert row.status == "failed"
         again = T0 + timedelta(days=1, minutes=1)
-        assert ob.requeue_failed(store, lambda: "<unused@test>", now=again) == [row.id]
+        assert ob.requeue_failed(store, lambda m: ("<unused@test>", m), now=again) == [row.id]
         await send_webhooks(config, store, now=T0 + timedelta(days=1, minutes=2))
     assert len(seen) == 2 and seen[0] == seen[1]
     json.loads(seen[1][1])  # still the JSON body, untouched

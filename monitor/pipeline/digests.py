@@ -28,7 +28,13 @@ from monitor.deliver import (
     TemporaryFailure,
     deliverer_from_settings,
 )
-from monitor.digest import DigestOptions, DigestRenderer, RenderedDigest, new_message_id
+from monitor.digest import (
+    DigestOptions,
+    DigestRenderer,
+    RenderedDigest,
+    new_message_id,
+    readdress,
+)
 from monitor.errors import ConfigError, DeliveryError, MonitorError
 from monitor.pipeline.poll import instance_name
 from monitor.schedules import in_quiet_hours, next_digest_time
@@ -462,4 +468,4 @@ def retry_failed_mail(
     """Queue failed mail again (``ids``, or all of it) under new Message-IDs; the next
     outbox run (`monitor digest --send-now`, or the daemon within a minute) sends it."""
     sender = settings["smtp.sender"]
-    return outbox_store.requeue_failed(store, lambda: new_message_id(sender), ids=ids)
+    return outbox_store.requeue_failed(store, lambda m: readdress(m, sender), ids=ids)

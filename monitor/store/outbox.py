@@ -24,7 +24,6 @@ id the receiver sees (``X-Monitor-Delivery``). Each sender claims its own kind.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -675,20 +674,19 @@ def mark_failed(store: Store, outbox_id: int, reason: str, *, now: datetime | No
         )
 
 
-_MESSAGE_ID_HEADER = re.compile(rb"^Message-ID:[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*", re.I | re.M)
 
 
 def requeue_failed(
     store: Store,
-    new_message_id: Callable[[], str],
+    readdress: Callable[[bytes], tuple[str, bytes]],
     *,
     ids: Sequence[int] | None = None,
     now: datetime | None = None,
 ) -> list[int]:
-    """Queue failed mail again (the rows ``ids``, or every failed one): the same message
-    and hits under a new Message-ID (a webhook's body as it was), due now, its attempts
-    counted afresh. Returns the ids
-    requeued (an id that is not failed is left alone)."""
+    """Queue failed mail again (the rows ``ids``, or every failed one): the same hits,
+    the message as ``readdress`` gives it back with its new Message-ID (see
+    ``digest.readdress``; a webhook's body goes as it was), due now, its attempts counted
+    afresh. Returns the ids requeued (an id that is not failed is left alone)."""
     now = now or utcnow()
     query = select(outbox.c.id, outbox.c.message, outbox.c.kind).where(outbox.c.status == FAILED)
     if ids is not None:
@@ -713,21 +711,11 @@ def requeue_failed(
                 )
                 done.append(int(row_id))
                 continue
-            message_id = new_message_id()
-            body = bytes(message)
-            header = f"Message-ID: {message_id}".encode("ascii")
-            head, sep, rest = body.partition(b"\r\n\r\n")
-            if not sep:
-                head, sep, rest = body.partition(b"\n\n")
-            found = _MESSAGE_ID_HEADER.search(head)
-            if found:
-                head = head[: found.start()] + header + head[found.end() :]
-            else:
-                head = header + (b"\r\n" if b"\r\n" in head else b"\n") + head
+            message_id, message = readdress(bytes(message))
             conn.execute(
                 update(outbox)
                 .where(outbox.c.id == row_id, outbox.c.status == FAILED)
-                .values(message_id=message_id, message=head + sep + rest, **again)
+                .values(message_id=message_id, message=message, **again)
             )
             done.append(int(row_id))
     return done
