@@ -411,7 +411,9 @@ class Daemon:
             if self._stopping:
                 break
             try:
-                summary = await pipeline.send_digests(self.settings, self.store, subscriber=email)
+                summary = await pipeline.send_digests(
+                    self.settings, self.store, subscriber=email, watchlists=self.registry.watchlists
+                )
             except MonitorError as exc:
                 log.error("digests for %s: %s", email or "subscribers", exc.one_line())
                 continue
@@ -422,7 +424,11 @@ class Daemon:
         hooks_sent = 0
         if emails is None and self.settings.webhooks and not self._stopping:
             try:  # webhooks due by their schedules, and their retries
-                hooks_sent = (await pipeline.send_webhooks(self.settings, self.store)).sent
+                hooks_sent = (
+                    await pipeline.send_webhooks(
+                        self.settings, self.store, watchlists=self.registry.watchlists
+                    )
+                ).sent
             except MonitorError as exc:
                 log.error("webhooks: %s", exc.one_line())
             except Exception:

@@ -476,6 +476,36 @@ async def test_file_delivery_is_the_default(tmp_path: Path, store: Store) -> Non
     assert again.sent == 0 and len(list((tmp_path / "mail").glob("*.eml"))) == 3
 
 
+async def test_loaded_watchlists_name_the_digest_while_a_file_is_broken(
+    tmp_path: Path, store: Store
+) -> None:
+    """The daemon passes its last good watchlists: a bad edit on disk changes nothing in
+    the mail; read from the (broken) files instead, the digest falls back to the ids."""
+    from dataclasses import replace
+
+    from monitor.watchlists import load_watchlists
+
+    settings = digest_settings(tmp_path, None)
+    loaded = [replace(w, name=f"{w.name} desk") for w in load_watchlists(settings.watchlists_dir)]
+    (settings.watchlists_dir / "gor.yaml").write_text("id: gor\nentries: [\n")  # broken
+    ob.sync_subscribers(store, settings.subscribers, now=T0)
+    new_hits(store, "gor", 1, T0)
+    s = await send_digests(settings, store, now=T0 + timedelta(minutes=1), watchlists=loaded)
+    assert s.sent == 3
+    new_hits(store, "gor", 1, T0 + timedelta(minutes=2))
+    s = await send_digests(settings, store, now=T0 + timedelta(minutes=3))
+    assert s.sent == 3
+    files = sorted((tmp_path / "mail").glob("*.eml"), key=lambda f: f.stat().st_mtime_ns)
+    texts = []
+    for f in files:
+        m = email.message_from_bytes(f.read_bytes(), policy=email.policy.default)
+        body = m.get_body(preferencelist=("plain",))
+        assert body is not None
+        texts.append(body.get_content())
+    assert all("Sergio Gor desk" in t for t in texts[:3])
+    assert not any("desk" in t for t in texts[3:]) and all("gor" in t for t in texts[3:])
+
+
 async def test_schedules_quiet_hours_and_priority(tmp_path: Path, store: Store) -> None:
     settings = digest_settings(
         tmp_path,

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitor.config import Settings, SubscriberConfig
 from monitor.deliver import (
@@ -45,6 +45,9 @@ from monitor.store import stories as story_store
 from monitor.store.db import utcnow
 from monitor.store.feeds import StoredHit
 from monitor.wording import plural
+
+if TYPE_CHECKING:
+    from monitor.watchlists import Watchlist
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +99,23 @@ def _digest_options(settings: Settings) -> DigestOptions:
     )
 
 
-def _watchlist_facts(settings: Settings) -> tuple[dict[str, str], dict[str, int]]:
-    """Display names and priority ranks of the watchlists (nothing if they are broken: a
-    bad watchlist edit must not stop the mail)."""
+def _watchlist_facts(
+    settings: Settings, loaded: Sequence[Watchlist] | None
+) -> tuple[dict[str, str], dict[str, int]]:
+    """Display names and priority ranks of the watchlists: ``loaded`` (the daemon's last
+    good version), else read from the files (nothing if they are broken: a bad watchlist
+    edit must not stop the mail)."""
     from monitor.watchlists import load_watchlists
 
-    try:
-        found = load_watchlists(settings.watchlists_dir)
-    except MonitorError as exc:
-        log.warning("digests use watchlist ids: %s", exc.one_line())
-        return {}, {}
+    found: Sequence[Watchlist]
+    if loaded is not None:
+        found = loaded
+    else:
+        try:
+            found = load_watchlists(settings.watchlists_dir)
+        except MonitorError as exc:
+            log.warning("digests use watchlist ids: %s", exc.one_line())
+            return {}, {}
     return {w.id: w.name for w in found}, {w.id: _PRIORITY_RANK.get(w.priority, 1) for w in found}
 
 
@@ -125,11 +135,17 @@ class _DigestBuilder:
     """Renders and queues digests; what a run shares is computed once (templates, feed
     health, volumes per time zone, and each hit: subscribers mostly share their news)."""
 
-    def __init__(self, settings: Settings, store: Store, now: datetime) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        now: datetime,
+        watchlists: Sequence[Watchlist] | None = None,
+    ) -> None:
         self.settings, self.store, self.now = settings, store, now
         self.options = _digest_options(settings)
         self.renderer = DigestRenderer(self.options)
-        self.names, self.ranks = _watchlist_facts(settings)
+        self.names, self.ranks = _watchlist_facts(settings, watchlists)
         self.priority = {w for w, r in self.ranks.items() if r == _PRIORITY_RANK["high"]}
         self.failing = outbox_store.failing_feeds(store)
         self._volumes: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
@@ -265,7 +281,7 @@ def _let_the_sender_run() -> None:
 
 
 def _produce(
-    builder_args: tuple[Settings, Store, datetime],
+    builder_args: tuple[Settings, Store, datetime, Sequence[Watchlist] | None],
     subscribers: Sequence[SubscriberConfig],
     force: bool,
     summary: DigestRunSummary,
@@ -275,12 +291,12 @@ def _produce(
 ) -> None:
     """Worker thread: sync subscribers, queue each due digest, hand it to the sender.
     Always ends the hand-off with None."""
-    settings, store, now = builder_args
+    settings, store, now, watchlists = builder_args
     try:
         outbox_store.sync_subscribers(store, settings.subscribers, now=now)
         if not subscribers:
             return
-        builder = _DigestBuilder(settings, store, now)
+        builder = _DigestBuilder(settings, store, now, watchlists)
         for sub in subscribers:
             if stop.is_set():
                 return
@@ -370,6 +386,7 @@ async def send_digests(
     subscriber: str | None = None,
     force: bool = False,
     deliverer: Deliverer | None = None,
+    watchlists: Sequence[Watchlist] | None = None,
 ) -> DigestRunSummary:
     """Deliver what is queued and due (``force``: retries too, without waiting for their
     backoff), then queue and deliver the digests that are due (``force``: every subscriber
@@ -378,7 +395,8 @@ async def send_digests(
 
     Delivery failures are in the summary (and on the outbox rows), not raised. A template
     error is raised (:class:`~monitor.errors.TemplateError`) after the mail already queued
-    has gone.
+    has gone. ``watchlists``: the loaded watchlists for names and priorities (the daemon
+    passes its last good version); None reads the files.
     """
     fixed = now
     now = now or utcnow()
@@ -407,7 +425,14 @@ async def send_digests(
     stop = threading.Event()
     producer = asyncio.ensure_future(
         asyncio.to_thread(
-            _produce, (settings, store, now), chosen, force, summary, instance, handoff, stop
+            _produce,
+            (settings, store, now, watchlists),
+            chosen,
+            force,
+            summary,
+            instance,
+            handoff,
+            stop,
         )
     )
     pending = list(backlog)

@@ -26,10 +26,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cache, partial
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -45,6 +46,9 @@ from monitor.store import outbox as outbox_store
 from monitor.store import webhooks as webhook_store
 from monitor.store.db import utcnow
 from monitor.wording import plural
+
+if TYPE_CHECKING:
+    from monitor.watchlists import Watchlist
 
 log = logging.getLogger(__name__)
 
@@ -183,9 +187,11 @@ def _queue(
     return None
 
 
-def _watchlist_names(settings: Settings) -> dict[str, str]:
+def _watchlist_names(settings: Settings, loaded: Sequence[Watchlist] | None) -> dict[str, str]:
     from monitor.watchlists import load_watchlists
 
+    if loaded is not None:
+        return {w.id: w.name for w in loaded}
     try:
         return {w.id: w.name for w in load_watchlists(settings.watchlists_dir)}
     except MonitorError as exc:
@@ -323,13 +329,15 @@ async def send_webhooks(
     name: str | None = None,
     force: bool = False,
     session: aiohttp.ClientSession | None = None,
+    watchlists: Sequence[Watchlist] | None = None,
 ) -> WebhookRunSummary:
     """Post what is queued and due (``force``: retries too, without waiting for their
     backoff), then queue and post the stories of every webhook that is due (``force``:
     whatever its schedule). ``name`` limits both to one webhook. After a temporary
     failure, the webhook's other queued rows are not posted in this run: they wait as
     long as the failed one. Failures are in the summary and on the outbox rows, not
-    raised."""
+    raised. ``watchlists``: the loaded watchlists, for their names (the daemon passes its
+    last good version); None reads the files when a body is built."""
     fixed = now
     now = now or utcnow()
     summary = WebhookRunSummary()
@@ -364,7 +372,7 @@ async def send_webhooks(
             await asyncio.to_thread(outbox_store.postpone, store, ids, poster.waiting[key])
         # Read from the watchlist files once, and only when some body is built: the
         # daemon runs this every 30 s, mostly with nothing to queue.
-        names = cache(partial(_watchlist_names, settings))
+        names = cache(partial(_watchlist_names, settings, watchlists))
         for hook in hooks:
             await _deliver_due(settings, store, hook, names, now, force, instance, poster, down)
     finally:
