@@ -22,7 +22,7 @@ import click
 
 from monitor import __version__
 from monitor.errors import MonitorError, WatchlistError
-from monitor.wording import plural
+from monitor.wording import iso, plural
 
 if TYPE_CHECKING:
     from monitor.config import Settings
@@ -227,10 +227,6 @@ def _since(value: str | None) -> datetime | None:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _iso(when: datetime | None) -> str | None:
-    return when.astimezone(UTC).isoformat().replace("+00:00", "Z") if when else None
 
 
 def _short_time(when: datetime | None) -> str:
@@ -616,14 +612,14 @@ def feeds_list(ctx: Context, as_json: bool) -> None:
             click.echo(json.dumps({
                 "id": f.id, "url": f.url, "title": f.title, "source": f.source, "state": state,
                 "consecutive_failures": f.consecutive_failures, "last_status": f.last_status,
-                "last_polled": _iso(f.last_polled_at), "next_due": _iso(f.next_due_at),
-                "last_error": f.last_error, "last_error_at": _iso(f.last_error_at),
+                "last_polled": iso(f.last_polled_at), "next_due": iso(f.next_due_at),
+                "last_error": f.last_error, "last_error_at": iso(f.last_error_at),
                 "warnings": f.warnings, "retired_reason": f.retired_reason,
                 "interval_s": asked, "interval_raised_to_s": raised,
                 "fulltext": f.fulltext or ctx.settings["fulltext.mode"],
                 "article_failures": f.article_failures,
                 "article_last_error": f.article_last_error,
-                "article_last_error_at": _iso(f.article_last_error_at),
+                "article_last_error_at": iso(f.article_last_error_at),
             }, ensure_ascii=False))  # fmt: skip
             continue
         line = f"{f.id:>4}  {state:<12} {_utc_time(f.last_polled_at):<20}  {f.url}"
@@ -824,8 +820,8 @@ def status(ctx: Context, as_json: bool) -> None:
         click.echo(json.dumps({
             "daemon_pid": holder,
             "instances": [
-                {"id": i.id, "host": i.hostname, "pid": i.pid, "started": _iso(i.started_at),
-                 "heartbeat": _iso(i.heartbeat_at), "alive": report.alive(i),
+                {"id": i.id, "host": i.hostname, "pid": i.pid, "started": iso(i.started_at),
+                 "heartbeat": iso(i.heartbeat_at), "alive": report.alive(i),
                  "feeds_claimed": report.holdings.get(i.id, nothing).feeds,
                  "outbox_claimed": report.holdings.get(i.id, nothing).outbox}
                 for i in report.instances
@@ -835,7 +831,7 @@ def status(ctx: Context, as_json: bool) -> None:
                 for h, c in sorted(orphans.items())
             },
             "last_poll": None if last is None else {
-                "started": _iso(last["started_at"]), "finished": _iso(last["finished_at"]),
+                "started": iso(last["started_at"]), "finished": iso(last["finished_at"]),
                 **{k: last[k] for k in ("feeds", "fetched", "not_modified", "failed",
                                        "new_items", "new_hits")},
             },
@@ -847,7 +843,7 @@ def status(ctx: Context, as_json: bool) -> None:
             ],
             "article_failures": [
                 {"url": a.url, "count": a.count, "last_error": a.last_error,
-                 "last_error_at": _iso(a.last_error_at)}
+                 "last_error_at": iso(a.last_error_at)}
                 for a in report.article_failures
             ],
             "hits_today_utc": report.hits_today,
@@ -1045,8 +1041,8 @@ def outbox(click_ctx: click.Context, show_all: bool, as_json: bool) -> None:
             click.echo(json.dumps({
                 "id": e.id, "status": e.status, "subscriber": e.subscriber,
                 "subject": e.subject, "message_id": e.message_id, "hits": e.hits,
-                "attempts": e.attempts, "created": _iso(e.created_at),
-                "next_attempt": _iso(e.next_attempt_at), "sent": _iso(e.sent_at),
+                "attempts": e.attempts, "created": iso(e.created_at),
+                "next_attempt": iso(e.next_attempt_at), "sent": iso(e.sent_at),
                 "last_error": e.last_error, "kind": e.kind, "target": target(e),
             }, ensure_ascii=False))  # fmt: skip
         return

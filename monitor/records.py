@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from monitor.store.rows import item_text
+from monitor.wording import iso
 
 if TYPE_CHECKING:
     from monitor.store.browse import ItemRow
     from monitor.store.rows import StoredHit
-
-
-def iso(when: datetime | None) -> str | None:
-    return when.astimezone(UTC).isoformat().replace("+00:00", "Z") if when else None
 
 
 def hit_record(hit: StoredHit) -> dict[str, Any]:

@@ -18,11 +18,11 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 
 from monitor.models import Item, Match
-from monitor.records import iso
 from monitor.store.db import Store, utcnow
 from monitor.store.feeds import stored_item
 from monitor.store.rows import item_text as item_text
 from monitor.store.schema import feeds, hits, items
+from monitor.wording import iso
 
 PENDING = "pending"
 DONE = "done"
