@@ -182,6 +182,13 @@ def test_pages_search_and_api(site: Served, store: Store) -> None:
 
     _, _, body = site.get("/feeds")
     assert "Wire" in body and "Daily" in body and "ok" in body
+    assert "recovered since" not in body
+    # A feed that failed once and recovered keeps its last error, said to be past.
+    with store.write() as conn:
+        conn.execute(text("UPDATE feeds SET last_error = 'HTTP 503', last_error_at = created_at "
+                          "WHERE title = 'Wire'"))  # fmt: skip
+    _, _, body = site.get("/feeds")
+    assert "recovered since; it was:</small> HTTP 503" in body
     _, _, body = site.get("/outbox")
     assert "Nothing queued or failed" in body
     # A queued webhook body and a mail: each row's kind and receiver, the webhook's by
