@@ -1,6 +1,6 @@
 """A labelled set of real news reports for the story benchmark (bench_stories.py).
 
-``bench/data/stories_real.jsonl`` holds 250 items in 95 stories, each item written from one
+``bench/data/stories_real.jsonl`` holds 254 items in 98 stories, each item written from one
 real published report: the template set of stories_corpus.py is generated, and a method
 tuned there can look better than it is on coverage nobody wrote to fit it. This set is held
 out: nothing in ``monitor/cluster.py`` was tuned on it.
@@ -12,22 +12,26 @@ and Tashkent in February 2026; US-Uzbek phone calls and meetings; critical-miner
 memoranda of 2024, 2025 and 2026; Kazakhstan and the Abraham Accords; the Kazakh nuclear
 plant referendum and the choice of Rosatom; the Kyrgyz-Tajik border treaty and the Khujand
 summit; the AZAL crash near Aktau and its investigation; attacks on the Caspian Pipeline
-Consortium and on Chinese workers on the Tajik-Afghan border; the Middle Corridor; Jackson-
-Vanik; TAPI; the Central Asian consultative meeting in Tashkent) and, as distractors, world
-news of the same weeks (the Louvre robbery, the New York mayoral election). For each report
-found, one item records the outlet's real address (``source``), its date as published, and
-a headline and a one-to-three-sentence lead written anew, in the report's language, from
-that report alone: its own facts, names, numbers and angle. Wording was not copied and was
-not harmonised across the reports of one event; two items carry the same text only where
-the same report is published under two addresses (a real exact copy). Russian reports are
-written in Russian; a few reports in other languages (German, Turkish, Romanian, ...) are
-kept in theirs, as a monitor meets them. A page whose language could not be written well
-(Kazakh, Kyrgyz, Uzbek Cyrillic, Pashto, ...) was left out.
+Consortium and on Chinese workers on the Tajik-Afghan border; the Middle Corridor;
+Jackson-Vanik; TAPI and Turkmen energy forums; the Central Asian consultative meeting in
+Tashkent) and, as distractors, world news of the same weeks (the Louvre robbery, the New
+York mayoral election). For each report found, one item records the outlet's real address
+(``source``), its date as published, and a headline and a one-to-three-sentence lead
+written anew, in the report's language, from that report alone: its own facts, names,
+numbers and angle. Wording was not copied and was not harmonised across the reports of one
+event; two items carry the same text only where the same report is published under two
+addresses (a real exact copy). Russian reports are written in Russian; a few reports in
+other languages (German, Turkish, Romanian, ...) are kept in theirs, as a monitor meets
+them. A page whose language could not be written well (Kazakh, Kyrgyz, Uzbek Cyrillic,
+Pashto, ...) was left out.
 
 Times. ``published`` is the report's own date and, when the page gave it, its time (UTC).
 A date alone means the time was not shown; the loader puts such items at 12:00 UTC. Items
 marked ``"approx": true`` carry a date read from the report's text or context (for example
-"on Thursday" beside a known event) rather than printed on the page; within a day or two.
+"on Thursday" beside a known event, or the dates of the event it reports) rather than
+printed on the page: within a day or two for reports near other stories' dates, and only
+to the week for a few old ones that stand alone (far from every other story in time). A
+report whose date could not be placed so was left out.
 
 Labelling rules (one event = one story), decided by reading each report's lead:
 - A report belongs to the happening its lead reports as news.
