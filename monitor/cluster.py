@@ -48,7 +48,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from monitor.fold import fold_text
 from monitor.models import StoryDecision
@@ -81,7 +81,7 @@ CANDIDATES = 12
 #: The new item's terms whose posting lists are read to find them: its rarer terms
 #: that weigh most (a busy window's lists are long; the rest add little).
 CANDIDATE_TERMS = 16
-#: Words whose term id and hash are remembered (the cache is emptied when full).
+#: Words whose stem and hash are remembered (the cache is emptied when full).
 WORD_CACHE = 50_000
 #: Terms no item in the window has any more are forgotten once they outnumber the live
 #: ones by this many (see ``StoryIndex._prune``): the vocabulary stays within twice the
@@ -140,7 +140,7 @@ class Doc:
         at: float,
         entities: frozenset[str],
         exact: bytes | None,
-        signature: Any,
+        signature: bytes | None,
         terms: array[int],
         weights: array[int],
         names: frozenset[str] = frozenset(),
@@ -154,7 +154,7 @@ class Doc:
         self.cyrillic = cyrillic  # written mostly in Cyrillic
         self.entities = entities
         self.exact = exact
-        self.signature = signature  # numpy uint32 array, or None for very short texts
+        self.signature = signature  # NUM_PERM 32-bit values, or None for very short texts
         self.bands = _NO_BANDS if bands is None else bands  # the signature's LSH band keys
         self.terms = terms  # term ids, ascending
         self.weights = weights  # term frequencies, title words counting twice
@@ -266,13 +266,121 @@ def _stem(word: str) -> str:
     return word.translate(_TRANSLIT)[:STEM]
 
 
-def _shingle_hashes(hashes: Any) -> Any:
+class Sketch(NamedTuple):
+    """What an item's text alone gives, before any window is looked at: the same for the
+    same text wherever it is worked out. :meth:`StoryIndex.features` adds the window's
+    term ids (the one part that depends on what came before)."""
+
+    stems: dict[str, int]  # stem -> weight (title words count twice), in order of first use
+    signature: bytes | None  # the MinHash signature, None under SHINGLE words
+    bands: array[int]  # the signature's LSH band keys
+    exact: bytes | None  # a hash of the folded words: copies have the same
+    names: frozenset[str]  # the names in the title, first four letters
+    cyrillic: bool  # written mostly in Cyrillic
+    keys: frozenset[str] | None  # name keys (``_name_keys``); None: not worked out
+
+
+def sketch(title: str, text: str, similarity: float = 0.6, keys: bool = False) -> Sketch:
+    """The :class:`Sketch` of an item's ``title`` and other ``text``, with LSH bands for
+    the ``similarity`` threshold (``duplicate_similarity``), and its name keys if
+    ``keys``."""
+    title_words = words(title)
+    text_words = words(text)
+    info = _WORD_INFO
+    if len(info) > WORD_CACHE:
+        info.clear()
+    stems: dict[str, int] = {}
+    hashes: list[int] = []
+    for weight, found in ((2, title_words), (1, text_words)):  # title words weigh double
+        for w in found:
+            known = info.get(w)
+            if known is None:
+                known = info[w] = _word_info(w)
+            hashes.append(known[1])
+            stem = known[0]
+            if stem is not None:
+                stems[stem] = stems.get(stem, 0) + weight
+    signature = None
+    bands = _NO_BANDS
+    if len(hashes) >= SHINGLE:
+        signature = minhash_signature(_shingle_hashes(hashes)).tobytes()
+        bands = array("I", [zlib.crc32(signature[lo:hi]) for lo, hi in band_slices(similarity)])
+    tokens = title_words + text_words
+    joined = " ".join(tokens)
+    names = title_names(title)
+    return Sketch(
+        stems=stems,
+        signature=signature,
+        bands=bands,
+        exact=hashlib.blake2b(joined.encode(), digest_size=12).digest() if tokens else None,
+        names=frozenset(w[:4] for w in words(" ".join(names))) if names else frozenset(),
+        cyrillic=not joined.isascii() and _cyrillic(joined),
+        keys=_name_keys(f"{title}\n{text}") if keys else None,
+    )
+
+
+#: Each word's stem (None: a stop word, or too short) and 32-bit hash, worked out once,
+#: not per occurrence; emptied when it grows past WORD_CACHE words.
+_WORD_INFO: dict[str, tuple[str | None, int]] = {}
+
+
+def _word_info(word: str) -> tuple[str | None, int]:
+    stem = None
+    if word not in _STOPWORDS and (len(word) > 1 or word.isdigit()):
+        stem = _stem(word)
+    return stem, zlib.crc32(word.encode())
+
+
+def _shingle_hashes(hashes: Sequence[int]) -> Any:
     """32-bit hashes of the word 3-grams, from the words' own hashes (each word is hashed
     once; datasketch's MinHash mixes the result again before permuting it)."""
     import numpy as np
 
-    h = np.asarray(hashes, dtype=np.uint64)
+    h = np.array(hashes, dtype=np.uint64)
     return (h[:-2] * _MIX1 + h[1:-1] * _MIX2 + h[2:]) & _MASK32
+
+
+def minhash_signature(shingles: Any) -> Any:
+    """The MinHash signature of the shingle hashes (uint64 NumPy array of 32-bit values):
+    what a blank ``MinHash(scheme="affine32", hashfunc=int)`` holds after
+    ``update_batch(shingles.tolist())``, worked out on the array as datasketch 2.x does
+    (MurmurHash3's 32-bit finaliser, the affine permutations modulo 2**32, the least
+    value of each) without its round trip through a list of Python ints.
+    ``tests/test_stories.py`` holds it equal to datasketch's."""
+    import numpy as np
+
+    blank, perm_a, perm_b = _minhash()
+    hv = shingles.astype(np.uint32).reshape(-1, 1)
+    hv ^= hv >> _FMIX32[0]
+    hv *= _FMIX32[1]
+    hv ^= hv >> _FMIX32[2]
+    hv *= _FMIX32[3]
+    hv ^= hv >> _FMIX32[4]
+    return np.minimum(blank, (hv * perm_a + perm_b).min(axis=0))
+
+
+@lru_cache(maxsize=1)
+def _minhash() -> tuple[Any, Any, Any]:
+    """A blank MinHash's empty signature and its permutations (a and b)."""
+    from datasketch import MinHash
+
+    minhash = MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME, hashfunc=int)
+    perm_a, perm_b = minhash.permutations
+    return minhash.hashvalues.copy(), perm_a, perm_b
+
+
+@lru_cache(maxsize=8)
+def band_slices(similarity: float) -> tuple[tuple[int, int], ...]:
+    """The byte ranges of a signature that make its LSH bands at this threshold."""
+    bands, rows = lsh_params(similarity, NUM_PERM)
+    return tuple((b * rows * 4, (b + 1) * rows * 4) for b in range(bands))
+
+
+def _jaccard(a: bytes, b: bytes) -> float:
+    """The Jaccard similarity two signatures estimate: the share of equal values."""
+    import numpy as np
+
+    return float((np.frombuffer(a, dtype=np.uint32) == np.frombuffer(b, dtype=np.uint32)).mean())
 
 
 _MIX1, _MIX2, _MASK32 = 0x9E3779B1, 0x85EBCA77, 0xFFFFFFFF
@@ -296,8 +404,6 @@ class StoryIndex:
     def __init__(self, params: StoryParams | None = None) -> None:
         # datasketch (and NumPy with it) is imported now, not at the first item: that one
         # is assigned inside a write transaction, holding the story lock.
-        from datasketch import MinHash
-
         self.params = params or StoryParams()
         self.watermark: int | None = None
         self._clock = 0.0  # the latest item time seen: the window ends here
@@ -310,8 +416,8 @@ class StoryIndex:
         # The vocabulary: every term some item of the window has, and (until _prune) some
         # it no longer has. Term ids are handed out in the order stems are first seen and
         # never reused (a forgotten stem seen again gets a new one, after every other: as
-        # a new stem would); only the window's Docs and the word cache hold them, nothing
-        # stored. Docs keep them in 32 bits: 2**31 stems, decades of news.
+        # a new stem would); only the window's Docs hold them, nothing stored. Docs keep
+        # them in 32 bits: 2**31 stems, decades of news.
         self._term_ids: dict[str, int] = {}  # stem -> term id
         self._next_term = 0
         self._live_terms = 0  # terms with df > 0
@@ -319,20 +425,13 @@ class StoryIndex:
         self._postings: dict[int, array[int]] = {}  # term id -> item ids, ascending
         self._df: dict[int, int] = {}  # term id -> items in the window with it
         self._ldf: dict[int, float] = {}  # term id -> log(df + 1), kept for today's IDF
-        # Each word's term id and 32-bit hash (see _word), worked out once, not per
-        # occurrence; emptied when it grows past WORD_CACHE words.
-        self._words: dict[str, int] = {}
         self._exact: dict[bytes, int] = {}  # exact key -> newest item id with it
         self._by_watchlist: dict[str, deque[int]] = {}  # recent items each watchlist hit
-        # A blank MinHash: its permutations and empty signature (see _signature).
-        minhash = MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME, hashfunc=int)
-        self._blank = minhash.hashvalues.copy()
-        self._perm_a, self._perm_b = minhash.permutations
+        _minhash()  # datasketch's permutations, worked out now (see above)
         # LSH banding, bands and rows chosen as datasketch's MinHashLSH chooses them; the
         # buckets are one dict per band holding the newest item (MinHashLSH keeps a set
         # per bucket: about 3 KB an item, 300 MB at 100,000).
-        bands, rows = lsh_params(self.params.duplicate_similarity, NUM_PERM)
-        self._bands = [(b * rows * 4, (b + 1) * rows * 4) for b in range(bands)]  # bytes
+        bands = len(band_slices(self.params.duplicate_similarity))
         self._buckets: list[dict[int, int]] = [{} for _ in range(bands)]
 
     def __len__(self) -> int:
@@ -349,85 +448,56 @@ class StoryIndex:
 
     # ------------------------------------------------------------------ features
 
+    def sketch(self, title: str, text: str, keys: bool = False) -> Sketch:
+        """What the item's text alone gives (:func:`sketch`), under this index's settings."""
+        return sketch(title, text, self.params.duplicate_similarity, keys=keys)
+
     def features(
         self,
         title: str,
         text: str,
         watchlists: Iterable[str],
         at: datetime,
+        sketched: Sketch | None = None,
     ) -> Doc:
         """An item's features: ``title``, its other text (summary, content), the
-        watchlists that hit it and when it happened (published, else first seen)."""
-        import numpy as np  # loaded with datasketch already (see __init__)
-
-        title_words = words(title)
-        tokens = title_words + words(text)
-        known = self._words
-        if len(known) > WORD_CACHE:
-            known.clear()
-        looked = np.array([known.get(w) or self._word(w) for w in tokens], dtype=np.uint64)
-        ids = looked >> 32  # term id + 1 (0: no term)
-        title_ids = ids[: len(title_words)]  # counted twice: title words weigh double
-        terms, weights = np.unique(
-            np.concatenate((ids[len(title_words) :], title_ids, title_ids)), return_counts=True
-        )
-        if len(terms) and terms[0] == 0:
-            terms, weights = terms[1:], weights[1:]
-        signature: Any = None
-        bands = _NO_BANDS
-        if len(tokens) >= SHINGLE:
-            signature = self._signature(_shingle_hashes(looked & _MASK32))
-            raw = signature.tobytes()
-            bands = array("I", [zlib.crc32(raw[lo:hi]) for lo, hi in self._bands])
-        joined = " ".join(tokens)
-        names = title_names(title)
+        watchlists that hit it and when it happened (published, else first seen).
+        ``sketched``: the text's :class:`Sketch`, if worked out already (else it is now);
+        what is left maps its stems to the window's term ids."""
+        entities = frozenset(watchlists)
+        sk = sketched or self.sketch(title, text, keys=bool(entities))
+        term_ids = self._term_ids
+        pairs = []
+        for stem, weight in sk.stems.items():
+            tid = term_ids.get(stem)
+            if tid is None:
+                tid = self._new_term(stem)
+            pairs.append((tid, weight))
+        pairs.sort()
+        keys = frozenset[str]()
+        if entities:  # only items some watchlist hit are matched across scripts
+            keys = sk.keys if sk.keys is not None else _name_keys(f"{title}\n{text}")
         return Doc(
             at=at.timestamp(),
-            entities=frozenset(watchlists),
-            exact=hashlib.blake2b(joined.encode(), digest_size=12).digest() if tokens else None,
-            signature=signature,
-            bands=bands,
-            terms=array("i", (terms - 1).tolist()),
-            weights=array("H", weights.tolist()),
-            names=frozenset(w[:4] for w in words(" ".join(names))) if names else frozenset(),
-            cyrillic=not joined.isascii() and _cyrillic(joined),
-            # Only items some watchlist hit are matched across scripts: keep keys for those.
-            keys=_name_keys(f"{title}\n{text}") if watchlists else frozenset(),
+            entities=entities,
+            exact=sk.exact,
+            signature=sk.signature,
+            bands=sk.bands,
+            terms=array("i", [t for t, _ in pairs]),
+            weights=array("H", [w for _, w in pairs]),
+            names=sk.names,
+            cyrillic=sk.cyrillic,
+            keys=keys,
         )
 
-    def _signature(self, shingles: Any) -> Any:
-        """The MinHash signature of the shingle hashes (uint64 NumPy array of 32-bit
-        values): what a blank ``MinHash(scheme="affine32", hashfunc=int)`` holds after
-        ``update_batch(shingles.tolist())``, worked out on the array as datasketch 2.x
-        does (MurmurHash3's 32-bit finaliser, the affine permutations modulo 2**32, the
-        least value of each) without its round trip through a list of Python ints.
-        ``tests/test_stories.py`` holds it equal to datasketch's."""
-        import numpy as np
-
-        hv = shingles.astype(np.uint32).reshape(-1, 1)
-        hv ^= hv >> _FMIX32[0]
-        hv *= _FMIX32[1]
-        hv ^= hv >> _FMIX32[2]
-        hv *= _FMIX32[3]
-        hv ^= hv >> _FMIX32[4]
-        return np.minimum(self._blank, (hv * self._perm_a + self._perm_b).min(axis=0))
-
-    def _word(self, word: str) -> int:
-        """A word's term id plus one (0: a stop word, or too short) in the high bits and
-        its 32-bit hash in the low ones, remembered."""
-        tid = -1
-        if word not in _STOPWORDS and (len(word) > 1 or word.isdigit()):
-            stem = _stem(word)
-            tid = self._term_ids.get(stem, -1)
-            if tid < 0:
-                tid = self._term_ids[stem] = self._next_term
-                self._next_term += 1
-                self.stems[tid] = stem
-                self._postings[tid] = array("q")
-                self._df[tid] = 0
-                self._ldf[tid] = 0.0
-        found = self._words[word] = (tid + 1) << 32 | zlib.crc32(word.encode())
-        return found
+    def _new_term(self, stem: str) -> int:
+        tid = self._term_ids[stem] = self._next_term
+        self._next_term += 1
+        self.stems[tid] = stem
+        self._postings[tid] = array("q")
+        self._df[tid] = 0
+        self._ldf[tid] = 0.0
+        return tid
 
     # ------------------------------------------------------------------ decisions
 
@@ -472,7 +542,7 @@ class StoryIndex:
                     continue
                 if _name_conflict(self, doc, other):
                     continue
-                jaccard = float((doc.signature == other.signature).mean())
+                jaccard = _jaccard(doc.signature, other.signature)
                 if jaccard >= p.duplicate_similarity and _better(jaccard, other, best):
                     best = StoryDecision(other.story, "near-duplicate", jaccard, key)
             if best.story is not None:
@@ -721,7 +791,7 @@ class StoryIndex:
     def _prune(self) -> None:
         """Forget the terms no item in the window has (df 0: they weigh nothing in any
         score, and the IDF depends on the window's size, not the vocabulary's), but those
-        of items assigned and not yet added; and the cached words that map to them. Run
+        of items assigned and not yet added. Run
         when such terms outnumber the live ones by DEAD_TERMS (see ``add``): its cost, one
         pass over the vocabulary, is less than twice the number of terms it forgets."""
         keep = {t for doc in self._pending.values() for t in doc.terms}
@@ -729,7 +799,6 @@ class StoryIndex:
         dead = [t for t, n in df.items() if not n and t not in keep]
         for t in dead:
             del self._term_ids[self.stems.pop(t)], self._postings[t], df[t], self._ldf[t]
-        self._words = {w: v for w, v in self._words.items() if not v >> 32 or (v >> 32) - 1 in df}
 
 
 @lru_cache(maxsize=8)

@@ -205,23 +205,23 @@ def test_story_settings_reach_the_index() -> None:
 
 
 def test_signatures_are_datasketchs_minhash() -> None:
-    """StoryIndex works out MinHash signatures on the array itself: they must be what
-    datasketch's MinHash gives for the same shingles (else near-duplicates drift)."""
+    """cluster.minhash_signature works out MinHash signatures on the array itself: they
+    must be what datasketch's MinHash gives for the same shingles (else near-duplicates
+    drift)."""
     import random
 
     import numpy as np
     from datasketch import MinHash
 
-    from monitor.cluster import NUM_PERM, SCHEME
+    from monitor.cluster import NUM_PERM, SCHEME, minhash_signature
 
-    index = StoryIndex()
     rng = random.Random(3)
     for size in (1, 2, 7, 300):
         shingles = np.array([rng.getrandbits(32) for _ in range(size)], dtype=np.uint64)
         shingles[0] = 0xFFFFFFFF  # the largest 32-bit value wraps as datasketch's does
         expected = MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME, hashfunc=int)
         expected.update_batch(shingles.tolist())
-        got = index._signature(shingles)
+        got = minhash_signature(shingles)
         assert got.dtype == expected.hashvalues.dtype
         assert got.tolist() == expected.hashvalues.tolist()
 
@@ -244,7 +244,6 @@ def _vocabulary(index: StoryIndex) -> dict[str, int]:
         "postings": len(index._postings),
         "df": len(index._df),
         "log df": len(index._ldf),
-        "words": len(index._words),
     }
 
 
