@@ -37,13 +37,12 @@ forgotten once no item of the window has them (see ``StoryIndex._prune``).
 from __future__ import annotations
 
 import hashlib
-import heapq
 import math
 import re
 import zlib
 from array import array
 from bisect import bisect_left
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,6 +75,9 @@ MIN_SHARED_NAMES = 2
 CROSS_SCRIPT_CANDIDATES = 200
 #: The most that shared watchlists add to a same-event score (see ``decide``).
 MAX_ADJUST = 0.1
+#: Shingles whose MinHash values are worked out in one pass (a 64-column uint32 matrix:
+#: 1 MB at 4096).
+SIGNATURE_BATCH = 4096
 #: Candidates scored exactly per new item, taken from the inverted index.
 CANDIDATES = 12
 #: The new item's terms whose posting lists are read to find them: its rarer terms
@@ -164,7 +166,14 @@ class Doc:
 
 def words(text: str) -> list[str]:
     """Folded words of ``text`` (case, accents, punctuation and look-alikes folded)."""
-    folded = fold_text(text[:MAX_CHARS])
+    text = text[:MAX_CHARS]
+    if text.isascii() and "'" not in text and "`" not in text:
+        # What folding does to such a text changes no word but its case: it maps
+        # whitespace to spaces and squeezes them, and the rest needs an apostrophe
+        # (Uzbek letter marks, a possessive "'s"; "`" is one) or a non-ASCII letter.
+        folded = text.lower()
+    else:
+        folded = fold_text(text)
     if folded.isascii():  # the common case, without the regular expression
         raw = folded.encode()
         shape = raw.translate(_ASCII_SHAPE)
@@ -284,48 +293,78 @@ def sketch(title: str, text: str, similarity: float = 0.6, keys: bool = False) -
     """The :class:`Sketch` of an item's ``title`` and other ``text``, with LSH bands for
     the ``similarity`` threshold (``duplicate_similarity``), and its name keys if
     ``keys``."""
+    sk, hashes = _sketch(title, text, keys)
+    if len(hashes) < SHINGLE:
+        return sk
+    signature = minhash_signature(_shingle_hashes(hashes)).tobytes()
+    bands = array("I", [zlib.crc32(signature[lo:hi]) for lo, hi in band_slices(similarity)])
+    return sk._replace(signature=signature, bands=bands)
+
+
+def sketches(texts: Iterable[tuple[str, str, bool]], similarity: float = 0.6) -> list[Sketch]:
+    """:func:`sketch` of each (title, text, keys), the MinHash signatures of many items
+    worked out together: a NumPy call costs microseconds whatever its size, and one item's
+    signature took a dozen of them."""
+    out: list[Sketch] = []
+    shingled: list[tuple[int, list[int]]] = []  # (index in out, word hashes)
+    for title, text, keys in texts:
+        sk, hashes = _sketch(title, text, keys)
+        if len(hashes) >= SHINGLE:
+            shingled.append((len(out), hashes))
+        out.append(sk)
+    slices = band_slices(similarity)
+    done = 0
+    while done < len(shingled):
+        batch: list[tuple[int, list[int]]] = []
+        size = 0
+        while done < len(shingled) and (not batch or size < SIGNATURE_BATCH):
+            batch.append(shingled[done])
+            size += len(shingled[done][1])
+            done += 1
+        for (k, _), signature in zip(batch, _signatures([h for _, h in batch]), strict=True):
+            bands = array("I", [zlib.crc32(signature[lo:hi]) for lo, hi in slices])
+            out[k] = out[k]._replace(signature=signature, bands=bands)
+    return out
+
+
+def _sketch(title: str, text: str, keys: bool) -> tuple[Sketch, list[int]]:
+    """An item's sketch but its signature and bands, and the hashes of its words."""
     title_words = words(title)
     text_words = words(text)
-    info = _WORD_INFO
-    if len(info) > WORD_CACHE:
-        info.clear()
-    stems: dict[str, int] = {}
-    hashes: list[int] = []
-    for weight, found in ((2, title_words), (1, text_words)):  # title words weigh double
-        for w in found:
-            known = info.get(w)
-            if known is None:
-                known = info[w] = _word_info(w)
-            hashes.append(known[1])
-            stem = known[0]
-            if stem is not None:
-                stems[stem] = stems.get(stem, 0) + weight
-    signature = None
-    bands = _NO_BANDS
-    if len(hashes) >= SHINGLE:
-        signature = minhash_signature(_shingle_hashes(hashes)).tobytes()
-        bands = array("I", [zlib.crc32(signature[lo:hi]) for lo, hi in band_slices(similarity)])
     tokens = title_words + text_words
+    stem_of, hash_of = _STEM_OF, _HASH_OF
+    if len(hash_of) > WORD_CACHE:
+        stem_of.clear()
+        hash_of.clear()
+    for w in set(tokens).difference(hash_of):
+        stem_of[w], hash_of[w] = _word_info(w)
+    hashes = list(map(hash_of.__getitem__, tokens))
+    # Stems in order of first use, title words counting twice; "": no term.
+    stems = Counter(map(stem_of.__getitem__, title_words))
+    stems.update(map(stem_of.__getitem__, tokens))
+    stems.pop("", None)
     joined = " ".join(tokens)
     names = title_names(title)
-    return Sketch(
+    sk = Sketch(
         stems=stems,
-        signature=signature,
-        bands=bands,
+        signature=None,
+        bands=_NO_BANDS,
         exact=hashlib.blake2b(joined.encode(), digest_size=12).digest() if tokens else None,
         names=frozenset(w[:4] for w in words(" ".join(names))) if names else frozenset(),
         cyrillic=not joined.isascii() and _cyrillic(joined),
         keys=_name_keys(f"{title}\n{text}") if keys else None,
     )
+    return sk, hashes
 
 
-#: Each word's stem (None: a stop word, or too short) and 32-bit hash, worked out once,
-#: not per occurrence; emptied when it grows past WORD_CACHE words.
-_WORD_INFO: dict[str, tuple[str | None, int]] = {}
+#: Each word's stem ("": a stop word, or too short) and 32-bit hash, worked out once,
+#: not per occurrence; emptied when they grow past WORD_CACHE words.
+_STEM_OF: dict[str, str] = {}
+_HASH_OF: dict[str, int] = {}
 
 
-def _word_info(word: str) -> tuple[str | None, int]:
-    stem = None
+def _word_info(word: str) -> tuple[str, int]:
+    stem = ""
     if word not in _STOPWORDS and (len(word) > 1 or word.isdigit()):
         stem = _stem(word)
     return stem, zlib.crc32(word.encode())
@@ -338,6 +377,31 @@ def _shingle_hashes(hashes: Sequence[int]) -> Any:
 
     h = np.array(hashes, dtype=np.uint64)
     return (h[:-2] * _MIX1 + h[1:-1] * _MIX2 + h[2:]) & _MASK32
+
+
+def _signatures(hashes: Sequence[list[int]]) -> list[bytes]:
+    """The MinHash signature (``minhash_signature``) of each item's shingles, from the
+    hashes of its words (at least SHINGLE of them), all items in one NumPy pass."""
+    import numpy as np
+
+    blank, perm_a, perm_b = _minhash()
+    lengths = np.array([len(h) for h in hashes])
+    ends = np.cumsum(lengths)
+    flat = np.array([x for h in hashes for x in h], dtype=np.uint64)
+    shingles = (flat[:-2] * _MIX1 + flat[1:-1] * _MIX2 + flat[2:]) & _MASK32
+    keep = np.ones(len(shingles), dtype=bool)  # not those that run into the next item
+    keep[(ends - 2)[:-1]] = keep[(ends - 1)[:-1]] = False
+    hv = shingles[keep].astype(np.uint32).reshape(-1, 1)
+    hv ^= hv >> _FMIX32[0]
+    hv *= _FMIX32[1]
+    hv ^= hv >> _FMIX32[2]
+    hv *= _FMIX32[3]
+    hv ^= hv >> _FMIX32[4]
+    starts = np.concatenate(([0], np.cumsum(lengths - (SHINGLE - 1))[:-1]))
+    least = np.minimum.reduceat(hv * perm_a + perm_b, starts, axis=0)
+    raw = np.minimum(blank, least).tobytes()
+    size = NUM_PERM * 4
+    return [raw[k * size : (k + 1) * size] for k in range(len(hashes))]
 
 
 def minhash_signature(shingles: Any) -> Any:
@@ -387,6 +451,7 @@ _MIX1, _MIX2, _MASK32 = 0x9E3779B1, 0x85EBCA77, 0xFFFFFFFF
 #: MurmurHash3's 32-bit finaliser: shift, multiplier, shift, multiplier, shift.
 _FMIX32 = (16, 0x85EBCA6B, 13, 0xC2B2AE35, 16)
 _NO_BANDS: array[int] = array("I")
+_NEW = StoryDecision(None, "new")
 
 
 class StoryIndex:
@@ -452,6 +517,10 @@ class StoryIndex:
         """What the item's text alone gives (:func:`sketch`), under this index's settings."""
         return sketch(title, text, self.params.duplicate_similarity, keys=keys)
 
+    def sketches(self, texts: Iterable[tuple[str, str, bool]]) -> list[Sketch]:
+        """:meth:`sketch` of each (title, text, keys), worked out together (cheaper)."""
+        return sketches(texts, self.params.duplicate_similarity)
+
     def features(
         self,
         title: str,
@@ -512,10 +581,11 @@ class StoryIndex:
         top, ldf = math.log(len(self._docs) + 1) + 1.0, self._ldf
         dot = onorm = 0.0
         common = 0
+        get = vec.get
         for t, w in zip(other.terms, other.weights, strict=True):
             ow = w * (top - ldf[t])
             onorm += ow * ow
-            v = vec.get(t)
+            v = get(t)
             if v is not None:
                 dot += v * ow
                 common += 1
@@ -527,7 +597,7 @@ class StoryIndex:
         p = self.params
         self._clock = max(self._clock, doc.at)
         self._expire(self._clock)
-        best = StoryDecision(None, "new")
+        best = _NEW
         if doc.exact is not None:
             key = self._exact.get(doc.exact)
             if key is not None:
@@ -551,7 +621,8 @@ class StoryIndex:
         # The cosine is at most the norm of this item's weights on the terms it shares
         # with the other over its whole norm (Cauchy-Schwarz): when even that bound
         # reaches neither threshold, the exact cosine is not worked out.
-        squares = {t: v * v / (norm * norm) for t, v in vec.items()}
+        nn = norm * norm
+        squares = {t: v * v / nn for t, v in vec.items()}
         mine_terms = set(squares)
         by_names = len(doc.entities) >= MIN_SHARED_WATCHLISTS  # "same names" possible
         for key in self._candidates(doc, vec):
@@ -613,7 +684,7 @@ class StoryIndex:
         little text, so what counts is watchlists (at least one shared, none contradicting)
         and names spelled alike once transliterated (``name_key``), close in time."""
         p = self.params
-        best = StoryDecision(None, "new")
+        best = _NEW
         seen: set[int] = set()
         for watchlist in sorted(doc.entities):
             for key in self._by_watchlist.get(watchlist, ()):
@@ -658,15 +729,24 @@ class StoryIndex:
         for contribution, t in rare:
             for key in self._postings[t]:
                 partial[key] = get(key, 0.0) + contribution
-        return heapq.nlargest(CANDIDATES, sorted(partial), key=partial.__getitem__)
+        # The best first, ties in item order (as heapq.nlargest has it, but two C sorts
+        # of a few dozen items cost less than its Python loop).
+        return sorted(sorted(partial), key=partial.__getitem__, reverse=True)[:CANDIDATES]
 
     # ------------------------------------------------------------------ the store's calls
 
     def assign(
-        self, item_id: int, title: str, text: str, watchlists: Sequence[str], at: datetime
+        self,
+        item_id: int,
+        title: str,
+        text: str,
+        watchlists: Sequence[str],
+        at: datetime,
+        sketched: Sketch | None = None,
     ) -> StoryDecision:
-        """Decide a new item's story; :meth:`commit` then adds it to the window."""
-        doc = self.features(title, text, watchlists, at)
+        """Decide a new item's story; :meth:`commit` then adds it to the window.
+        ``sketched``: the text's sketch, if worked out already (see :meth:`sketches`)."""
+        doc = self.features(title, text, watchlists, at, sketched)
         self._pending[item_id] = doc
         return self.decide(doc)
 
@@ -682,9 +762,10 @@ class StoryIndex:
         text: str,
         watchlists: Sequence[str],
         at: datetime,
+        sketched: Sketch | None = None,
     ) -> None:
         """Add an item that was assigned already (at start, or by another instance)."""
-        doc = self.features(title, text, watchlists, at)
+        doc = self.features(title, text, watchlists, at, sketched)
         self._clock = max(self._clock, doc.at)
         self.add(doc, item_id, story_id, seq)
 

@@ -304,3 +304,51 @@ def test_the_vocabulary_stays_bounded_by_the_window(monkeypatch: pytest.MonkeyPa
     kept, sizes = run(StoryIndex(params))
     assert sizes[-1]["term ids"] > 20_000
     assert kept == pruned
+
+
+def test_words_of_plain_ascii_text_are_those_of_the_folded_text() -> None:
+    """``words`` skips folding for ASCII text without apostrophes: the words must be
+    those of the folded text, whatever the punctuation, spacing and case."""
+    import random
+
+    from monitor.cluster import _WORD, words
+    from monitor.fold import fold_text
+
+    def slow(text: str) -> list[str]:
+        return _WORD.findall(fold_text(text))
+
+    rng = random.Random(4)
+    alphabet = "aAbZz09 \t\n\r\x0b\x0c\x1c-_.,;:!?\"()[]{}'`/\\&%$#@*+=<>|~^s"
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        assert words(text) == slow(text), repr(text)
+    for text in ("Gor's visit", "O'zbekiston", "rock `n roll", "250m deal, A380s", "  a  b  "):
+        assert words(text) == slow(text), text
+
+
+def test_signatures_worked_out_together_are_each_items_own() -> None:
+    """``sketches`` works out the MinHash signatures of many items in one pass (batches
+    of SIGNATURE_BATCH shingles): each must be the item's own, as ``minhash_signature``
+    gives it alone, whatever the batch around it; short items have none."""
+    import random
+
+    from monitor import cluster
+
+    rng = random.Random(8)
+    # Texts are cut at MAX_CHARS (about 280 of these words): 40 long ones make several
+    # batches.
+    lengths = [3, 4, 1, 0, 2, 50, 3, *[300] * 20, 3, *[300] * 20, 17, 2]
+    texts = []
+    for n in lengths:
+        text = " ".join("".join(rng.choices("bdgklmnrstvz", k=6)) for _ in range(n))
+        texts.append(("", text, False))
+    assert sum(len(cluster.words(t)) - 2 for _, t, _ in texts) > 2 * cluster.SIGNATURE_BATCH
+    together = cluster.sketches(texts)
+    assert [sk.signature is not None for sk in together] == [n >= 3 for n in lengths]
+    for (title, text, keys), sk in zip(texts, together, strict=True):
+        alone = cluster.sketch(title, text, keys=keys)
+        assert sk == alone
+        if sk.signature is not None:
+            hashes = [cluster._word_info(w)[1] for w in cluster.words(text)]
+            own = cluster.minhash_signature(cluster._shingle_hashes(hashes)).tobytes()
+            assert sk.signature == own
