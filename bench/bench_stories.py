@@ -55,6 +55,8 @@ from monitor.models import Item
 from monitor.watchlists import load_watchlists
 
 REPO = Path(__file__).resolve().parents[1]
+#: New items a feed brings in the cost figures (the store sketches a feed's together).
+PER_FEED = 20
 
 
 # --------------------------------------------------------------------------- quality
@@ -245,26 +247,47 @@ def fill_window(size: int) -> tuple[StoryIndex, datetime, float, int]:
 
 def cost(sizes: Sequence[int], new: int, repeats: int) -> None:
     print(f"\ncost: assigning {new} new items against a full window (CPU time, median of {repeats})")
-    print(f"  {'window':>8} {'fill s':>8} {'items/s':>9} {'us/item':>8} {'window RSS':>11} {'per item':>9}")
+    print(f"  {'window':>8} {'fill s':>8} {'items/s':>9} {'us/item':>8} {'window RSS':>11} {'per item':>9}"
+          f" {'per feed':>9} {'sketch':>7}")  # fmt: skip
     for size in sizes:
         index, end, fill_s, grown_kb = fill_window(size)
         rng = random.Random(7)
         fresh = synthetic(new * repeats, rng, end, 3600.0, tag="new")
-        runs = []
+        runs, fed, sketched = [], [], []
         for r in range(repeats):
             batch = fresh[r * new : (r + 1) * new]
+            first = 10_000_000 + r * new
             mark = index.mark()
             t = time.process_time()
-            for n, it in enumerate(batch, start=10_000_000 + r * new):
+            for n, it in enumerate(batch, start=first):
                 d = index.assign(n, it.title, it.summary, [], it.published or end)
                 index.commit(n, d.story if d.story is not None else n, n)
             runs.append(time.process_time() - t)
-            index.undo(mark)  # the next repeat sees the same window
+            index.undo(mark)  # the next run sees the same window
+            # As store.stories.assign does it: the texts of a feed's new items sketched
+            # together, then each item decided.
+            mark = index.mark()
+            t = time.process_time()
+            for k in range(0, new, PER_FEED):
+                feed = batch[k : k + PER_FEED]
+                sketches = index.sketches((it.title, it.summary, False) for it in feed)
+                for n, (it, sk) in enumerate(zip(feed, sketches, strict=True), start=first + k):
+                    d = index.assign(n, it.title, it.summary, [], it.published or end, sk)
+                    index.commit(n, d.story if d.story is not None else n, n)
+            fed.append(time.process_time() - t)
+            index.undo(mark)
+            t = time.process_time()  # the text-only part alone (no window needed)
+            for k in range(0, new, PER_FEED):
+                index.sketches((it.title, it.summary, False) for it in batch[k : k + PER_FEED])
+            sketched.append(time.process_time() - t)
         per = statistics.median(runs) / new
         print(f"  {size:>8} {fill_s:>8.1f} {1 / per:>9.0f} {per * 1e6:>8.0f} "
-              f"{grown_kb / 1024:>8.0f} MB {grown_kb * 1024 / size:>7.0f} B")  # fmt: skip
+              f"{grown_kb / 1024:>8.0f} MB {grown_kb * 1024 / size:>7.0f} B"
+              f" {statistics.median(fed) / new * 1e6:>9.0f} {statistics.median(sketched) / new * 1e6:>7.0f}")  # fmt: skip
         del index
         gc.collect()
+    print(f"  (us/item: one item at a time; per feed: {PER_FEED} items a feed sketched together, "
+          "as the store does; sketch: of that, the part that needs no window)")  # fmt: skip
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"  peak RSS of this process: {peak / 1024:.0f} MB")
     poll_share(sizes[0], new, repeats)
@@ -287,7 +310,7 @@ def poll_share(size: int, new: int, repeats: int) -> None:
     fill = synthetic(size, rng, start, 60 * 3600.0)
     end = start + timedelta(hours=60)
     fresh = synthetic(new * repeats * 2, rng, end, 3600.0, tag="new")
-    per_feed = 20
+    per_feed = PER_FEED
 
     def bodies(batch: Sequence[Item]) -> list[bytes]:
         out = []
