@@ -32,6 +32,13 @@ ties go to the older story).
 The window is bounded by time (``duplicate_window``, the longer of the two windows) and
 by count (``max_items``); what leaves it can no longer be joined, and its words are
 forgotten once no item of the window has them (see ``StoryIndex._prune``).
+
+An item's features come in two parts. Its :class:`Sketch` needs its text alone (folded
+words, stems and their weights, MinHash signature and LSH bands, exact key, names, name
+keys): :func:`sketches` works out those of many items together (the store passes a
+feed's new items), as NumPy calls cost microseconds whatever their size.
+:meth:`StoryIndex.features` then maps the sketch's stems to the window's term ids, the
+one part that depends on the items before it.
 """
 
 from __future__ import annotations
@@ -336,12 +343,14 @@ def _sketch(title: str, text: str, keys: bool) -> tuple[Sketch, list[int]]:
     if len(hash_of) > WORD_CACHE:
         stem_of.clear()
         hash_of.clear()
-    for w in set(tokens).difference(hash_of):
-        stem_of[w], hash_of[w] = _word_info(w)
-    hashes = list(map(hash_of.__getitem__, tokens))
+    try:
+        hashes = list(map(hash_of.__getitem__, tokens))
+    except KeyError:  # words not seen before (or since the cache was emptied)
+        for w in set(tokens).difference(hash_of):
+            stem_of[w], hash_of[w] = _word_info(w)
+        hashes = list(map(hash_of.__getitem__, tokens))
     # Stems in order of first use, title words counting twice; "": no term.
-    stems = Counter(map(stem_of.__getitem__, title_words))
-    stems.update(map(stem_of.__getitem__, tokens))
+    stems = Counter(map(stem_of.__getitem__, title_words + tokens))
     stems.pop("", None)
     joined = " ".join(tokens)
     names = title_names(title)
@@ -398,7 +407,9 @@ def _signatures(hashes: Sequence[list[int]]) -> list[bytes]:
     hv *= _FMIX32[3]
     hv ^= hv >> _FMIX32[4]
     starts = np.concatenate(([0], np.cumsum(lengths - (SHINGLE - 1))[:-1]))
-    least = np.minimum.reduceat(hv * perm_a + perm_b, starts, axis=0)
+    permuted = hv * perm_a
+    permuted += perm_b
+    least = np.minimum.reduceat(permuted, starts, axis=0)
     raw = np.minimum(blank, least).tobytes()
     size = NUM_PERM * 4
     return [raw[k * size : (k + 1) * size] for k in range(len(hashes))]
