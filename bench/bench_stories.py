@@ -17,7 +17,9 @@ at least twice the baseline's at the baseline's threshold that reaches precision
 
 Cost. A window filled with N generated items (10,000 and 100,000 by default; recombined
 wire sentences, many names, so that posting lists are long as in a busy window), then
-``--new`` more items assigned, timed (CPU, median of ``--repeats``): items per second.
+``--new`` more items assigned, timed (CPU, median of ``--repeats``): items per second, one
+item at a time; then per feed of PER_FEED items sketched together as the store does, and
+the text-only part of that (``cluster.sketches``, which needs no window).
 Peak RSS: the process's resident size after filling the window, beside its size before.
 Share of the poll: the CPU of parsing, matching and storing new items (RSS feed bytes
 through the real parse_and_match and save_polls), with stories and without, each leg on

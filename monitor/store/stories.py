@@ -2,7 +2,8 @@
 
 Assignment happens while an item is stored, in the same transaction (:func:`assign`,
 called by ``feeds.save_polls``); what decides is a :class:`StoryAssigner` (the
-``cluster.StoryIndex`` the pipeline passes in). Without one, an item gets a story of its
+``cluster.StoryIndex`` the pipeline passes in), given the texts of a batch's items first
+to sketch together, then each item in turn. Without one, an item gets a story of its
 own. Assignments are numbered (``items.story_seq``) in the order they are made; several
 instances sharing one PostgreSQL database take turns (a transaction-level advisory lock)
 and each catches up with the others' assignments by that number before deciding.
