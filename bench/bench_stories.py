@@ -23,7 +23,9 @@ The template set's output lines are as before this set had a companion.
 
 Cost. A window filled with N generated items (10,000 and 100,000 by default; recombined
 wire sentences, many names, so that posting lists are long as in a busy window), then
-``--new`` more items assigned, timed (CPU, median of ``--repeats``): items per second.
+``--new`` more items assigned, timed (CPU, median of ``--repeats``): items per second, one
+item at a time; then per feed of PER_FEED items sketched together as the store does, and
+the text-only part of that (``cluster.sketches``, which needs no window).
 Peak RSS: the process's resident size after filling the window, beside its size before.
 Share of the poll: the CPU of parsing, matching and storing new items (RSS feed bytes
 through the real parse_and_match and save_polls), with stories and without, each leg on
@@ -62,6 +64,8 @@ from monitor.models import Item
 from monitor.watchlists import load_watchlists
 
 REPO = Path(__file__).resolve().parents[1]
+#: New items a feed brings in the cost figures (the store sketches a feed's together).
+PER_FEED = 20
 
 
 # --------------------------------------------------------------------------- quality
@@ -284,26 +288,47 @@ def fill_window(size: int) -> tuple[StoryIndex, datetime, float, int]:
 
 def cost(sizes: Sequence[int], new: int, repeats: int) -> None:
     print(f"\ncost: assigning {new} new items against a full window (CPU time, median of {repeats})")
-    print(f"  {'window':>8} {'fill s':>8} {'items/s':>9} {'us/item':>8} {'window RSS':>11} {'per item':>9}")
+    print(f"  {'window':>8} {'fill s':>8} {'items/s':>9} {'us/item':>8} {'window RSS':>11} {'per item':>9}"
+          f" {'per feed':>9} {'sketch':>7}")  # fmt: skip
     for size in sizes:
         index, end, fill_s, grown_kb = fill_window(size)
         rng = random.Random(7)
         fresh = synthetic(new * repeats, rng, end, 3600.0, tag="new")
-        runs = []
+        runs, fed, sketched = [], [], []
         for r in range(repeats):
             batch = fresh[r * new : (r + 1) * new]
+            first = 10_000_000 + r * new
             mark = index.mark()
             t = time.process_time()
-            for n, it in enumerate(batch, start=10_000_000 + r * new):
+            for n, it in enumerate(batch, start=first):
                 d = index.assign(n, it.title, it.summary, [], it.published or end)
                 index.commit(n, d.story if d.story is not None else n, n)
             runs.append(time.process_time() - t)
-            index.undo(mark)  # the next repeat sees the same window
+            index.undo(mark)  # the next run sees the same window
+            # As store.stories.assign does it: the texts of a feed's new items sketched
+            # together, then each item decided.
+            mark = index.mark()
+            t = time.process_time()
+            for k in range(0, new, PER_FEED):
+                feed = batch[k : k + PER_FEED]
+                sketches = index.sketches((it.title, it.summary, False) for it in feed)
+                for n, (it, sk) in enumerate(zip(feed, sketches, strict=True), start=first + k):
+                    d = index.assign(n, it.title, it.summary, [], it.published or end, sk)
+                    index.commit(n, d.story if d.story is not None else n, n)
+            fed.append(time.process_time() - t)
+            index.undo(mark)
+            t = time.process_time()  # the text-only part alone (no window needed)
+            for k in range(0, new, PER_FEED):
+                index.sketches((it.title, it.summary, False) for it in batch[k : k + PER_FEED])
+            sketched.append(time.process_time() - t)
         per = statistics.median(runs) / new
         print(f"  {size:>8} {fill_s:>8.1f} {1 / per:>9.0f} {per * 1e6:>8.0f} "
-              f"{grown_kb / 1024:>8.0f} MB {grown_kb * 1024 / size:>7.0f} B")  # fmt: skip
+              f"{grown_kb / 1024:>8.0f} MB {grown_kb * 1024 / size:>7.0f} B"
+              f" {statistics.median(fed) / new * 1e6:>9.0f} {statistics.median(sketched) / new * 1e6:>7.0f}")  # fmt: skip
         del index
         gc.collect()
+    print(f"  (us/item: one item at a time; per feed: {PER_FEED} items a feed sketched together, "
+          "as the store does; sketch: of that, the part that needs no window)")  # fmt: skip
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"  peak RSS of this process: {peak / 1024:.0f} MB")
     poll_share(sizes[0], new, repeats)
@@ -326,7 +351,7 @@ def poll_share(size: int, new: int, repeats: int) -> None:
     fill = synthetic(size, rng, start, 60 * 3600.0)
     end = start + timedelta(hours=60)
     fresh = synthetic(new * repeats * 2, rng, end, 3600.0, tag="new")
-    per_feed = 20
+    per_feed = PER_FEED
 
     def bodies(batch: Sequence[Item]) -> list[bytes]:
         out = []

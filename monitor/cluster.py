@@ -32,23 +32,29 @@ ties go to the older story).
 The window is bounded by time (``duplicate_window``, the longer of the two windows) and
 by count (``max_items``); what leaves it can no longer be joined, and its words are
 forgotten once no item of the window has them (see ``StoryIndex._prune``).
+
+An item's features come in two parts. Its :class:`Sketch` needs its text alone (folded
+words, stems and their weights, MinHash signature and LSH bands, exact key, names, name
+keys): :func:`sketches` works out those of many items together (the store passes a
+feed's new items), as NumPy calls cost microseconds whatever their size.
+:meth:`StoryIndex.features` then maps the sketch's stems to the window's term ids, the
+one part that depends on the items before it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import heapq
 import math
 import re
 import zlib
 from array import array
 from bisect import bisect_left
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from monitor.fold import fold_text
 from monitor.models import StoryDecision
@@ -76,12 +82,15 @@ MIN_SHARED_NAMES = 2
 CROSS_SCRIPT_CANDIDATES = 200
 #: The most that shared watchlists add to a same-event score (see ``decide``).
 MAX_ADJUST = 0.1
+#: Shingles whose MinHash values are worked out in one pass (a 64-column uint32 matrix:
+#: 1 MB at 4096).
+SIGNATURE_BATCH = 4096
 #: Candidates scored exactly per new item, taken from the inverted index.
 CANDIDATES = 12
 #: The new item's terms whose posting lists are read to find them: its rarer terms
 #: that weigh most (a busy window's lists are long; the rest add little).
 CANDIDATE_TERMS = 16
-#: Words whose term id and hash are remembered (the cache is emptied when full).
+#: Words whose stem and hash are remembered (the cache is emptied when full).
 WORD_CACHE = 50_000
 #: Terms no item in the window has any more are forgotten once they outnumber the live
 #: ones by this many (see ``StoryIndex._prune``): the vocabulary stays within twice the
@@ -140,7 +149,7 @@ class Doc:
         at: float,
         entities: frozenset[str],
         exact: bytes | None,
-        signature: Any,
+        signature: bytes | None,
         terms: array[int],
         weights: array[int],
         names: frozenset[str] = frozenset(),
@@ -154,7 +163,7 @@ class Doc:
         self.cyrillic = cyrillic  # written mostly in Cyrillic
         self.entities = entities
         self.exact = exact
-        self.signature = signature  # numpy uint32 array, or None for very short texts
+        self.signature = signature  # NUM_PERM 32-bit values, or None for very short texts
         self.bands = _NO_BANDS if bands is None else bands  # the signature's LSH band keys
         self.terms = terms  # term ids, ascending
         self.weights = weights  # term frequencies, title words counting twice
@@ -164,7 +173,14 @@ class Doc:
 
 def words(text: str) -> list[str]:
     """Folded words of ``text`` (case, accents, punctuation and look-alikes folded)."""
-    folded = fold_text(text[:MAX_CHARS])
+    text = text[:MAX_CHARS]
+    if text.isascii() and "'" not in text and "`" not in text:
+        # What folding does to such a text changes no word but its case: it maps
+        # whitespace to spaces and squeezes them, and the rest needs an apostrophe
+        # (Uzbek letter marks, a possessive "'s"; "`" is one) or a non-ASCII letter.
+        folded = text.lower()
+    else:
+        folded = fold_text(text)
     if folded.isascii():  # the common case, without the regular expression
         raw = folded.encode()
         shape = raw.translate(_ASCII_SHAPE)
@@ -266,19 +282,187 @@ def _stem(word: str) -> str:
     return word.translate(_TRANSLIT)[:STEM]
 
 
-def _shingle_hashes(hashes: Any) -> Any:
+class Sketch(NamedTuple):
+    """What an item's text alone gives, before any window is looked at: the same for the
+    same text wherever it is worked out. :meth:`StoryIndex.features` adds the window's
+    term ids (the one part that depends on what came before)."""
+
+    stems: dict[str, int]  # stem -> weight (title words count twice), in order of first use
+    signature: bytes | None  # the MinHash signature, None under SHINGLE words
+    bands: array[int]  # the signature's LSH band keys
+    exact: bytes | None  # a hash of the folded words: copies have the same
+    names: frozenset[str]  # the names in the title, first four letters
+    cyrillic: bool  # written mostly in Cyrillic
+    keys: frozenset[str] | None  # name keys (``_name_keys``); None: not worked out
+
+
+def sketch(title: str, text: str, similarity: float = 0.6, keys: bool = False) -> Sketch:
+    """The :class:`Sketch` of an item's ``title`` and other ``text``, with LSH bands for
+    the ``similarity`` threshold (``duplicate_similarity``), and its name keys if
+    ``keys``."""
+    sk, hashes = _sketch(title, text, keys)
+    if len(hashes) < SHINGLE:
+        return sk
+    signature = minhash_signature(_shingle_hashes(hashes)).tobytes()
+    bands = array("I", [zlib.crc32(signature[lo:hi]) for lo, hi in band_slices(similarity)])
+    return sk._replace(signature=signature, bands=bands)
+
+
+def sketches(texts: Iterable[tuple[str, str, bool]], similarity: float = 0.6) -> list[Sketch]:
+    """:func:`sketch` of each (title, text, keys), the MinHash signatures of many items
+    worked out together: a NumPy call costs microseconds whatever its size, and one item's
+    signature took a dozen of them."""
+    out: list[Sketch] = []
+    shingled: list[tuple[int, list[int]]] = []  # (index in out, word hashes)
+    for title, text, keys in texts:
+        sk, hashes = _sketch(title, text, keys)
+        if len(hashes) >= SHINGLE:
+            shingled.append((len(out), hashes))
+        out.append(sk)
+    slices = band_slices(similarity)
+    done = 0
+    while done < len(shingled):
+        batch: list[tuple[int, list[int]]] = []
+        size = 0
+        while done < len(shingled) and (not batch or size < SIGNATURE_BATCH):
+            batch.append(shingled[done])
+            size += len(shingled[done][1])
+            done += 1
+        for (k, _), signature in zip(batch, _signatures([h for _, h in batch]), strict=True):
+            bands = array("I", [zlib.crc32(signature[lo:hi]) for lo, hi in slices])
+            out[k] = out[k]._replace(signature=signature, bands=bands)
+    return out
+
+
+def _sketch(title: str, text: str, keys: bool) -> tuple[Sketch, list[int]]:
+    """An item's sketch but its signature and bands, and the hashes of its words."""
+    title_words = words(title)
+    text_words = words(text)
+    tokens = title_words + text_words
+    stem_of, hash_of = _STEM_OF, _HASH_OF
+    if len(hash_of) > WORD_CACHE:
+        stem_of.clear()
+        hash_of.clear()
+    try:
+        hashes = list(map(hash_of.__getitem__, tokens))
+    except KeyError:  # words not seen before (or since the cache was emptied)
+        for w in set(tokens).difference(hash_of):
+            stem_of[w], hash_of[w] = _word_info(w)
+        hashes = list(map(hash_of.__getitem__, tokens))
+    # Stems in order of first use, title words counting twice; "": no term.
+    stems = Counter(map(stem_of.__getitem__, title_words + tokens))
+    stems.pop("", None)
+    joined = " ".join(tokens)
+    names = title_names(title)
+    sk = Sketch(
+        stems=stems,
+        signature=None,
+        bands=_NO_BANDS,
+        exact=hashlib.blake2b(joined.encode(), digest_size=12).digest() if tokens else None,
+        names=frozenset(w[:4] for w in words(" ".join(names))) if names else frozenset(),
+        cyrillic=not joined.isascii() and _cyrillic(joined),
+        keys=_name_keys(f"{title}\n{text}") if keys else None,
+    )
+    return sk, hashes
+
+
+#: Each word's stem ("": a stop word, or too short) and 32-bit hash, worked out once,
+#: not per occurrence; emptied when they grow past WORD_CACHE words.
+_STEM_OF: dict[str, str] = {}
+_HASH_OF: dict[str, int] = {}
+
+
+def _word_info(word: str) -> tuple[str, int]:
+    stem = ""
+    if word not in _STOPWORDS and (len(word) > 1 or word.isdigit()):
+        stem = _stem(word)
+    return stem, zlib.crc32(word.encode())
+
+
+def _shingle_hashes(hashes: Sequence[int]) -> Any:
     """32-bit hashes of the word 3-grams, from the words' own hashes (each word is hashed
     once; datasketch's MinHash mixes the result again before permuting it)."""
     import numpy as np
 
-    h = np.asarray(hashes, dtype=np.uint64)
+    h = np.array(hashes, dtype=np.uint64)
     return (h[:-2] * _MIX1 + h[1:-1] * _MIX2 + h[2:]) & _MASK32
+
+
+def _signatures(hashes: Sequence[list[int]]) -> list[bytes]:
+    """The MinHash signature (``minhash_signature``) of each item's shingles, from the
+    hashes of its words (at least SHINGLE of them), all items in one NumPy pass."""
+    import numpy as np
+
+    blank, perm_a, perm_b = _minhash()
+    lengths = np.array([len(h) for h in hashes])
+    ends = np.cumsum(lengths)
+    flat = np.array([x for h in hashes for x in h], dtype=np.uint64)
+    shingles = (flat[:-2] * _MIX1 + flat[1:-1] * _MIX2 + flat[2:]) & _MASK32
+    keep = np.ones(len(shingles), dtype=bool)  # not those that run into the next item
+    keep[(ends - 2)[:-1]] = keep[(ends - 1)[:-1]] = False
+    hv = shingles[keep].astype(np.uint32).reshape(-1, 1)
+    hv ^= hv >> _FMIX32[0]
+    hv *= _FMIX32[1]
+    hv ^= hv >> _FMIX32[2]
+    hv *= _FMIX32[3]
+    hv ^= hv >> _FMIX32[4]
+    starts = np.concatenate(([0], np.cumsum(lengths - (SHINGLE - 1))[:-1]))
+    permuted = hv * perm_a
+    permuted += perm_b
+    least = np.minimum.reduceat(permuted, starts, axis=0)
+    raw = np.minimum(blank, least).tobytes()
+    size = NUM_PERM * 4
+    return [raw[k * size : (k + 1) * size] for k in range(len(hashes))]
+
+
+def minhash_signature(shingles: Any) -> Any:
+    """The MinHash signature of the shingle hashes (uint64 NumPy array of 32-bit values):
+    what a blank ``MinHash(scheme="affine32", hashfunc=int)`` holds after
+    ``update_batch(shingles.tolist())``, worked out on the array as datasketch 2.x does
+    (MurmurHash3's 32-bit finaliser, the affine permutations modulo 2**32, the least
+    value of each) without its round trip through a list of Python ints.
+    ``tests/test_stories.py`` holds it equal to datasketch's."""
+    import numpy as np
+
+    blank, perm_a, perm_b = _minhash()
+    hv = shingles.astype(np.uint32).reshape(-1, 1)
+    hv ^= hv >> _FMIX32[0]
+    hv *= _FMIX32[1]
+    hv ^= hv >> _FMIX32[2]
+    hv *= _FMIX32[3]
+    hv ^= hv >> _FMIX32[4]
+    return np.minimum(blank, (hv * perm_a + perm_b).min(axis=0))
+
+
+@lru_cache(maxsize=1)
+def _minhash() -> tuple[Any, Any, Any]:
+    """A blank MinHash's empty signature and its permutations (a and b)."""
+    from datasketch import MinHash
+
+    minhash = MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME, hashfunc=int)
+    perm_a, perm_b = minhash.permutations
+    return minhash.hashvalues.copy(), perm_a, perm_b
+
+
+@lru_cache(maxsize=8)
+def band_slices(similarity: float) -> tuple[tuple[int, int], ...]:
+    """The byte ranges of a signature that make its LSH bands at this threshold."""
+    bands, rows = lsh_params(similarity, NUM_PERM)
+    return tuple((b * rows * 4, (b + 1) * rows * 4) for b in range(bands))
+
+
+def _jaccard(a: bytes, b: bytes) -> float:
+    """The Jaccard similarity two signatures estimate: the share of equal values."""
+    import numpy as np
+
+    return float((np.frombuffer(a, dtype=np.uint32) == np.frombuffer(b, dtype=np.uint32)).mean())
 
 
 _MIX1, _MIX2, _MASK32 = 0x9E3779B1, 0x85EBCA77, 0xFFFFFFFF
 #: MurmurHash3's 32-bit finaliser: shift, multiplier, shift, multiplier, shift.
 _FMIX32 = (16, 0x85EBCA6B, 13, 0xC2B2AE35, 16)
 _NO_BANDS: array[int] = array("I")
+_NEW = StoryDecision(None, "new")
 
 
 class StoryIndex:
@@ -296,8 +480,6 @@ class StoryIndex:
     def __init__(self, params: StoryParams | None = None) -> None:
         # datasketch (and NumPy with it) is imported now, not at the first item: that one
         # is assigned inside a write transaction, holding the story lock.
-        from datasketch import MinHash
-
         self.params = params or StoryParams()
         self.watermark: int | None = None
         self._clock = 0.0  # the latest item time seen: the window ends here
@@ -310,8 +492,8 @@ class StoryIndex:
         # The vocabulary: every term some item of the window has, and (until _prune) some
         # it no longer has. Term ids are handed out in the order stems are first seen and
         # never reused (a forgotten stem seen again gets a new one, after every other: as
-        # a new stem would); only the window's Docs and the word cache hold them, nothing
-        # stored. Docs keep them in 32 bits: 2**31 stems, decades of news.
+        # a new stem would); only the window's Docs hold them, nothing stored. Docs keep
+        # them in 32 bits: 2**31 stems, decades of news.
         self._term_ids: dict[str, int] = {}  # stem -> term id
         self._next_term = 0
         self._live_terms = 0  # terms with df > 0
@@ -319,20 +501,13 @@ class StoryIndex:
         self._postings: dict[int, array[int]] = {}  # term id -> item ids, ascending
         self._df: dict[int, int] = {}  # term id -> items in the window with it
         self._ldf: dict[int, float] = {}  # term id -> log(df + 1), kept for today's IDF
-        # Each word's term id and 32-bit hash (see _word), worked out once, not per
-        # occurrence; emptied when it grows past WORD_CACHE words.
-        self._words: dict[str, int] = {}
         self._exact: dict[bytes, int] = {}  # exact key -> newest item id with it
         self._by_watchlist: dict[str, deque[int]] = {}  # recent items each watchlist hit
-        # A blank MinHash: its permutations and empty signature (see _signature).
-        minhash = MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME, hashfunc=int)
-        self._blank = minhash.hashvalues.copy()
-        self._perm_a, self._perm_b = minhash.permutations
+        _minhash()  # datasketch's permutations, worked out now (see above)
         # LSH banding, bands and rows chosen as datasketch's MinHashLSH chooses them; the
         # buckets are one dict per band holding the newest item (MinHashLSH keeps a set
         # per bucket: about 3 KB an item, 300 MB at 100,000).
-        bands, rows = lsh_params(self.params.duplicate_similarity, NUM_PERM)
-        self._bands = [(b * rows * 4, (b + 1) * rows * 4) for b in range(bands)]  # bytes
+        bands = len(band_slices(self.params.duplicate_similarity))
         self._buckets: list[dict[int, int]] = [{} for _ in range(bands)]
 
     def __len__(self) -> int:
@@ -349,85 +524,60 @@ class StoryIndex:
 
     # ------------------------------------------------------------------ features
 
+    def sketch(self, title: str, text: str, keys: bool = False) -> Sketch:
+        """What the item's text alone gives (:func:`sketch`), under this index's settings."""
+        return sketch(title, text, self.params.duplicate_similarity, keys=keys)
+
+    def sketches(self, texts: Iterable[tuple[str, str, bool]]) -> list[Sketch]:
+        """:meth:`sketch` of each (title, text, keys), worked out together (cheaper)."""
+        return sketches(texts, self.params.duplicate_similarity)
+
     def features(
         self,
         title: str,
         text: str,
         watchlists: Iterable[str],
         at: datetime,
+        sketched: Sketch | None = None,
     ) -> Doc:
         """An item's features: ``title``, its other text (summary, content), the
-        watchlists that hit it and when it happened (published, else first seen)."""
-        import numpy as np  # loaded with datasketch already (see __init__)
-
-        title_words = words(title)
-        tokens = title_words + words(text)
-        known = self._words
-        if len(known) > WORD_CACHE:
-            known.clear()
-        looked = np.array([known.get(w) or self._word(w) for w in tokens], dtype=np.uint64)
-        ids = looked >> 32  # term id + 1 (0: no term)
-        title_ids = ids[: len(title_words)]  # counted twice: title words weigh double
-        terms, weights = np.unique(
-            np.concatenate((ids[len(title_words) :], title_ids, title_ids)), return_counts=True
-        )
-        if len(terms) and terms[0] == 0:
-            terms, weights = terms[1:], weights[1:]
-        signature: Any = None
-        bands = _NO_BANDS
-        if len(tokens) >= SHINGLE:
-            signature = self._signature(_shingle_hashes(looked & _MASK32))
-            raw = signature.tobytes()
-            bands = array("I", [zlib.crc32(raw[lo:hi]) for lo, hi in self._bands])
-        joined = " ".join(tokens)
-        names = title_names(title)
+        watchlists that hit it and when it happened (published, else first seen).
+        ``sketched``: the text's :class:`Sketch`, if worked out already (else it is now);
+        what is left maps its stems to the window's term ids."""
+        entities = frozenset(watchlists)
+        sk = sketched or self.sketch(title, text, keys=bool(entities))
+        term_ids = self._term_ids
+        pairs = []
+        for stem, weight in sk.stems.items():
+            tid = term_ids.get(stem)
+            if tid is None:
+                tid = self._new_term(stem)
+            pairs.append((tid, weight))
+        pairs.sort()
+        keys = frozenset[str]()
+        if entities:  # only items some watchlist hit are matched across scripts
+            keys = sk.keys if sk.keys is not None else _name_keys(f"{title}\n{text}")
         return Doc(
             at=at.timestamp(),
-            entities=frozenset(watchlists),
-            exact=hashlib.blake2b(joined.encode(), digest_size=12).digest() if tokens else None,
-            signature=signature,
-            bands=bands,
-            terms=array("i", (terms - 1).tolist()),
-            weights=array("H", weights.tolist()),
-            names=frozenset(w[:4] for w in words(" ".join(names))) if names else frozenset(),
-            cyrillic=not joined.isascii() and _cyrillic(joined),
-            # Only items some watchlist hit are matched across scripts: keep keys for those.
-            keys=_name_keys(f"{title}\n{text}") if watchlists else frozenset(),
+            entities=entities,
+            exact=sk.exact,
+            signature=sk.signature,
+            bands=sk.bands,
+            terms=array("i", [t for t, _ in pairs]),
+            weights=array("H", [w for _, w in pairs]),
+            names=sk.names,
+            cyrillic=sk.cyrillic,
+            keys=keys,
         )
 
-    def _signature(self, shingles: Any) -> Any:
-        """The MinHash signature of the shingle hashes (uint64 NumPy array of 32-bit
-        values): what a blank ``MinHash(scheme="affine32", hashfunc=int)`` holds after
-        ``update_batch(shingles.tolist())``, worked out on the array as datasketch 2.x
-        does (MurmurHash3's 32-bit finaliser, the affine permutations modulo 2**32, the
-        least value of each) without its round trip through a list of Python ints.
-        ``tests/test_stories.py`` holds it equal to datasketch's."""
-        import numpy as np
-
-        hv = shingles.astype(np.uint32).reshape(-1, 1)
-        hv ^= hv >> _FMIX32[0]
-        hv *= _FMIX32[1]
-        hv ^= hv >> _FMIX32[2]
-        hv *= _FMIX32[3]
-        hv ^= hv >> _FMIX32[4]
-        return np.minimum(self._blank, (hv * self._perm_a + self._perm_b).min(axis=0))
-
-    def _word(self, word: str) -> int:
-        """A word's term id plus one (0: a stop word, or too short) in the high bits and
-        its 32-bit hash in the low ones, remembered."""
-        tid = -1
-        if word not in _STOPWORDS and (len(word) > 1 or word.isdigit()):
-            stem = _stem(word)
-            tid = self._term_ids.get(stem, -1)
-            if tid < 0:
-                tid = self._term_ids[stem] = self._next_term
-                self._next_term += 1
-                self.stems[tid] = stem
-                self._postings[tid] = array("q")
-                self._df[tid] = 0
-                self._ldf[tid] = 0.0
-        found = self._words[word] = (tid + 1) << 32 | zlib.crc32(word.encode())
-        return found
+    def _new_term(self, stem: str) -> int:
+        tid = self._term_ids[stem] = self._next_term
+        self._next_term += 1
+        self.stems[tid] = stem
+        self._postings[tid] = array("q")
+        self._df[tid] = 0
+        self._ldf[tid] = 0.0
+        return tid
 
     # ------------------------------------------------------------------ decisions
 
@@ -442,10 +592,11 @@ class StoryIndex:
         top, ldf = math.log(len(self._docs) + 1) + 1.0, self._ldf
         dot = onorm = 0.0
         common = 0
+        get = vec.get
         for t, w in zip(other.terms, other.weights, strict=True):
             ow = w * (top - ldf[t])
             onorm += ow * ow
-            v = vec.get(t)
+            v = get(t)
             if v is not None:
                 dot += v * ow
                 common += 1
@@ -457,7 +608,7 @@ class StoryIndex:
         p = self.params
         self._clock = max(self._clock, doc.at)
         self._expire(self._clock)
-        best = StoryDecision(None, "new")
+        best = _NEW
         if doc.exact is not None:
             key = self._exact.get(doc.exact)
             if key is not None:
@@ -472,7 +623,7 @@ class StoryIndex:
                     continue
                 if _name_conflict(self, doc, other):
                     continue
-                jaccard = float((doc.signature == other.signature).mean())
+                jaccard = _jaccard(doc.signature, other.signature)
                 if jaccard >= p.duplicate_similarity and _better(jaccard, other, best):
                     best = StoryDecision(other.story, "near-duplicate", jaccard, key)
             if best.story is not None:
@@ -481,7 +632,8 @@ class StoryIndex:
         # The cosine is at most the norm of this item's weights on the terms it shares
         # with the other over its whole norm (Cauchy-Schwarz): when even that bound
         # reaches neither threshold, the exact cosine is not worked out.
-        squares = {t: v * v / (norm * norm) for t, v in vec.items()}
+        nn = norm * norm
+        squares = {t: v * v / nn for t, v in vec.items()}
         mine_terms = set(squares)
         by_names = len(doc.entities) >= MIN_SHARED_WATCHLISTS  # "same names" possible
         for key in self._candidates(doc, vec):
@@ -543,7 +695,7 @@ class StoryIndex:
         little text, so what counts is watchlists (at least one shared, none contradicting)
         and names spelled alike once transliterated (``name_key``), close in time."""
         p = self.params
-        best = StoryDecision(None, "new")
+        best = _NEW
         seen: set[int] = set()
         for watchlist in sorted(doc.entities):
             for key in self._by_watchlist.get(watchlist, ()):
@@ -588,15 +740,24 @@ class StoryIndex:
         for contribution, t in rare:
             for key in self._postings[t]:
                 partial[key] = get(key, 0.0) + contribution
-        return heapq.nlargest(CANDIDATES, sorted(partial), key=partial.__getitem__)
+        # The best first, ties in item order (as heapq.nlargest has it, but two C sorts
+        # of a few dozen items cost less than its Python loop).
+        return sorted(sorted(partial), key=partial.__getitem__, reverse=True)[:CANDIDATES]
 
     # ------------------------------------------------------------------ the store's calls
 
     def assign(
-        self, item_id: int, title: str, text: str, watchlists: Sequence[str], at: datetime
+        self,
+        item_id: int,
+        title: str,
+        text: str,
+        watchlists: Sequence[str],
+        at: datetime,
+        sketched: Sketch | None = None,
     ) -> StoryDecision:
-        """Decide a new item's story; :meth:`commit` then adds it to the window."""
-        doc = self.features(title, text, watchlists, at)
+        """Decide a new item's story; :meth:`commit` then adds it to the window.
+        ``sketched``: the text's sketch, if worked out already (see :meth:`sketches`)."""
+        doc = self.features(title, text, watchlists, at, sketched)
         self._pending[item_id] = doc
         return self.decide(doc)
 
@@ -612,9 +773,10 @@ class StoryIndex:
         text: str,
         watchlists: Sequence[str],
         at: datetime,
+        sketched: Sketch | None = None,
     ) -> None:
         """Add an item that was assigned already (at start, or by another instance)."""
-        doc = self.features(title, text, watchlists, at)
+        doc = self.features(title, text, watchlists, at, sketched)
         self._clock = max(self._clock, doc.at)
         self.add(doc, item_id, story_id, seq)
 
@@ -721,7 +883,7 @@ class StoryIndex:
     def _prune(self) -> None:
         """Forget the terms no item in the window has (df 0: they weigh nothing in any
         score, and the IDF depends on the window's size, not the vocabulary's), but those
-        of items assigned and not yet added; and the cached words that map to them. Run
+        of items assigned and not yet added. Run
         when such terms outnumber the live ones by DEAD_TERMS (see ``add``): its cost, one
         pass over the vocabulary, is less than twice the number of terms it forgets."""
         keep = {t for doc in self._pending.values() for t in doc.terms}
@@ -729,7 +891,6 @@ class StoryIndex:
         dead = [t for t, n in df.items() if not n and t not in keep]
         for t in dead:
             del self._term_ids[self.stems.pop(t)], self._postings[t], df[t], self._ldf[t]
-        self._words = {w: v for w, v in self._words.items() if not v >> 32 or (v >> 32) - 1 in df}
 
 
 @lru_cache(maxsize=8)

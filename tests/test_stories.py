@@ -205,23 +205,23 @@ def test_story_settings_reach_the_index() -> None:
 
 
 def test_signatures_are_datasketchs_minhash() -> None:
-    """StoryIndex works out MinHash signatures on the array itself: they must be what
-    datasketch's MinHash gives for the same shingles (else near-duplicates drift)."""
+    """cluster.minhash_signature works out MinHash signatures on the array itself: they
+    must be what datasketch's MinHash gives for the same shingles (else near-duplicates
+    drift)."""
     import random
 
     import numpy as np
     from datasketch import MinHash
 
-    from monitor.cluster import NUM_PERM, SCHEME
+    from monitor.cluster import NUM_PERM, SCHEME, minhash_signature
 
-    index = StoryIndex()
     rng = random.Random(3)
     for size in (1, 2, 7, 300):
         shingles = np.array([rng.getrandbits(32) for _ in range(size)], dtype=np.uint64)
         shingles[0] = 0xFFFFFFFF  # the largest 32-bit value wraps as datasketch's does
         expected = MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME, hashfunc=int)
         expected.update_batch(shingles.tolist())
-        got = index._signature(shingles)
+        got = minhash_signature(shingles)
         assert got.dtype == expected.hashvalues.dtype
         assert got.tolist() == expected.hashvalues.tolist()
 
@@ -244,7 +244,6 @@ def _vocabulary(index: StoryIndex) -> dict[str, int]:
         "postings": len(index._postings),
         "df": len(index._df),
         "log df": len(index._ldf),
-        "words": len(index._words),
     }
 
 
@@ -305,3 +304,51 @@ def test_the_vocabulary_stays_bounded_by_the_window(monkeypatch: pytest.MonkeyPa
     kept, sizes = run(StoryIndex(params))
     assert sizes[-1]["term ids"] > 20_000
     assert kept == pruned
+
+
+def test_words_of_plain_ascii_text_are_those_of_the_folded_text() -> None:
+    """``words`` skips folding for ASCII text without apostrophes: the words must be
+    those of the folded text, whatever the punctuation, spacing and case."""
+    import random
+
+    from monitor.cluster import _WORD, words
+    from monitor.fold import fold_text
+
+    def slow(text: str) -> list[str]:
+        return _WORD.findall(fold_text(text))
+
+    rng = random.Random(4)
+    alphabet = "aAbZz09 \t\n\r\x0b\x0c\x1c-_.,;:!?\"()[]{}'`/\\&%$#@*+=<>|~^s"
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        assert words(text) == slow(text), repr(text)
+    for text in ("Gor's visit", "O'zbekiston", "rock `n roll", "250m deal, A380s", "  a  b  "):
+        assert words(text) == slow(text), text
+
+
+def test_signatures_worked_out_together_are_each_items_own() -> None:
+    """``sketches`` works out the MinHash signatures of many items in one pass (batches
+    of SIGNATURE_BATCH shingles): each must be the item's own, as ``minhash_signature``
+    gives it alone, whatever the batch around it; short items have none."""
+    import random
+
+    from monitor import cluster
+
+    rng = random.Random(8)
+    # Texts are cut at MAX_CHARS (about 280 of these words): 40 long ones make several
+    # batches.
+    lengths = [3, 4, 1, 0, 2, 50, 3, *[300] * 20, 3, *[300] * 20, 17, 2]
+    texts = []
+    for n in lengths:
+        text = " ".join("".join(rng.choices("bdgklmnrstvz", k=6)) for _ in range(n))
+        texts.append(("", text, False))
+    assert sum(len(cluster.words(t)) - 2 for _, t, _ in texts) > 2 * cluster.SIGNATURE_BATCH
+    together = cluster.sketches(texts)
+    assert [sk.signature is not None for sk in together] == [n >= 3 for n in lengths]
+    for (title, text, keys), sk in zip(texts, together, strict=True):
+        alone = cluster.sketch(title, text, keys=keys)
+        assert sk == alone
+        if sk.signature is not None:
+            hashes = [cluster._word_info(w)[1] for w in cluster.words(text)]
+            own = cluster.minhash_signature(cluster._shingle_hashes(hashes)).tobytes()
+            assert sk.signature == own

@@ -2,7 +2,8 @@
 
 Assignment happens while an item is stored, in the same transaction (:func:`assign`,
 called by ``feeds.save_polls``); what decides is a :class:`StoryAssigner` (the
-``cluster.StoryIndex`` the pipeline passes in). Without one, an item gets a story of its
+``cluster.StoryIndex`` the pipeline passes in), given the texts of a batch's items first
+to sketch together, then each item in turn. Without one, an item gets a story of its
 own. Assignments are numbered (``items.story_seq``) in the order they are made; several
 instances sharing one PostgreSQL database take turns (a transaction-level advisory lock)
 and each catches up with the others' assignments by that number before deciding.
@@ -14,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
@@ -23,10 +24,16 @@ from monitor.store.db import Store
 from monitor.store.rows import StoryStats as StoryStats
 from monitor.store.schema import feeds, hits, items, stories
 
+if TYPE_CHECKING:
+    from monitor.cluster import Sketch
+
 #: Key for ``pg_advisory_xact_lock`` around storing new items and their stories.
 PG_STORY_LOCK = 0x73746F72  # "stor"
 #: How much of an item's content the assigner is given (it looks at the start only).
 TEXT_CHARS = 2000
+#: Items whose text is sketched together when the window catches up (see
+#: ``StoryAssigner.sketches``).
+CATCH_UP_BATCH = 512
 #: A story started in a batch is known by this plus its first item's id until its row
 #: is inserted (see :func:`assign`).
 PROVISIONAL = 1 << 60
@@ -43,8 +50,19 @@ class StoryAssigner(Protocol):
     @property
     def max_items(self) -> int: ...
 
+    def sketches(self, texts: Iterable[tuple[str, str, bool]]) -> Sequence[Sketch]:
+        """What each (title, text, keys) gives alone, before any window is looked at;
+        worked out for many items together, which is cheaper than one by one."""
+        ...
+
     def assign(
-        self, item_id: int, title: str, text: str, watchlists: Sequence[str], at: datetime
+        self,
+        item_id: int,
+        title: str,
+        text: str,
+        watchlists: Sequence[str],
+        at: datetime,
+        sketched: Sketch | None = None,
     ) -> StoryDecision: ...
 
     def commit(self, item_id: int, story_id: int, seq: int) -> None: ...
@@ -58,6 +76,7 @@ class StoryAssigner(Protocol):
         text: str,
         watchlists: Sequence[str],
         at: datetime,
+        sketched: Sketch | None = None,
     ) -> None: ...
 
     def relabel(self, stories: Mapping[int, int]) -> None: ...  # item id -> story id
@@ -171,16 +190,21 @@ def catch_up(conn: Connection, assigner: StoryAssigner, now: datetime) -> int:
         for item_id, watchlist in conn.execute(hit_query):
             if item_id in wanted:
                 watchlists.setdefault(item_id, []).append(watchlist)
-    for r in rows:
-        assigner.learn(
-            r.id,
-            r.story_id,
-            r.story_seq,
-            r.title,
-            _text(r.summary, r.content or ""),
-            watchlists.get(r.id, []),
-            _when(r.published_at, r.first_seen_at),
-        )
+    for start in range(0, len(rows), CATCH_UP_BATCH):
+        chunk = rows[start : start + CATCH_UP_BATCH]
+        batch = [(r, _text(r.summary, r.content or "")) for r in chunk]
+        sketched = assigner.sketches((r.title, text, r.id in watchlists) for r, text in batch)
+        for (r, text), sk in zip(batch, sketched, strict=True):
+            assigner.learn(
+                r.id,
+                r.story_id,
+                r.story_seq,
+                r.title,
+                text,
+                watchlists.get(r.id, []),
+                _when(r.published_at, r.first_seen_at),
+                sk,
+            )
     assigner.watermark = max(assigner.watermark or 0, int(top))
     return int(top)
 
@@ -224,16 +248,19 @@ def assign(
         seq = conn.execute(select(func.max(items.c.story_seq))).scalar() or 0
     placed: dict[int, int] = {}  # item id -> story id (provisional for new stories)
     seqs: list[int] = []
-    for item_id, item, watchlists in new:
+    texts = [_text(item.summary, item.content) for _, item, _ in new]
+    sketched: Sequence[Sketch | None] = [None] * len(new)
+    if assigner is not None:
+        sketched = assigner.sketches(
+            (item.title, text, bool(watchlists))
+            for (_, item, watchlists), text in zip(new, texts, strict=True)
+        )
+    for (item_id, item, watchlists), text, sk in zip(new, texts, sketched, strict=True):
         seq += 1
         story_id: int | None = None
         if assigner is not None:
             story_id = assigner.assign(
-                item_id,
-                item.title,
-                _text(item.summary, item.content),
-                sorted(watchlists),
-                _when(item.published, now),
+                item_id, item.title, text, sorted(watchlists), _when(item.published, now), sk
             ).story
         if story_id is None:
             story_id = PROVISIONAL + item_id
