@@ -76,6 +76,9 @@ MIN_SHARED_NAMES = 2
 CROSS_SCRIPT_CANDIDATES = 200
 #: The most that shared watchlists add to a same-event score (see ``decide``).
 MAX_ADJUST = 0.1
+#: What the time between two items takes from their same-event score at the far end of
+#: ``event_window`` (in proportion before it).
+TIME_PENALTY = 0.1
 #: Candidates scored exactly per new item, taken from the inverted index.
 CANDIDATES = 12
 #: The new item's terms whose posting lists are read to find them: its rarer terms
@@ -117,7 +120,7 @@ class StoryParams:
 
     duplicate_similarity: float = 0.6
     duplicate_window: float = 72 * 3600.0  # seconds
-    event_similarity: float = 0.5
+    event_similarity: float = 0.25
     entity_similarity: float = 0.2
     event_window: float = 36 * 3600.0  # seconds
     max_items: int = 100_000
@@ -507,7 +510,7 @@ class StoryIndex:
                 MAX_ADJUST / 2 * min(shared, 2)
                 - 0.15 * min(conflict, 2)
                 - 0.02 * min(extra, 3)
-                - 0.1 * dt / p.event_window
+                - TIME_PENALTY * dt / p.event_window
             )
             if not (
                 (len(both) >= MIN_SHARED_TERMS and bound + adjust >= p.event_similarity)
