@@ -18,7 +18,11 @@ Evidence, strongest first (each pair of items is judged on its own):
    reaches ``event_similarity`` within ``event_window``. Items that share at least three
    watchlists (``MIN_SHARED_WATCHLISTS``), where neither hits one the other lacks (one
    extra on one side is allowed: a longer text names more), need only
-   ``entity_similarity`` divided by one less than the number they share.
+   ``entity_similarity`` divided by one less than the number they share. Two items in one
+   script within a third of ``event_window`` whose titles name the same someone or
+   something (``title_names``, first four letters) and that contradict no watchlist need
+   only a cosine of ``TITLE_NAME_SIMILARITY`` over ``TITLE_NAME_TERMS`` shared words
+   (short leads of one event told in other words share its names and little else).
 4. **Other script**: failing those, a report in the other script (Russian / English
    share little more than names) within a third of ``event_window``, sharing a watchlist
    and contradicting none, with enough names alike once transliterated
@@ -79,6 +83,12 @@ MAX_ADJUST = 0.1
 #: What the time between two items takes from their same-event score at the far end of
 #: ``event_window`` (in proportion before it).
 TIME_PENALTY = 0.1
+#: Two write-ups in one script whose titles name the same someone or something, within a
+#: third of ``event_window``, sharing this many words and reaching this cosine, are one
+#: event, failing the rules above ("Masked thieves steal Napoleon-era jewels at the
+#: Louvre" / "Louvre robbers swipe jewels once worn by French royalty").
+TITLE_NAME_TERMS = 5
+TITLE_NAME_SIMILARITY = 0.1
 #: Candidates scored exactly per new item, taken from the inverted index.
 CANDIDATES = 12
 #: The new item's terms whose posting lists are read to find them: its rarer terms
@@ -496,8 +506,17 @@ class StoryIndex:
             if len(both) < MIN_SHARED_NAMES:
                 continue
             bound = math.sqrt(sum(map(squares.__getitem__, both))) + 1e-9
-            if not by_names and (
-                len(both) < MIN_SHARED_TERMS or bound + MAX_ADJUST < p.event_similarity
+            by_title = (
+                dt <= p.event_window / 3
+                and len(both) >= TITLE_NAME_TERMS
+                and bound >= TITLE_NAME_SIMILARITY
+                and doc.cyrillic == other.cyrillic
+                and not doc.names.isdisjoint(other.names)
+            )
+            if (
+                not by_names
+                and not by_title
+                and (len(both) < MIN_SHARED_TERMS or bound + MAX_ADJUST < p.event_similarity)
             ):
                 continue
             shared = len(doc.entities & other.entities)
@@ -514,6 +533,7 @@ class StoryIndex:
             )
             if not (
                 (len(both) >= MIN_SHARED_TERMS and bound + adjust >= p.event_similarity)
+                or (by_title and not conflict)
                 or (
                     shared >= MIN_SHARED_WATCHLISTS
                     and not conflict
@@ -528,10 +548,15 @@ class StoryIndex:
                 if _better(score, other, best) and not _name_conflict(self, doc, other):
                     best = StoryDecision(other.story, "same event", score, other.key)
             elif (
-                shared >= MIN_SHARED_WATCHLISTS
-                and not conflict
-                and extra <= 1
-                and cosine >= p.entity_similarity / (shared - 1)
+                not conflict
+                and (
+                    (
+                        shared >= MIN_SHARED_WATCHLISTS
+                        and extra <= 1
+                        and cosine >= p.entity_similarity / (shared - 1)
+                    )
+                    or (by_title and cosine >= TITLE_NAME_SIMILARITY and common >= TITLE_NAME_TERMS)
+                )
                 and best.reason != "same event"
                 and _better(cosine, other, best)
                 and not _name_conflict(self, doc, other)
