@@ -21,7 +21,7 @@ Evidence, strongest first (each pair of items is judged on its own):
    ``entity_similarity`` divided by one less than the number they share. Two items in one
    script within a third of ``event_window`` whose titles name the same someone or
    something (``title_names``, first four letters) and that contradict no watchlist need
-   only a cosine of ``TITLE_NAME_SIMILARITY`` over ``TITLE_NAME_TERMS`` shared words
+   only ``TITLE_NAME_SHARE`` of ``event_similarity`` over ``TITLE_NAME_TERMS`` shared words
    (short leads of one event told in other words share its names and little else).
 4. **Other script**: failing those, a report in the other script (Russian / English
    share little more than names) within a third of ``event_window``, sharing a watchlist
@@ -84,11 +84,12 @@ MAX_ADJUST = 0.1
 #: ``event_window`` (in proportion before it).
 TIME_PENALTY = 0.1
 #: Two write-ups in one script whose titles name the same someone or something, within a
-#: third of ``event_window``, sharing this many words and reaching this cosine, are one
-#: event, failing the rules above ("Masked thieves steal Napoleon-era jewels at the
-#: Louvre" / "Louvre robbers swipe jewels once worn by French royalty").
+#: third of ``event_window``, sharing this many words and reaching this share of
+#: ``event_similarity`` in cosine (0.1 at the default), are one event, failing the rules
+#: above ("Masked thieves steal Napoleon-era jewels at the Louvre" / "Louvre robbers swipe
+#: jewels once worn by French royalty").
 TITLE_NAME_TERMS = 5
-TITLE_NAME_SIMILARITY = 0.1
+TITLE_NAME_SHARE = 0.4
 #: Candidates scored exactly per new item, taken from the inverted index.
 CANDIDATES = 12
 #: The new item's terms whose posting lists are read to find them: its rarer terms
@@ -509,7 +510,7 @@ class StoryIndex:
             by_title = (
                 dt <= p.event_window / 3
                 and len(both) >= TITLE_NAME_TERMS
-                and bound >= TITLE_NAME_SIMILARITY
+                and bound >= p.event_similarity * TITLE_NAME_SHARE
                 and doc.cyrillic == other.cyrillic
                 and not doc.names.isdisjoint(other.names)
             )
@@ -555,7 +556,11 @@ class StoryIndex:
                         and extra <= 1
                         and cosine >= p.entity_similarity / (shared - 1)
                     )
-                    or (by_title and cosine >= TITLE_NAME_SIMILARITY and common >= TITLE_NAME_TERMS)
+                    or (
+                        by_title
+                        and cosine >= p.event_similarity * TITLE_NAME_SHARE
+                        and common >= TITLE_NAME_TERMS
+                    )
                 )
                 and best.reason != "same event"
                 and _better(cosine, other, best)
