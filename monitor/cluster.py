@@ -18,7 +18,11 @@ Evidence, strongest first (each pair of items is judged on its own):
    reaches ``event_similarity`` within ``event_window``. Items that share at least three
    watchlists (``MIN_SHARED_WATCHLISTS``), where neither hits one the other lacks (one
    extra on one side is allowed: a longer text names more), need only
-   ``entity_similarity`` divided by one less than the number they share.
+   ``entity_similarity`` divided by one less than the number they share. Two items in one
+   script within a third of ``event_window`` whose titles name the same someone or
+   something (``title_names``, first four letters) and that contradict no watchlist need
+   only ``TITLE_NAME_SHARE`` of ``event_similarity`` over ``TITLE_NAME_TERMS`` shared words
+   (short leads of one event told in other words share its names and little else).
 4. **Other script**: failing those, a report in the other script (Russian / English
    share little more than names) within a third of ``event_window``, sharing a watchlist
    and contradicting none, with enough names alike once transliterated
@@ -85,6 +89,16 @@ MAX_ADJUST = 0.1
 #: Shingles whose MinHash values are worked out in one pass (a 64-column uint32 matrix:
 #: 1 MB at 4096).
 SIGNATURE_BATCH = 4096
+#: What the time between two items takes from their same-event score at the far end of
+#: ``event_window`` (in proportion before it).
+TIME_PENALTY = 0.1
+#: Two write-ups in one script whose titles name the same someone or something, within a
+#: third of ``event_window``, sharing this many words and reaching this share of
+#: ``event_similarity`` in cosine (0.1 at the default), are one event, failing the rules
+#: above ("Masked thieves steal Napoleon-era jewels at the Louvre" / "Louvre robbers swipe
+#: jewels once worn by French royalty").
+TITLE_NAME_TERMS = 5
+TITLE_NAME_SHARE = 0.4
 #: Candidates scored exactly per new item, taken from the inverted index.
 CANDIDATES = 12
 #: The new item's terms whose posting lists are read to find them: its rarer terms
@@ -126,7 +140,7 @@ class StoryParams:
 
     duplicate_similarity: float = 0.6
     duplicate_window: float = 72 * 3600.0  # seconds
-    event_similarity: float = 0.5
+    event_similarity: float = 0.25
     entity_similarity: float = 0.2
     event_window: float = 36 * 3600.0  # seconds
     max_items: int = 100_000
@@ -645,8 +659,17 @@ class StoryIndex:
             if len(both) < MIN_SHARED_NAMES:
                 continue
             bound = math.sqrt(sum(map(squares.__getitem__, both))) + 1e-9
-            if not by_names and (
-                len(both) < MIN_SHARED_TERMS or bound + MAX_ADJUST < p.event_similarity
+            by_title = (
+                dt <= p.event_window / 3
+                and len(both) >= TITLE_NAME_TERMS
+                and bound >= p.event_similarity * TITLE_NAME_SHARE
+                and doc.cyrillic == other.cyrillic
+                and not doc.names.isdisjoint(other.names)
+            )
+            if (
+                not by_names
+                and not by_title
+                and (len(both) < MIN_SHARED_TERMS or bound + MAX_ADJUST < p.event_similarity)
             ):
                 continue
             shared = len(doc.entities & other.entities)
@@ -659,10 +682,11 @@ class StoryIndex:
                 MAX_ADJUST / 2 * min(shared, 2)
                 - 0.15 * min(conflict, 2)
                 - 0.02 * min(extra, 3)
-                - 0.1 * dt / p.event_window
+                - TIME_PENALTY * dt / p.event_window
             )
             if not (
                 (len(both) >= MIN_SHARED_TERMS and bound + adjust >= p.event_similarity)
+                or (by_title and not conflict)
                 or (
                     shared >= MIN_SHARED_WATCHLISTS
                     and not conflict
@@ -677,10 +701,19 @@ class StoryIndex:
                 if _better(score, other, best) and not _name_conflict(self, doc, other):
                     best = StoryDecision(other.story, "same event", score, other.key)
             elif (
-                shared >= MIN_SHARED_WATCHLISTS
-                and not conflict
-                and extra <= 1
-                and cosine >= p.entity_similarity / (shared - 1)
+                not conflict
+                and (
+                    (
+                        shared >= MIN_SHARED_WATCHLISTS
+                        and extra <= 1
+                        and cosine >= p.entity_similarity / (shared - 1)
+                    )
+                    or (
+                        by_title
+                        and cosine >= p.event_similarity * TITLE_NAME_SHARE
+                        and common >= TITLE_NAME_TERMS
+                    )
+                )
                 and best.reason != "same event"
                 and _better(cosine, other, best)
                 and not _name_conflict(self, doc, other)

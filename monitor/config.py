@@ -345,7 +345,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("stories", "duplicate_window", parse_duration, 259200.0,
             "how far apart in time copies and near-duplicates may be and still join one story; "
             "also how far back the in-memory window of recent items reaches"),
-    Setting("stories", "event_similarity", _fraction, 0.5,
+    Setting("stories", "event_similarity", _fraction, 0.25,
             "TF-IDF cosine (adjusted for shared and differing watchlist hits and time apart) "
             "two different write-ups need to count as one event; higher merges less"),
     Setting("stories", "entity_similarity", _fraction, 0.2,
