@@ -233,6 +233,29 @@ class _Compiler:
         return _CRegex(re.compile(rule.pattern, flags), rule.pattern, anchor, rule.case_sensitive)
 
 
+def _required_keys(rule: _CRule) -> Iterator[frozenset[int]]:
+    """Sets of keys such that ``rule`` cannot hold unless one key of each set was found in
+    the item: a cheap test that spares verifying most candidates (an entry is a candidate
+    as soon as any one of its terms is found, as a country's name in a rule that also
+    needs a rare phrase)."""
+    if isinstance(rule, _CTerm):
+        yield frozenset([rule.key])
+    elif isinstance(rule, _CNear):  # every operand in one field
+        for op in rule.operands:
+            yield frozenset(term.key for term in op)
+    elif isinstance(rule, _CRegex):
+        if rule.anchor is not None:
+            yield frozenset([rule.anchor])
+    elif rule.op == "all":
+        for child in rule.children:
+            yield from _required_keys(child)
+    elif rule.op == "any":  # one child must hold: one key of one of their first sets
+        firsts = [next(_required_keys(child), None) for child in rule.children]
+        if all(first is not None for first in firsts):
+            yield frozenset().union(*(first for first in firsts if first is not None))
+    # "not" holds when its children do not: it needs nothing found
+
+
 def _trigger_keys(rule: _CRule) -> Iterator[int | _CTerm | None]:
     """Keys of the positive terms (None: an unanchored regex, so always verify; a term
     with word forms: its key, once the word found there is one of its forms)."""
@@ -288,6 +311,7 @@ class Matcher:
                 by_anchor.setdefault(words[anchor], []).append(group)
             self._forms_triggers[key] = list(by_anchor.items())
         self._always = frozenset(always)
+        self._required = [tuple(_required_keys(e.rule)) for e in self._entries]
         used = {f for e in self._entries for f in e.fields}
         self._fields = tuple(f for f in ITEM_FIELDS if f in used)
         by_scan: dict[str, list[int]] = {}
@@ -376,6 +400,7 @@ class Matcher:
                                 candidates.update(entries)
         if not candidates:
             return []
+        found_keys = {key for scan in scans.values() for key in scan.hits}
         state = _ItemState(scans, formed=formed)
         vetoed: dict[int, bool] = {}
         matches: list[Match] = []
@@ -383,6 +408,8 @@ class Matcher:
             entry = self._entries[index]
             if lang is not None and entry.languages and not language_allowed(lang, entry.languages):
                 continue
+            if any(keys.isdisjoint(found_keys) for keys in self._required[index]):
+                continue  # a term the rule cannot hold without was found nowhere
             found = _evaluate(entry.rule, entry.fields, state)
             if not found:
                 continue
@@ -565,10 +592,13 @@ def _evaluate(rule: _CRule, fields: tuple[str, ...], state: _ItemState) -> list[
 def _evaluate_near(rule: _CNear, fields: tuple[str, ...], state: _ItemState) -> list[_Hit] | None:
     out: list[_Hit] = []
     for name in fields:
-        ops = [
-            [(o, t.shown) for t in op for o in _occurrences(t, name, state)] for op in rule.operands
-        ]
-        if not all(ops):
+        ops: list[list[tuple[tuple[int, int], str]]] = []
+        for op in rule.operands:
+            found = [(o, t.shown) for t in op for o in _occurrences(t, name, state)]
+            if not found:
+                break  # an operand missing from the field: nothing near anything here
+            ops.append(found)
+        if len(ops) < len(rule.operands):
             continue
         text = state.scans[name].folded.text
         for anchor, shown in ops[0]:
