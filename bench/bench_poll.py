@@ -17,8 +17,15 @@ config sync) weigh most.
 Prints wall time, CPU time (user+sys of monitor and its parse workers), peak RSS (sum over
 the process tree, sampled), and ratios against the baseline. Asserts nothing.
 
+With ``--split`` it also measures, in this process and on the same bodies, the per-item
+stages of a poll one after another (CPU time, medians over ``--runs``): parse, language,
+match (in the parse workers during a poll), store (items, hits and a story row each, in
+the writer thread) and stories (deciding which story an item joins: the same store
+with the story window, less the store alone). Each is printed per item and against the
+baseline, so the reader sees where the CPU goes.
+
     .venv/bin/python bench/bench_poll.py [--feeds 2000] [--hosts 1] [--latency 0.05] [--runs 1]
-    .venv/bin/python bench/bench_poll.py --feeds 300 --hosts 8 --runs 3
+    .venv/bin/python bench/bench_poll.py --feeds 300 --hosts 8 --runs 3 [--split]
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -131,12 +139,79 @@ def baseline_cpu(feeds: int) -> float:
     return time.process_time() - start
 
 
+def stage_split(feeds: int, watchlists: Path) -> dict[str, float]:
+    """CPU seconds of each per-item stage of a poll over ``feeds`` bench feeds, measured
+    one stage after another in this process (see the module docstring)."""
+    from monitor.config import settings_from_mapping
+    from monitor.match import compile_watchlists
+    from monitor.models import FetchResult, Outcome
+    from monitor.parse import parse
+    from monitor.pipeline.parsing import with_language
+    from monitor.pipeline.poll import story_index
+    from monitor.store import feeds as feed_store
+    from monitor.store.db import open_store, utcnow
+    from monitor.watchlists import load_watchlists
+
+    settings = settings_from_mapping({}, {})
+    headers = {"content-type": "application/rss+xml"}
+    urls = [f"http://127.0.0.1/feed/{n}.xml" for n in range(feeds)]
+    bodies = [rss_feed(n) for n in range(feeds)]
+    matcher = compile_watchlists(load_watchlists(watchlists))
+    cpu: dict[str, float] = {}
+
+    start = time.process_time()
+    parsed = [
+        parse(body, headers, url=url, max_items=settings["polling.max_items"])
+        for body, url in zip(bodies, urls, strict=True)
+    ]
+    cpu["parse"] = time.process_time() - start
+    start = time.process_time()
+    parsed = [replace(p, items=[with_language(item) for item in p.items]) for p in parsed]
+    cpu["language"] = time.process_time() - start
+    start = time.process_time()
+    found = [{item.identity: matcher.match(item) for item in p.items} for p in parsed]
+    cpu["match"] = time.process_time() - start
+
+    def store(stories: bool) -> float:
+        with tempfile.TemporaryDirectory(prefix="monitor-bench-") as work:
+            db = open_store(f"sqlite:///{work}/split.db", upgrade=True)
+            feed_store.sync_config_feeds(db, [feed_store.FeedSpec(url=url) for url in urls])
+            records = {r.url: r for r in feed_store.list_feeds(db)}
+            index = story_index(settings) if stories else None
+            now = utcnow()
+            writes = [
+                feed_store.PollWrite(
+                    records[url],
+                    FetchResult(outcome=Outcome.OK, url=url, final_url=url, status=200),
+                    p,
+                    now,
+                    None,
+                    lambda item, f=f: f.get(item.identity, []),  # type: ignore[misc]
+                    now,
+                    stories=index,
+                )
+                for url, p, f in zip(urls, parsed, found, strict=True)
+            ]
+            begin = time.process_time()
+            for i in range(0, len(writes), 10):
+                feed_store.save_polls(db, writes[i : i + 10])
+            spent = time.process_time() - begin
+            db.engine.dispose()
+            return spent
+
+    cpu["store"] = store(stories=False)
+    cpu["stories"] = max(0.0, store(stories=True) - cpu["store"])
+    cpu["items"] = float(sum(len(p.items) for p in parsed))
+    return cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--feeds", type=int, default=2000)
     parser.add_argument("--hosts", type=int, default=1, help="spread feeds over N addresses")
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--runs", type=int, default=1, help="repeat and take medians")
+    parser.add_argument("--split", action="store_true", help="also measure each stage alone")
     opts = parser.parse_args()
 
     ctx = multiprocessing.get_context("spawn")
@@ -195,6 +270,23 @@ def main() -> None:
     print(f"  first-poll wall / baseline      {fw / base:.2f}  (<= 0.60)")
     print(f"  re-poll wall / first-poll wall  {rw / fw:.3f} (< 0.05)")
     print(f"  peak RSS                        {max(fr, rr):.0f} MB (< 400)")
+    if opts.split:
+        watchlists = Path(__file__).resolve().parents[1] / "watchlists"
+        splits = [stage_split(opts.feeds, watchlists) for _ in range(opts.runs)]
+        n = splits[0]["items"]
+        stages = [k for k in splits[0] if k != "items"]
+        print(f"per-item stages, one after another in this process ({n:.0f} items):")
+        total = 0.0
+        for stage in stages:
+            cpu = statistics.median(s[stage] for s in splits)
+            total += cpu
+            print(
+                f"  {stage:10s} {cpu:6.2f} s CPU  {cpu / n * 1e6:6.0f} us/item  {cpu / base:.2f}x baseline"
+            )
+        print(
+            f"  {'together':10s} {total:6.2f} s CPU  {total / n * 1e6:6.0f} us/item  {total / base:.2f}x baseline"
+        )
+        print(f"  (baseline: {base / n * 1e6:.0f} us/item; first poll: {fc / n * 1e6:.0f} us/item)")
 
 
 if __name__ == "__main__":
