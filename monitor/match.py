@@ -19,6 +19,8 @@ import bisect
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from typing import Union
 
 import ahocorasick
@@ -32,6 +34,7 @@ _WORD = re.compile(r"[^\W_]+")
 _ASCII_NON_WORD = [c for c in map(chr, range(128)) if not c.isalnum() and c != " "]
 _OTHER_NON_WORD = re.compile(r"[^\w\x00-\x7f]+")
 _NEXT_WORD = re.compile(r"[ -]{1,2}([^\W_]+)")
+_SECOND = itemgetter(1)
 
 
 def _scan_form(text: str) -> str:
@@ -105,10 +108,28 @@ class _CEntry:
 
 @dataclass(eq=False, slots=True)
 class _FieldScan:
+    """One field of an item: its folded text, the keys whose scan form occurs in it, and
+    (worked out on first use, as most items are never verified) their hits."""
+
     original: str
     folded: Folded
-    hits: dict[int, list[tuple[int, int]]]
+    #: Keys whose scan form occurs in the field: their hits, still to be confirmed (a key
+    #: with punctuation may have none), are a subset.
+    maybe: frozenset[int]
+    _matcher: Matcher
+    _hits: dict[int, list[tuple[int, int]]] | None = None
     _cased: Folded | None = None
+
+    @property
+    def hits(self) -> dict[int, list[tuple[int, int]]]:
+        """{key: [(start, end), ...]} of the keys found (see :meth:`Matcher._scan`)."""
+        if self._hits is None:
+            self._hits = self._matcher._scan(self.folded.text)
+        return self._hits
+
+    def occ(self, key: int) -> list[tuple[int, int]] | None:
+        """The hits of ``key``, None if it was not found."""
+        return self.hits.get(key) if key in self.maybe else None
 
     def cased(self) -> Folded:
         if self._cased is None:
@@ -290,7 +311,6 @@ class Matcher:
                         wl_index, watchlist.id, entry.id, rule, entry.fields, watchlist.languages
                     )
                 )
-        self._key_info = comp.key_info
         triggers: list[set[int]] = [set() for _ in comp.key_info]
         forms_triggers: dict[int, dict[tuple[tuple[morph.WordForms, ...], int], set[int]]] = {}
         always: set[int] = set()
@@ -318,8 +338,20 @@ class Matcher:
         for key, info in enumerate(comp.key_info):
             by_scan.setdefault(info.scan, []).append(key)
         self._automaton = ahocorasick.Automaton()
+        # The automaton gives the index of the scan string found; for each, its keys with
+        # what turns the end of a hit into the key's span: (key, start back from the
+        # padded end, size, exact text or None, prefix).
+        self._scan_keys: list[tuple[tuple[int, int, int, str | None, bool], ...]] = []
         for scan, keys in by_scan.items():
-            self._automaton.add_word(scan, tuple(keys))
+            self._automaton.add_word(scan, len(self._scan_keys))
+            self._scan_keys.append(
+                tuple(
+                    (key, len(scan) - k.lpad, k.size, k.exact, k.prefix)
+                    for key in keys
+                    for k in (comp.key_info[key],)
+                )
+            )
+        self._value_keys = [tuple(k[0] for k in keys) for keys in self._scan_keys]
         if by_scan:
             self._automaton.make_automaton()
         self._empty = not by_scan
@@ -344,23 +376,30 @@ class Matcher:
         if self._empty:
             return hits
         n = len(text)
-        info = self._key_info
-        for last, keys in self._automaton.iter(" " + _scan_form(text) + " "):
-            for key in keys:
-                k = info[key]
-                start = last - len(k.scan) + k.lpad  # +1 for the padding, -1 for last
-                end = start + k.size
-                if k.exact is not None and text[start:end] != k.exact:
+        for last, found in self._automaton.iter(" " + _scan_form(text) + " "):
+            for key, back, size, exact, prefix in self._scan_keys[found]:
+                start = last - back  # the padded text's end index less ``back``
+                end = start + size
+                if exact is not None and text[start:end] != exact:
                     continue
-                if k.prefix:
+                if prefix:
                     while end < n and text[end].isalnum():
                         end += 1
-                found = hits.get(key)
-                if found is None:
+                spans = hits.get(key)
+                if spans is None:
                     hits[key] = [(start, end)]
                 else:
-                    found.append((start, end))
+                    spans.append((start, end))
         return hits
+
+    def _present(self, text: str) -> frozenset[int]:
+        """The keys whose scan form occurs in the folded ``text``: what :meth:`_scan`
+        finds, and the keys with punctuation whose hits it would drop. Worked out without
+        a Python step per hit."""
+        if self._empty:
+            return frozenset()
+        found = set(map(_SECOND, self._automaton.iter(" " + _scan_form(text) + " ")))
+        return frozenset(chain.from_iterable(map(self._value_keys.__getitem__, found)))
 
     def match(self, item: Item) -> list[Match]:
         """The matches of one item: at most one per (watchlist, entry), in watchlist order."""
@@ -382,25 +421,29 @@ class Matcher:
             if not text:
                 continue
             folded = fold(text)
-            hits = self._scan(folded.text)
-            scans[name] = _FieldScan(text, folded, hits)
+            maybe = self._present(folded.text)
+            scan = scans[name] = _FieldScan(text, folded, maybe, self)
+            candidates.update(chain.from_iterable(map(self._triggers.__getitem__, maybe)))
             forms = self._forms_triggers
-            for key, occ in hits.items():
-                candidates.update(self._triggers[key])
-                if key in forms:  # entries with a term whose words are there, in forms
-                    text = folded.text
-                    for wf, groups in forms[key]:
-                        good = [o for o in occ if wf.accepts(text[o[0] : o[1]])]
-                        if not good:
-                            continue
-                        for words, anchor, entries in groups:
-                            extents = good if len(words) == 1 else _forms(words, anchor, text, good)
-                            formed[words, anchor, name] = extents
-                            if extents:
-                                candidates.update(entries)
+            for key in maybe.intersection(forms):
+                # entries with a term whose words are there, in forms
+                occ = scan.hits.get(key)
+                if occ is None:
+                    continue
+                text = folded.text
+                for wf, groups in forms[key]:
+                    good = [o for o in occ if wf.accepts(text[o[0] : o[1]])]
+                    if not good:
+                        continue
+                    for words, anchor, entries in groups:
+                        extents = good if len(words) == 1 else _forms(words, anchor, text, good)
+                        formed[words, anchor, name] = extents
+                        if extents:
+                            candidates.update(entries)
         if not candidates:
             return []
-        found_keys = {key for scan in scans.values() for key in scan.hits}
+        # the keys that may have been found: enough to rule out what needs others
+        found_keys = frozenset().union(*(scan.maybe for scan in scans.values()))
         state = _ItemState(scans, formed=formed)
         vetoed: dict[int, bool] = {}
         matches: list[Match] = []
@@ -444,7 +487,7 @@ def language_allowed(lang: str, allowed: Sequence[str]) -> bool:
 def _occurrences(term: _CTerm, name: str, state: _ItemState) -> list[tuple[int, int]]:
     """Valid occurrences of one term in one field: case, exclusions, context applied."""
     scan = state.scans.get(name)
-    occ = scan.hits.get(term.key) if scan is not None else None
+    occ = scan.occ(term.key) if scan is not None else None
     if occ is None or scan is None:
         return []
     if term.cased is None and not term.exclude and term.context is None and not term.words:
@@ -559,7 +602,7 @@ def _evaluate(rule: _CRule, fields: tuple[str, ...], state: _ItemState) -> list[
         hits: list[_Hit] = []
         for name in fields:
             scan = state.scans.get(name)
-            if scan is None or rule.key not in scan.hits:
+            if scan is None or scan.occ(rule.key) is None:
                 continue
             to_original = scan.folded.to_original
             hits.extend(
@@ -622,7 +665,7 @@ def _evaluate_regex(rule: _CRegex, fields: tuple[str, ...], state: _ItemState) -
     out: list[_Hit] = []
     for name in fields:
         scan = state.scans.get(name)
-        if scan is None or (rule.anchor is not None and rule.anchor not in scan.hits):
+        if scan is None or (rule.anchor is not None and scan.occ(rule.anchor) is None):
             continue
         view = scan.cased() if rule.case_sensitive else scan.folded
         for m in rule.regex.finditer(view.text):
