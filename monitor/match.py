@@ -2,10 +2,12 @@
 
 ``compile_watchlists`` folds every term (rule terms, context, exclusions, regex anchors)
 of every watchlist into one Aho-Corasick automaton. Matching an item folds each field
-once and scans it once; hits that do not sit on word boundaries are dropped, and only
-the entries one of whose terms was found are then verified (boolean groups, proximity,
-context, exclusions, case, regexes). Regexes without an ``anchor`` are verified on every
-item, since nothing tells us cheaply when they might match.
+once and scans it once for the keys that occur on word boundaries; only the entries one
+of whose terms was found, and none of whose needed terms is missing (a near operand, a
+part of an all-group), are then verified (boolean groups, proximity, context,
+exclusions, case, regexes), and only then are the hits' spans worked out (a second scan
+of the fields of such items). Regexes without an ``anchor`` are verified on every item,
+since nothing tells us cheaply when they might match.
 
 A term with ``forms`` is looked for by a prefix of its first word (open at the right);
 each word found so, and the words after it, are then checked against the term's words
