@@ -70,8 +70,8 @@ def serve(port_queue: multiprocessing.Queue, feeds: int, latency: float, hosts: 
     serve_app(port_queue, "/feed/{n}.xml", handler, hosts)
 
 
-def tree_rss_kib(root: int) -> int:
-    """Resident memory of ``root`` and its descendants, in KiB."""
+def _tree(root: int) -> list[int]:
+    """``root`` and its descendants (pids)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -82,23 +82,43 @@ def tree_rss_kib(root: int) -> int:
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(entry))
-    total, stack = 0, [root]
+    found, stack = [], [root]
     while stack:
         pid = stack.pop()
+        found.append(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def tree_rss_kib(root: int, cpu: dict[int, float] | None = None) -> int:
+    """Resident memory of ``root`` and its descendants, in KiB. With ``cpu``, also
+    records each one's CPU seconds so far (user+sys) in it, by pid."""
+    total = 0
+    for pid in _tree(root):
         try:
             with open(f"/proc/{pid}/status") as fh:
                 for line in fh:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1])
-        except OSError:
+            if cpu is not None:
+                with open(f"/proc/{pid}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+                cpu[pid] = (int(fields[11]) + int(fields[12])) / _TICKS
+        except (OSError, IndexError, ValueError):
             pass
-        stack.extend(children.get(pid, []))
     return total
 
 
-def run_sampled(argv: list[str], every: float = 0.1) -> tuple[str, float, int]:
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def run_sampled(
+    argv: list[str], every: float = 0.1, cpu: dict[int, float] | None = None
+) -> tuple[str, float, int]:
     """Run ``argv`` to its end, sampling the resident memory of its process tree every
-    ``every`` seconds: its stdout, wall time and peak RSS (KiB). Exits on a failure."""
+    ``every`` seconds: its stdout, wall time and peak RSS (KiB). Exits on a failure.
+    With ``cpu``, each process's CPU seconds as last sampled are put there, by pid (the
+    command's own first)."""
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0
@@ -107,7 +127,7 @@ def run_sampled(argv: list[str], every: float = 0.1) -> tuple[str, float, int]:
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, tree_rss_kib(proc.pid))
+            peak = max(peak, tree_rss_kib(proc.pid, cpu))
             done.wait(every)
 
     sampler = threading.Thread(target=sample)
@@ -123,10 +143,22 @@ def run_sampled(argv: list[str], every: float = 0.1) -> tuple[str, float, int]:
 
 def run_monitor(config: Path, *args: str) -> dict[str, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out, wall, peak = run_sampled([MONITOR, "--config", str(config), "poll", "--once", *args])
+    sampled: dict[int, float] = {}
+    argv = [MONITOR, "--config", str(config), "poll", "--once", *args]
+    out, wall, peak = run_sampled(argv, cpu=sampled)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall": wall, "cpu": cpu, "rss_mb": peak / 1024, "summary": out.splitlines()[0]}  # type: ignore[dict-item]
+    # The parse workers' CPU as last sampled (up to one sampling period short each);
+    # the rest is the main process (fetching, storing, stories).
+    workers = sum(list(sampled.values())[1:])
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "workers_cpu": workers,
+        "main_cpu": cpu - workers,
+        "rss_mb": peak / 1024,
+        "summary": out.splitlines()[0],  # type: ignore[dict-item]
+    }
 
 
 def baseline_cpu(feeds: int) -> float:
@@ -263,6 +295,9 @@ def main() -> None:
     rw, rc, rr = med(repolls, "wall"), med(repolls, "cpu"), max(r["rss_mb"] for r in repolls)
     print(f"first poll: {firsts[-1]['summary']}")
     print(f"  wall {fw:.1f} s, CPU {fc:.1f} s, peak RSS {fr:.0f} MB")
+    fm, fk = med(firsts, "main_cpu"), med(firsts, "workers_cpu")
+    print(f"  CPU: main process {fm:.1f} s ({fm / base:.2f}x baseline), ", end="")
+    print(f"parse workers {fk:.1f} s ({fk / base:.2f}x baseline)")
     print(f"re-poll (all 304): {repolls[-1]['summary']}")
     print(f"  wall {rw:.2f} s, CPU {rc:.2f} s, peak RSS {rr:.0f} MB")
     print("ratios (target):")
