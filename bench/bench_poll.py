@@ -17,8 +17,15 @@ config sync) weigh most.
 Prints wall time, CPU time (user+sys of monitor and its parse workers), peak RSS (sum over
 the process tree, sampled), and ratios against the baseline. Asserts nothing.
 
+With ``--split`` it also measures, in this process and on the same bodies, the per-item
+stages of a poll one after another (CPU time, medians over ``--runs``): parse, language,
+match (in the parse workers during a poll), store (items, hits and a story row each, in
+the writer thread) and stories (deciding which story an item joins: the same store
+with the story window, less the store alone). Each is printed per item and against the
+baseline, so the reader sees where the CPU goes.
+
     .venv/bin/python bench/bench_poll.py [--feeds 2000] [--hosts 1] [--latency 0.05] [--runs 1]
-    .venv/bin/python bench/bench_poll.py --feeds 300 --hosts 8 --runs 3
+    .venv/bin/python bench/bench_poll.py --feeds 300 --hosts 8 --runs 3 [--split]
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -62,8 +70,8 @@ def serve(port_queue: multiprocessing.Queue, feeds: int, latency: float, hosts: 
     serve_app(port_queue, "/feed/{n}.xml", handler, hosts)
 
 
-def tree_rss_kib(root: int) -> int:
-    """Resident memory of ``root`` and its descendants, in KiB."""
+def _tree(root: int) -> list[int]:
+    """``root`` and its descendants (pids)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -74,23 +82,43 @@ def tree_rss_kib(root: int) -> int:
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(entry))
-    total, stack = 0, [root]
+    found, stack = [], [root]
     while stack:
         pid = stack.pop()
+        found.append(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def tree_rss_kib(root: int, cpu: dict[int, float] | None = None) -> int:
+    """Resident memory of ``root`` and its descendants, in KiB. With ``cpu``, also
+    records each one's CPU seconds so far (user+sys) in it, by pid."""
+    total = 0
+    for pid in _tree(root):
         try:
             with open(f"/proc/{pid}/status") as fh:
                 for line in fh:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1])
-        except OSError:
+            if cpu is not None:
+                with open(f"/proc/{pid}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+                cpu[pid] = (int(fields[11]) + int(fields[12])) / _TICKS
+        except (OSError, IndexError, ValueError):
             pass
-        stack.extend(children.get(pid, []))
     return total
 
 
-def run_sampled(argv: list[str], every: float = 0.1) -> tuple[str, float, int]:
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def run_sampled(
+    argv: list[str], every: float = 0.1, cpu: dict[int, float] | None = None
+) -> tuple[str, float, int]:
     """Run ``argv`` to its end, sampling the resident memory of its process tree every
-    ``every`` seconds: its stdout, wall time and peak RSS (KiB). Exits on a failure."""
+    ``every`` seconds: its stdout, wall time and peak RSS (KiB). Exits on a failure.
+    With ``cpu``, each process's CPU seconds as last sampled are put there, by pid (the
+    command's own first)."""
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0
@@ -99,7 +127,7 @@ def run_sampled(argv: list[str], every: float = 0.1) -> tuple[str, float, int]:
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, tree_rss_kib(proc.pid))
+            peak = max(peak, tree_rss_kib(proc.pid, cpu))
             done.wait(every)
 
     sampler = threading.Thread(target=sample)
@@ -115,10 +143,22 @@ def run_sampled(argv: list[str], every: float = 0.1) -> tuple[str, float, int]:
 
 def run_monitor(config: Path, *args: str) -> dict[str, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out, wall, peak = run_sampled([MONITOR, "--config", str(config), "poll", "--once", *args])
+    sampled: dict[int, float] = {}
+    argv = [MONITOR, "--config", str(config), "poll", "--once", *args]
+    out, wall, peak = run_sampled(argv, cpu=sampled)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall": wall, "cpu": cpu, "rss_mb": peak / 1024, "summary": out.splitlines()[0]}  # type: ignore[dict-item]
+    # The parse workers' CPU as last sampled (up to one sampling period short each);
+    # the rest is the main process (fetching, storing, stories).
+    workers = sum(list(sampled.values())[1:])
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "workers_cpu": workers,
+        "main_cpu": cpu - workers,
+        "rss_mb": peak / 1024,
+        "summary": out.splitlines()[0],  # type: ignore[dict-item]
+    }
 
 
 def baseline_cpu(feeds: int) -> float:
@@ -131,12 +171,79 @@ def baseline_cpu(feeds: int) -> float:
     return time.process_time() - start
 
 
+def stage_split(feeds: int, watchlists: Path) -> dict[str, float]:
+    """CPU seconds of each per-item stage of a poll over ``feeds`` bench feeds, measured
+    one stage after another in this process (see the module docstring)."""
+    from monitor.config import settings_from_mapping
+    from monitor.match import compile_watchlists
+    from monitor.models import FetchResult, Outcome
+    from monitor.parse import parse
+    from monitor.pipeline.parsing import with_language
+    from monitor.pipeline.poll import story_index
+    from monitor.store import feeds as feed_store
+    from monitor.store.db import open_store, utcnow
+    from monitor.watchlists import load_watchlists
+
+    settings = settings_from_mapping({}, {})
+    headers = {"content-type": "application/rss+xml"}
+    urls = [f"http://127.0.0.1/feed/{n}.xml" for n in range(feeds)]
+    bodies = [rss_feed(n) for n in range(feeds)]
+    matcher = compile_watchlists(load_watchlists(watchlists))
+    cpu: dict[str, float] = {}
+
+    start = time.process_time()
+    parsed = [
+        parse(body, headers, url=url, max_items=settings["polling.max_items"])
+        for body, url in zip(bodies, urls, strict=True)
+    ]
+    cpu["parse"] = time.process_time() - start
+    start = time.process_time()
+    parsed = [replace(p, items=[with_language(item) for item in p.items]) for p in parsed]
+    cpu["language"] = time.process_time() - start
+    start = time.process_time()
+    found = [{item.identity: matcher.match(item) for item in p.items} for p in parsed]
+    cpu["match"] = time.process_time() - start
+
+    def store(stories: bool) -> float:
+        with tempfile.TemporaryDirectory(prefix="monitor-bench-") as work:
+            db = open_store(f"sqlite:///{work}/split.db", upgrade=True)
+            feed_store.sync_config_feeds(db, [feed_store.FeedSpec(url=url) for url in urls])
+            records = {r.url: r for r in feed_store.list_feeds(db)}
+            index = story_index(settings) if stories else None
+            now = utcnow()
+            writes = [
+                feed_store.PollWrite(
+                    records[url],
+                    FetchResult(outcome=Outcome.OK, url=url, final_url=url, status=200),
+                    p,
+                    now,
+                    None,
+                    lambda item, f=f: f.get(item.identity, []),  # type: ignore[misc]
+                    now,
+                    stories=index,
+                )
+                for url, p, f in zip(urls, parsed, found, strict=True)
+            ]
+            begin = time.process_time()
+            for i in range(0, len(writes), 10):
+                feed_store.save_polls(db, writes[i : i + 10])
+            spent = time.process_time() - begin
+            db.engine.dispose()
+            return spent
+
+    cpu["store"] = store(stories=False)
+    cpu["stories"] = max(0.0, store(stories=True) - cpu["store"])
+    cpu["items"] = float(sum(len(p.items) for p in parsed))
+    return cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--feeds", type=int, default=2000)
     parser.add_argument("--hosts", type=int, default=1, help="spread feeds over N addresses")
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--runs", type=int, default=1, help="repeat and take medians")
+    parser.add_argument("--split", action="store_true", help="also measure each stage alone")
     opts = parser.parse_args()
 
     ctx = multiprocessing.get_context("spawn")
@@ -188,6 +295,9 @@ def main() -> None:
     rw, rc, rr = med(repolls, "wall"), med(repolls, "cpu"), max(r["rss_mb"] for r in repolls)
     print(f"first poll: {firsts[-1]['summary']}")
     print(f"  wall {fw:.1f} s, CPU {fc:.1f} s, peak RSS {fr:.0f} MB")
+    fm, fk = med(firsts, "main_cpu"), med(firsts, "workers_cpu")
+    print(f"  CPU: main process {fm:.1f} s ({fm / base:.2f}x baseline), ", end="")
+    print(f"parse workers {fk:.1f} s ({fk / base:.2f}x baseline)")
     print(f"re-poll (all 304): {repolls[-1]['summary']}")
     print(f"  wall {rw:.2f} s, CPU {rc:.2f} s, peak RSS {rr:.0f} MB")
     print("ratios (target):")
@@ -195,6 +305,23 @@ def main() -> None:
     print(f"  first-poll wall / baseline      {fw / base:.2f}  (<= 0.60)")
     print(f"  re-poll wall / first-poll wall  {rw / fw:.3f} (< 0.05)")
     print(f"  peak RSS                        {max(fr, rr):.0f} MB (< 400)")
+    if opts.split:
+        watchlists = Path(__file__).resolve().parents[1] / "watchlists"
+        splits = [stage_split(opts.feeds, watchlists) for _ in range(opts.runs)]
+        n = splits[0]["items"]
+        stages = [k for k in splits[0] if k != "items"]
+        print(f"per-item stages, one after another in this process ({n:.0f} items):")
+        total = 0.0
+        for stage in stages:
+            cpu = statistics.median(s[stage] for s in splits)
+            total += cpu
+            print(
+                f"  {stage:10s} {cpu:6.2f} s CPU  {cpu / n * 1e6:6.0f} us/item  {cpu / base:.2f}x baseline"
+            )
+        print(
+            f"  {'together':10s} {total:6.2f} s CPU  {total / n * 1e6:6.0f} us/item  {total / base:.2f}x baseline"
+        )
+        print(f"  (baseline: {base / n * 1e6:.0f} us/item; first poll: {fc / n * 1e6:.0f} us/item)")
 
 
 if __name__ == "__main__":

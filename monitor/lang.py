@@ -19,6 +19,7 @@ five languages: a French or German item is None or, when short, may read as Engl
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 #: How much of an item is read to tell its language.
 SAMPLE_CHARS = 600
@@ -57,6 +58,26 @@ _NOT_LATIN = bytes(b for b in range(256) if not (0x41 <= b <= 0x5A or 0x61 <= b 
 _NOT_CYRILLIC = bytes(b for b in range(256) if not 0xD0 <= b <= 0xD3)
 
 
+class _WordTest(dict[str, int]):
+    """1 or 0 for a word, as ``test`` says, remembered (news repeats its words: a
+    lookup is much cheaper than the test); forgets everything past ``limit`` words."""
+
+    def __init__(self, test: Callable[[str], bool], limit: int = 50_000) -> None:
+        super().__init__()
+        self._test = test
+        self._limit = limit
+
+    def __missing__(self, word: str) -> int:
+        if len(self) >= self._limit:
+            self.clear()
+        value = self[word] = int(self._test(word))
+        return value
+
+
+#: Whether a folded Latin word counts for Uzbek: a function word or an Uzbek ending.
+_UZ_LATIN = _WordTest(lambda w: w in _UZ_WORDS or w.endswith(_UZ_ENDINGS))
+
+
 def detect(*texts: str) -> str | None:
     """The language of an item's texts (title, summary, content), or None if unsure."""
     sample = " ".join(t[:SAMPLE_CHARS] for t in texts if t)[:SAMPLE_CHARS]
@@ -86,9 +107,7 @@ def detect(*texts: str) -> str | None:
         for mark in "\u02bb‘’ʼ":
             folded = folded.replace(mark, "'")
     words = folded.split()
-    uz_score = sum(w in _UZ_WORDS or w.endswith(_UZ_ENDINGS) for w in words) + 2 * len(
-        _UZ_MARK.findall(sample)
-    )
+    uz_score = sum(map(_UZ_LATIN.__getitem__, words)) + 2 * len(_UZ_MARK.findall(sample))
     en_score = sum(map(_EN_WORDS.__contains__, words))
     if uz_score > en_score and uz_score >= 2:
         return "uz-Latn"

@@ -2,10 +2,12 @@
 
 ``compile_watchlists`` folds every term (rule terms, context, exclusions, regex anchors)
 of every watchlist into one Aho-Corasick automaton. Matching an item folds each field
-once and scans it once; hits that do not sit on word boundaries are dropped, and only
-the entries one of whose terms was found are then verified (boolean groups, proximity,
-context, exclusions, case, regexes). Regexes without an ``anchor`` are verified on every
-item, since nothing tells us cheaply when they might match.
+once and scans it once for the keys that occur on word boundaries; only the entries one
+of whose terms was found, and none of whose needed terms is missing (a near operand, a
+part of an all-group), are then verified (boolean groups, proximity, context,
+exclusions, case, regexes), and only then are the hits' spans worked out (a second scan
+of the fields of such items). Regexes without an ``anchor`` are verified on every item,
+since nothing tells us cheaply when they might match.
 
 A term with ``forms`` is looked for by a prefix of its first word (open at the right);
 each word found so, and the words after it, are then checked against the term's words
@@ -19,6 +21,8 @@ import bisect
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from typing import Union
 
 import ahocorasick
@@ -32,6 +36,7 @@ _WORD = re.compile(r"[^\W_]+")
 _ASCII_NON_WORD = [c for c in map(chr, range(128)) if not c.isalnum() and c != " "]
 _OTHER_NON_WORD = re.compile(r"[^\w\x00-\x7f]+")
 _NEXT_WORD = re.compile(r"[ -]{1,2}([^\W_]+)")
+_SECOND = itemgetter(1)
 
 
 def _scan_form(text: str) -> str:
@@ -105,10 +110,28 @@ class _CEntry:
 
 @dataclass(eq=False, slots=True)
 class _FieldScan:
+    """One field of an item: its folded text, the keys whose scan form occurs in it, and
+    (worked out on first use, as most items are never verified) their hits."""
+
     original: str
     folded: Folded
-    hits: dict[int, list[tuple[int, int]]]
+    #: Keys whose scan form occurs in the field: their hits, still to be confirmed (a key
+    #: with punctuation may have none), are a subset.
+    maybe: frozenset[int]
+    _matcher: Matcher
+    _hits: dict[int, list[tuple[int, int]]] | None = None
     _cased: Folded | None = None
+
+    @property
+    def hits(self) -> dict[int, list[tuple[int, int]]]:
+        """{key: [(start, end), ...]} of the keys found (see :meth:`Matcher._scan`)."""
+        if self._hits is None:
+            self._hits = self._matcher._scan(self.folded.text)
+        return self._hits
+
+    def occ(self, key: int) -> list[tuple[int, int]] | None:
+        """The hits of ``key``, None if it was not found."""
+        return self.hits.get(key) if key in self.maybe else None
 
     def cased(self) -> Folded:
         if self._cased is None:
@@ -233,6 +256,29 @@ class _Compiler:
         return _CRegex(re.compile(rule.pattern, flags), rule.pattern, anchor, rule.case_sensitive)
 
 
+def _required_keys(rule: _CRule) -> Iterator[frozenset[int]]:
+    """Sets of keys such that ``rule`` cannot hold unless one key of each set was found in
+    the item: a cheap test that spares verifying most candidates (an entry is a candidate
+    as soon as any one of its terms is found, as a country's name in a rule that also
+    needs a rare phrase)."""
+    if isinstance(rule, _CTerm):
+        yield frozenset([rule.key])
+    elif isinstance(rule, _CNear):  # every operand in one field
+        for op in rule.operands:
+            yield frozenset(term.key for term in op)
+    elif isinstance(rule, _CRegex):
+        if rule.anchor is not None:
+            yield frozenset([rule.anchor])
+    elif rule.op == "all":
+        for child in rule.children:
+            yield from _required_keys(child)
+    elif rule.op == "any":  # one child must hold: one key of one of their first sets
+        firsts = [next(_required_keys(child), None) for child in rule.children]
+        if all(first is not None for first in firsts):
+            yield frozenset().union(*(first for first in firsts if first is not None))
+    # "not" holds when its children do not: it needs nothing found
+
+
 def _trigger_keys(rule: _CRule) -> Iterator[int | _CTerm | None]:
     """Keys of the positive terms (None: an unanchored regex, so always verify; a term
     with word forms: its key, once the word found there is one of its forms)."""
@@ -267,7 +313,6 @@ class Matcher:
                         wl_index, watchlist.id, entry.id, rule, entry.fields, watchlist.languages
                     )
                 )
-        self._key_info = comp.key_info
         triggers: list[set[int]] = [set() for _ in comp.key_info]
         forms_triggers: dict[int, dict[tuple[tuple[morph.WordForms, ...], int], set[int]]] = {}
         always: set[int] = set()
@@ -288,14 +333,27 @@ class Matcher:
                 by_anchor.setdefault(words[anchor], []).append(group)
             self._forms_triggers[key] = list(by_anchor.items())
         self._always = frozenset(always)
+        self._required = [tuple(_required_keys(e.rule)) for e in self._entries]
         used = {f for e in self._entries for f in e.fields}
         self._fields = tuple(f for f in ITEM_FIELDS if f in used)
         by_scan: dict[str, list[int]] = {}
         for key, info in enumerate(comp.key_info):
             by_scan.setdefault(info.scan, []).append(key)
         self._automaton = ahocorasick.Automaton()
+        # The automaton gives the index of the scan string found; for each, its keys with
+        # what turns the end of a hit into the key's span: (key, start back from the
+        # padded end, size, exact text or None, prefix).
+        self._scan_keys: list[tuple[tuple[int, int, int, str | None, bool], ...]] = []
         for scan, keys in by_scan.items():
-            self._automaton.add_word(scan, tuple(keys))
+            self._automaton.add_word(scan, len(self._scan_keys))
+            self._scan_keys.append(
+                tuple(
+                    (key, len(scan) - k.lpad, k.size, k.exact, k.prefix)
+                    for key in keys
+                    for k in (comp.key_info[key],)
+                )
+            )
+        self._value_keys = [tuple(k[0] for k in keys) for keys in self._scan_keys]
         if by_scan:
             self._automaton.make_automaton()
         self._empty = not by_scan
@@ -320,23 +378,30 @@ class Matcher:
         if self._empty:
             return hits
         n = len(text)
-        info = self._key_info
-        for last, keys in self._automaton.iter(" " + _scan_form(text) + " "):
-            for key in keys:
-                k = info[key]
-                start = last - len(k.scan) + k.lpad  # +1 for the padding, -1 for last
-                end = start + k.size
-                if k.exact is not None and text[start:end] != k.exact:
+        for last, found in self._automaton.iter(" " + _scan_form(text) + " "):
+            for key, back, size, exact, prefix in self._scan_keys[found]:
+                start = last - back  # the padded text's end index less ``back``
+                end = start + size
+                if exact is not None and text[start:end] != exact:
                     continue
-                if k.prefix:
+                if prefix:
                     while end < n and text[end].isalnum():
                         end += 1
-                found = hits.get(key)
-                if found is None:
+                spans = hits.get(key)
+                if spans is None:
                     hits[key] = [(start, end)]
                 else:
-                    found.append((start, end))
+                    spans.append((start, end))
         return hits
+
+    def _present(self, text: str) -> frozenset[int]:
+        """The keys whose scan form occurs in the folded ``text``: what :meth:`_scan`
+        finds, and the keys with punctuation whose hits it would drop. Worked out without
+        a Python step per hit."""
+        if self._empty:
+            return frozenset()
+        found = set(map(_SECOND, self._automaton.iter(" " + _scan_form(text) + " ")))
+        return frozenset(chain.from_iterable(map(self._value_keys.__getitem__, found)))
 
     def match(self, item: Item) -> list[Match]:
         """The matches of one item: at most one per (watchlist, entry), in watchlist order."""
@@ -358,24 +423,29 @@ class Matcher:
             if not text:
                 continue
             folded = fold(text)
-            hits = self._scan(folded.text)
-            scans[name] = _FieldScan(text, folded, hits)
+            maybe = self._present(folded.text)
+            scan = scans[name] = _FieldScan(text, folded, maybe, self)
+            candidates.update(chain.from_iterable(map(self._triggers.__getitem__, maybe)))
             forms = self._forms_triggers
-            for key, occ in hits.items():
-                candidates.update(self._triggers[key])
-                if key in forms:  # entries with a term whose words are there, in forms
-                    text = folded.text
-                    for wf, groups in forms[key]:
-                        good = [o for o in occ if wf.accepts(text[o[0] : o[1]])]
-                        if not good:
-                            continue
-                        for words, anchor, entries in groups:
-                            extents = good if len(words) == 1 else _forms(words, anchor, text, good)
-                            formed[words, anchor, name] = extents
-                            if extents:
-                                candidates.update(entries)
+            for key in maybe.intersection(forms):
+                # entries with a term whose words are there, in forms
+                occ = scan.hits.get(key)
+                if occ is None:
+                    continue
+                text = folded.text
+                for wf, groups in forms[key]:
+                    good = [o for o in occ if wf.accepts(text[o[0] : o[1]])]
+                    if not good:
+                        continue
+                    for words, anchor, entries in groups:
+                        extents = good if len(words) == 1 else _forms(words, anchor, text, good)
+                        formed[words, anchor, name] = extents
+                        if extents:
+                            candidates.update(entries)
         if not candidates:
             return []
+        # the keys that may have been found: enough to rule out what needs others
+        found_keys = frozenset().union(*(scan.maybe for scan in scans.values()))
         state = _ItemState(scans, formed=formed)
         vetoed: dict[int, bool] = {}
         matches: list[Match] = []
@@ -383,6 +453,8 @@ class Matcher:
             entry = self._entries[index]
             if lang is not None and entry.languages and not language_allowed(lang, entry.languages):
                 continue
+            if any(keys.isdisjoint(found_keys) for keys in self._required[index]):
+                continue  # a term the rule cannot hold without was found nowhere
             found = _evaluate(entry.rule, entry.fields, state)
             if not found:
                 continue
@@ -417,7 +489,7 @@ def language_allowed(lang: str, allowed: Sequence[str]) -> bool:
 def _occurrences(term: _CTerm, name: str, state: _ItemState) -> list[tuple[int, int]]:
     """Valid occurrences of one term in one field: case, exclusions, context applied."""
     scan = state.scans.get(name)
-    occ = scan.hits.get(term.key) if scan is not None else None
+    occ = scan.occ(term.key) if scan is not None else None
     if occ is None or scan is None:
         return []
     if term.cased is None and not term.exclude and term.context is None and not term.words:
@@ -532,7 +604,7 @@ def _evaluate(rule: _CRule, fields: tuple[str, ...], state: _ItemState) -> list[
         hits: list[_Hit] = []
         for name in fields:
             scan = state.scans.get(name)
-            if scan is None or rule.key not in scan.hits:
+            if scan is None or scan.occ(rule.key) is None:
                 continue
             to_original = scan.folded.to_original
             hits.extend(
@@ -565,10 +637,13 @@ def _evaluate(rule: _CRule, fields: tuple[str, ...], state: _ItemState) -> list[
 def _evaluate_near(rule: _CNear, fields: tuple[str, ...], state: _ItemState) -> list[_Hit] | None:
     out: list[_Hit] = []
     for name in fields:
-        ops = [
-            [(o, t.shown) for t in op for o in _occurrences(t, name, state)] for op in rule.operands
-        ]
-        if not all(ops):
+        ops: list[list[tuple[tuple[int, int], str]]] = []
+        for op in rule.operands:
+            found = [(o, t.shown) for t in op for o in _occurrences(t, name, state)]
+            if not found:
+                break  # an operand missing from the field: nothing near anything here
+            ops.append(found)
+        if len(ops) < len(rule.operands):
             continue
         text = state.scans[name].folded.text
         for anchor, shown in ops[0]:
@@ -592,7 +667,7 @@ def _evaluate_regex(rule: _CRegex, fields: tuple[str, ...], state: _ItemState) -
     out: list[_Hit] = []
     for name in fields:
         scan = state.scans.get(name)
-        if scan is None or (rule.anchor is not None and rule.anchor not in scan.hits):
+        if scan is None or (rule.anchor is not None and scan.occ(rule.anchor) is None):
             continue
         view = scan.cased() if rule.case_sensitive else scan.folded
         for m in rule.regex.finditer(view.text):

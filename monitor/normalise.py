@@ -99,12 +99,21 @@ def html_to_text(markup: str) -> str:
         markup = _TAG.sub(_tag_replacement, markup)
     if "&" in markup:
         markup = html.unescape(markup)  # may yield C1 controls: "&#x81;" is "\x81"
-    markup = _CONTROLS_BUT_BREAK.sub(" ", markup)
-    # Source line breaks are plain whitespace in HTML; only block tags break lines. One
-    # collapse over the whole text (the break mark is not whitespace, so it survives),
-    # then each line only needs its edges trimmed.
-    lines = (line.strip() for line in " ".join(markup.split()).split(_BREAK))
-    return "\n".join(line for line in lines if line)
+    # Source line breaks are plain whitespace in HTML; only block tags break lines. Each
+    # line's whitespace is collapsed and its edges trimmed; a line with no whitespace but
+    # single spaces (once no-break spaces are spaces) and nothing unprintable (so no
+    # control character either), the common case, only needs its edges trimmed.
+    lines = []
+    for part in markup.split(_BREAK):
+        if "\xa0" in part:
+            part = part.replace("\xa0", " ")
+        if part.isprintable() and "  " not in part:
+            line = part.strip(" ")
+        else:
+            line = " ".join(_CONTROLS_BUT_BREAK.sub(" ", part).split())
+        if line:
+            lines.append(line)
+    return "\n".join(lines)
 
 
 # --- header-safe text ---------------------------------------------------------------

@@ -277,7 +277,10 @@ _URIFIXER = re.compile("^([A-Za-z][A-Za-z0-9+-.]*://)(/*)(.*?)")
 
 def _urljoin(base: str, uri: str) -> str:
     """feedparser's join of a URI onto the base (extra slashes after the scheme go)."""
-    uri = _URIFIXER.sub(r"\1\3", uri)
+    if ":///" in uri:  # else there are no extra slashes to remove
+        uri = _URIFIXER.sub(r"\1\3", uri)
+    if not base:
+        return uri  # what urljoin gives
     try:
         return urljoin(base, uri)
     except ValueError:

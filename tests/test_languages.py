@@ -15,7 +15,7 @@ import yaml
 from httpserver import FeedServer
 from test_cli import REPO, config, run
 
-from monitor.lang import detect
+from monitor.lang import _WordTest, detect
 
 GOLDEN = Path(__file__).parent / "golden" / "lang"
 LANGS = ("ru", "kk", "uz-Latn", "uz-Cyrl")
@@ -32,6 +32,19 @@ def cases(lang: str) -> list[tuple[str, set[str]]]:
 def test_golden_files_hold_30_sentences_and_traps(lang: str) -> None:
     found = cases(lang)
     assert len(found) >= 30 and sum(1 for _, expect in found if not expect) >= 8
+
+
+def test_word_test_remembers_words_and_forgets_past_its_limit() -> None:
+    asked: list[str] = []
+
+    def ends_in_x(word: str) -> bool:
+        asked.append(word)
+        return word.endswith("x")
+
+    test = _WordTest(ends_in_x, limit=2)
+    assert [test[w] for w in ("ax", "b", "ax", "cx", "b")] == [1, 0, 1, 1, 0]
+    assert asked == ["ax", "b", "cx", "b"]  # "ax" remembered; full at "cx": forgotten
+    assert len(test) <= 2
 
 
 @pytest.mark.parametrize("lang", LANGS)

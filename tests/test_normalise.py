@@ -55,6 +55,11 @@ from monitor.normalise import (
         ("<b>nul\x00byte\x07</b>\x1b\x9f\x85x", "nul byte x"),
         ("&#1;&#x7f;&#0;&#x80;&#x81;ok", "\ufffd€ ok"),
         ("Кириллица&nbsp;<b>текст</b>", "Кириллица текст"),
+        # each line on its own: trimmed only, or collapsed when it needs it
+        ("<p> a\u00a0</p><p>b\tc</p><p>d  e</p>", "a\nb c\nd e"),
+        ("<p>x\u2028y</p>\u3000<p>\u00a0</p>", "x y"),
+        ("<p>ok</p><p>ctl\x07here</p>", "ok\nctl here"),
+        (" <br>\u00a0lead and trail\u00a0<br> ", "lead and trail"),
     ],
 )
 def test_html_to_text(markup: str, text: str) -> None:

@@ -324,7 +324,7 @@ def _save(
     by_watchlist: dict[str, int] = {}
     hit_rows: list[dict[str, Any]] = []
     for_stories: list[tuple[int, Item, Sequence[str]]] = []
-    for item_id, item in new:
+    for item_id, item, _ in new:
         grouped: dict[str, list[Match]] = {}
         for m in w.match(item):
             grouped.setdefault(m.watchlist, []).append(m)
@@ -343,8 +343,7 @@ def _save(
         conn.execute(insert(hits), hit_rows)
     story_store.assign(conn, w.stories, for_stories, now)
     states.append((feed.id, state))
-    wants = w.wants_article
-    articles = [(i, it) for i, it in new if wants is not None and wants(it)]
+    articles = [(i, it) for i, it, wait in new if wait]
     return PollSaved(len(new), len(hit_rows), by_watchlist, articles)
 
 
@@ -397,7 +396,9 @@ def _insert_items(
     batch: Iterable[Item],
     now: datetime,
     wants_article: Callable[[Item], bool] | None = None,
-) -> list[tuple[int, Item]]:
+) -> list[tuple[int, Item, bool]]:
+    """Insert the items not stored yet: (id, item, whether its article page is to be
+    read) of each."""
     by_identity: dict[str, Item] = {}
     for item in batch:
         by_identity.setdefault(item.identity, item)  # a feed may repeat an entry
@@ -411,6 +412,7 @@ def _insert_items(
     fresh = [it for ident, it in by_identity.items() if ident not in known]
     if not fresh:
         return []
+    pending = [wants_article is not None and wants_article(it) for it in fresh]
     rows = [
         {
             "identity": it.identity,
@@ -425,9 +427,9 @@ def _insert_items(
             "published_at": it.published,
             "first_seen_at": now,
             "text_source": "feed",
-            "article": "pending" if wants_article is not None and wants_article(it) else None,
+            "article": "pending" if wait else None,
         }
-        for it in fresh
+        for it, wait in zip(fresh, pending, strict=True)
     ]
     stmt = (
         store.insert(items)
@@ -435,7 +437,11 @@ def _insert_items(
         .returning(items.c.id, items.c.identity)
     )
     inserted = {r.identity: r.id for r in conn.execute(stmt, rows)}
-    return [(inserted[it.identity], it) for it in fresh if it.identity in inserted]
+    return [
+        (inserted[it.identity], it, wait)
+        for it, wait in zip(fresh, pending, strict=True)
+        if it.identity in inserted
+    ]
 
 
 def start_poll_run(store: Store, *, instance: str | None = None) -> int:
