@@ -571,3 +571,30 @@ def test_postgres_search_plans_by_the_index_statistics(
     finally:
         reader.dispose()
         store.dispose()
+
+
+@pytest.mark.postgres
+def test_pages_answer_after_the_database_dropped_their_connections(
+    pg_url: str, registry: WatchlistRegistry
+) -> None:
+    """The view's PostgreSQL connections are not pinged before each read: a read that
+    finds its connection gone (a database restart) is made again on a new one."""
+    store = open_store(pg_url, upgrade=True)
+    seed(store, registry)
+    reader = open_store(pg_url, read_only=True)
+    served = Served(reader, registry, {})
+    try:
+        assert "Landau visits Astana" in served.get("/search?q=landau")[2]
+        with reader.read() as conn:  # the view's one connection: its requests came in turn
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        assert reader.engine.pool.checkedin() == 1  # type: ignore[attr-defined]
+        with store.read() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+        status, _, page = served.get("/search?q=tashkent")
+        assert status == 200 and "arrives in Tashkent" in page
+        status, _, _ = served.get("/healthz")
+        assert status == 200
+    finally:
+        served.stop()
+        reader.dispose()
+        store.dispose()

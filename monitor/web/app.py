@@ -26,6 +26,7 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 from aiohttp import web
+from sqlalchemy.exc import DBAPIError
 
 from monitor.config import SINCE_EXPECTED, Settings, parse_since
 from monitor.lang import TAGS as LANGUAGES
@@ -82,8 +83,19 @@ class WebContext:
         self.pages = PageCache(self._generation)
 
     async def _generation(self) -> tuple[int, int]:
+        return await self.run(functools.partial(browse.generation, self.store), self.generations)
+
+    async def run(self, call: Callable[[], T], executor: ThreadPoolExecutor | None = None) -> T:
+        """``call()`` on a database thread, and once more if it found its connection gone
+        (a database restart): the store's pool has let go of its old connections then."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.generations, browse.generation, self.store)
+        try:
+            return await loop.run_in_executor(executor or self.executor, call)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            log.warning("web: the database connection was lost; reading again")
+            return await loop.run_in_executor(executor or self.executor, call)
 
 
 #: Feed names are read again after this many seconds (they change when a feed is added).
@@ -163,9 +175,8 @@ def _cached(
 
 
 async def _db(request: web.Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    ctx = request.app[CTX]
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(ctx.executor, functools.partial(fn, *args, **kwargs))
+    """``fn(*args, **kwargs)`` on a database thread."""
+    return await request.app[CTX].run(functools.partial(fn, *args, **kwargs))
 
 
 def _page(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
