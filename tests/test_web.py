@@ -578,3 +578,112 @@ def test_postgres_search_plans_by_the_index_statistics(
     finally:
         reader.dispose()
         store.dispose()
+
+
+@pytest.mark.postgres
+def test_pages_answer_after_the_database_dropped_their_connections(
+    pg_url: str, registry: WatchlistRegistry
+) -> None:
+    """The view's PostgreSQL connections are not pinged before each read: a read that
+    finds its connection gone (a database restart) is made again on a new one."""
+    store = open_store(pg_url, upgrade=True)
+    seed(store, registry)
+    reader = open_store(pg_url, read_only=True)
+    served = Served(reader, registry, {})
+    try:
+        assert "Landau visits Astana" in served.get("/search?q=landau")[2]
+        with reader.read() as conn:  # the view's one connection: its requests came in turn
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        assert reader.engine.pool.checkedin() == 1  # type: ignore[attr-defined]
+        with store.read() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+        status, _, page = served.get("/search?q=tashkent")
+        assert status == 200 and "arrives in Tashkent" in page
+        status, _, _ = served.get("/healthz")
+        assert status == 200
+    finally:
+        served.stop()
+        reader.dispose()
+        store.dispose()
+
+
+def test_page_cache_says_when_the_store_is_being_written() -> None:
+    from monitor.web.cache import PageCache
+
+    async def scenario() -> None:
+        generation = [1]
+
+        async def current() -> int:
+            return generation[0]
+
+        cache = PageCache(current, every=0.0)
+        await cache.generation()
+        assert not cache.storing()  # the first reading is no change
+        await cache.generation()
+        assert not cache.storing()
+        generation[0] = 2
+        await cache.generation()
+        assert cache.storing()
+        cache.moved_at -= 2 * cache.every + 2  # long ago
+        assert not cache.storing()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.postgres
+def test_postgres_reads_take_turns_while_a_poll_stores(
+    pg_url: str, registry: WatchlistRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the store's generation moves, the view's queries on PostgreSQL run one at
+    a time (their backends are not the view's to lower in priority)."""
+    from monitor.store import browse
+
+    real = browse.list_items
+    running: list[int] = []
+    most = [0]
+    lock = threading.Lock()
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            running.append(1)
+            most[0] = max(most[0], len(running))
+        try:
+            time.sleep(0.05)  # a query's wait, so that overlapping calls would overlap
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                running.pop()
+
+    monkeypatch.setattr(browse, "list_items", counted)
+    store = open_store(pg_url, upgrade=True)
+    seed(store, registry)
+    reader = open_store(pg_url, read_only=True)
+    served = Served(reader, registry, {})
+    try:
+        served.server.context.pages.every = 0.0
+        assert served.get("/search?q=tashkent")[0] == 200
+        assert not served.server.context.pages.storing()
+        feed = fs.list_feeds(store)[0]
+        fs.save_poll(store, feed, ok(feed.url), ParsedFeed(items=[Item("o1", "Okapi in Almaty")]),
+                     next_due_at=NOW, hint_s=None, match=registry.matcher.match)  # fmt: skip
+        assert "Okapi in Almaty" in served.get("/search?q=okapi")[2]
+        assert served.server.context.pages.storing()
+        served.server.context.pages.every = 60.0  # no further reading: storing it stays
+        words = ["almaty", "landau", "astana", "grain", "gor", "envoy"]
+        answers: list[tuple[int, str]] = []
+
+        def fetch(word: str) -> None:
+            status, _, page = served.get(f"/search?q={word}")
+            answers.append((status, page))
+
+        threads = [threading.Thread(target=fetch, args=(w,)) for w in words]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert [s for s, _ in answers] == [200] * len(words) and most[0] == 1
+        assert sum("Okapi in Almaty" in page for _, page in answers) == 1
+    finally:
+        served.stop()
+        reader.dispose()
+        store.dispose()

@@ -12,12 +12,12 @@ import contextlib
 import re
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, literal_column, select, text
+from sqlalchemy import and_, exists, func, literal_column, select, text, true
 from sqlalchemy.exc import DBAPIError
 
 from monitor.store.db import Store
@@ -119,28 +119,24 @@ def list_items(
         )
     elif matched_only:
         conds.append(exists().where(hits.c.item_id == items.c.id))
-    query = select(*_ITEM_COLUMNS).select_from(
-        items.outerjoin(feeds, items.c.feed_id == feeds.c.id)
-    )
+    chosen = select(items.c.id)
     if q is not None:
         if not [c for c in conds if c is not before]:
             # The common case, a bare search, newest first.
             words = query_words(q)
             if not words:
                 return []
-            with store.read() as conn:  # one connection: every round trip counts
-                return _items_by_ids(conn, _newest_matches(store, conn, words, limit, before_id))
+            with store.read() as conn:  # one statement: every round trip counts
+                return _newest_matches(store, conn, words, limit, before_id)
         found = _search(store, q)
         if found is None:
             return []
         conds.append(items.c.id.in_(found))
     if conds:
-        query = query.where(and_(*conds))
-    query = query.order_by(items.c.id.desc()).limit(limit)
+        chosen = chosen.where(and_(*conds))
+    chosen = chosen.order_by(items.c.id.desc()).limit(limit)
     with store.read() as conn:
-        rows = [ItemRow(**dict(r._mapping)) for r in conn.execute(query)]
-        _attach_hits(conn, rows)
-    return rows
+        return _item_rows(conn, chosen.subquery())
 
 
 #: How long PostgreSQL may walk the newest items looking for matches before the search
@@ -150,20 +146,17 @@ PG_WALK_BUDGET_MS = 150
 
 def _newest_matches(
     store: Store, conn: Any, words: Sequence[str], limit: int, before_id: int | None
-) -> list[int]:
-    """Ids of the newest ``limit`` items (below ``before_id``) containing every word."""
+) -> list[ItemRow]:
+    """The newest ``limit`` items (below ``before_id``) containing every word, with their
+    feeds and hits: one statement."""
     before = before_id or 2**62
     if store.is_sqlite:
         # FTS5 walks its index newest first and stops at ``limit``, however many match.
-        return list(
-            conn.execute(
-                text(
-                    "SELECT rowid FROM items_fts WHERE items_fts MATCH :fts "
-                    "AND rowid < :before ORDER BY rowid DESC LIMIT :n"
-                ),
-                {"fts": _fts5_query(words), "n": limit, "before": before},
-            ).scalars()
-        )
+        found = text(
+            "SELECT rowid AS id FROM items_fts WHERE items_fts MATCH :fts "
+            "AND rowid < :before ORDER BY rowid DESC LIMIT :n"
+        ).bindparams(fts=_fts5_query(words), n=limit, before=before)
+        return _item_rows(conn, found.columns(literal_column("id")).subquery("found"))
     # PostgreSQL: for frequent words, walking the primary key backwards finds the newest
     # matches at once; for rare ones it would read (and compute the document of) much of
     # the table, and collecting the matches through the GIN index first is the fast way.
@@ -179,20 +172,24 @@ def _newest_matches(
         f"WITH found AS MATERIALIZED (SELECT id FROM items WHERE {match}) "
         "SELECT id FROM found WHERE id < :before ORDER BY id DESC LIMIT :n"
     )
+
+    def rows(found: Any) -> list[ItemRow]:
+        chosen = found.bindparams(**params).columns(literal_column("id")).subquery("found")
+        return _item_rows(conn, chosen)
+
     share = _pg_share(store, conn, words)
     if share is not None:
         # The walk reads about limit / share rows, the index collects share * rows.
         walked = limit / share if share > 0 else float("inf")
         collected = share * _pg_stats[store][2]
-        fast = walk if walked <= min(PG_WALK_ROWS, collected) else collect
-        return list(conn.execute(fast, params).scalars())
+        return rows(walk if walked <= min(PG_WALK_ROWS, collected) else collect)
     # The budget is set for the session and put back after (the web view's connections
     # are autocommit: no transaction to scope a SET LOCAL to).
     budget = text("SELECT set_config('statement_timeout', :v, false)")
     usual = conn.execute(text("SELECT current_setting('statement_timeout')")).scalar_one()
     conn.execute(budget, {"v": str(PG_WALK_BUDGET_MS)})
     try:
-        return list(conn.execute(walk, params).scalars())
+        return rows(walk)
     except DBAPIError as exc:
         if "statement timeout" not in str(exc):
             raise
@@ -200,7 +197,7 @@ def _newest_matches(
     finally:
         with contextlib.suppress(DBAPIError):  # an aborted transaction's rollback puts it back
             conn.execute(budget, {"v": usual})
-    return list(conn.execute(collect, params).scalars())
+    return rows(collect)
 
 
 #: The most rows a search walks (newest first) rather than collect through the index:
@@ -282,64 +279,94 @@ class StoryPage:
 
 
 def story_page(store: Store, story_id: int, *, limit: int) -> StoryPage | None:
-    """The story page's reads in one transaction: the story, its newest ``limit`` items
-    (shown oldest first) and their hits."""
-    with store.read() as conn:
-        head = conn.execute(
-            select(
-                stories.c.id, stories.c.title, stories.c.first_seen_at, stories.c.last_seen_at,
-                stories.c.item_count,
-            ).where(stories.c.id == story_id)
-        ).first()  # fmt: skip
-        if head is None:
-            return None
-        query = (
-            select(*_ITEM_COLUMNS)
-            .select_from(items.outerjoin(feeds, items.c.feed_id == feeds.c.id))
-            .where(items.c.story_id == story_id)
-            .order_by(items.c.id.desc())
-            .limit(limit)
+    """The story, its newest ``limit`` items (shown oldest first) and their hits: one
+    statement."""
+    chosen = (
+        select(items.c.id)
+        .where(items.c.story_id == story_id)
+        .order_by(items.c.id.desc())
+        .limit(limit)
+        .subquery("chosen")
+    )
+    query = (
+        select(
+            stories.c.title.label("story_title"),
+            stories.c.first_seen_at.label("story_first"),
+            stories.c.last_seen_at.label("story_last"),
+            stories.c.item_count,
+            *_ROW_COLUMNS,
         )
-        rows = [ItemRow(**dict(r._mapping)) for r in conn.execute(query)]
-        _attach_hits(conn, rows)
+        .select_from(
+            stories.outerjoin(chosen, true())
+            .outerjoin(items, items.c.id == chosen.c.id)
+            .outerjoin(feeds, items.c.feed_id == feeds.c.id)
+            .outerjoin(hits, hits.c.item_id == items.c.id)
+        )
+        .where(stories.c.id == story_id)
+        .order_by(items.c.id.desc(), hits.c.id)
+    )
+    with store.read() as conn:
+        found = list(conn.execute(query))
+    if not found:
+        return None
+    head = found[0]
+    rows = _fold(found)
     rows.reverse()
     return StoryPage(
-        head.id, head.title, head.first_seen_at, head.last_seen_at,
+        story_id, head.story_title, head.story_first, head.story_last,
         max(int(head.item_count), len(rows)), rows,
     )  # fmt: skip
 
 
-def _items_by_ids(conn: Any, ids: Sequence[int]) -> list[ItemRow]:
-    if not ids:
-        return []
+#: An item's columns, then one of its hits' (NULL without hits): rows :func:`_fold` reads.
+_ROW_COLUMNS = (
+    *_ITEM_COLUMNS,
+    hits.c.watchlist.label("hit_watchlist"),
+    hits.c.matches.label("hit_matches"),
+)
+_ITEM_KEYS = tuple(c.key for c in _ITEM_COLUMNS)
+
+
+def _item_rows(conn: Any, chosen: Any) -> list[ItemRow]:
+    """The items whose ids ``chosen`` (a subquery of ``id``) gives, newest first, with
+    their feeds and hits: one statement."""
     query = (
-        select(*_ITEM_COLUMNS)
-        .select_from(items.outerjoin(feeds, items.c.feed_id == feeds.c.id))
-        .where(items.c.id.in_(list(ids)))
-        .order_by(items.c.id.desc())
+        select(*_ROW_COLUMNS)
+        .select_from(
+            items.join(chosen, items.c.id == chosen.c.id)
+            .outerjoin(feeds, items.c.feed_id == feeds.c.id)
+            .outerjoin(hits, hits.c.item_id == items.c.id)
+        )
+        .order_by(items.c.id.desc(), hits.c.id)
     )
-    rows = [ItemRow(**dict(r._mapping)) for r in conn.execute(query)]
-    _attach_hits(conn, rows)
-    return rows
+    return _fold(conn.execute(query))
 
 
-def _attach_hits(conn: Any, rows: Sequence[ItemRow]) -> None:
-    if not rows:
-        return
-    by_id = {r.id: r for r in rows}
-    query = select(hits.c.item_id, hits.c.watchlist, hits.c.matches).where(
-        hits.c.item_id.in_(list(by_id))
-    )
-    for item_id, watchlist, matches in conn.execute(query.order_by(hits.c.id)):
-        terms: dict[str, None] = {}
-        row = by_id[item_id]
-        for m in matches or []:
-            for t in m.get("terms", []):
-                terms.setdefault(str(t), None)
-            for span in m.get("spans", []):
-                if span.get("text") and span["text"] not in row.marks:
-                    row.marks.append(str(span["text"]))
-        row.watchlists[watchlist] = list(terms)
+def _fold(found: Iterable[Any]) -> list[ItemRow]:
+    """Rows of :data:`_ROW_COLUMNS` (an item's together, its hits in order) as ItemRows;
+    rows without an item (an outer join's) are skipped."""
+    out: list[ItemRow] = []
+    for r in found:
+        if r.id is None:
+            continue
+        if not out or out[-1].id != r.id:
+            m = r._mapping
+            out.append(ItemRow(**{k: m[k] for k in _ITEM_KEYS}))
+        if r.hit_watchlist is not None:
+            _add_hit(out[-1], r.hit_watchlist, r.hit_matches)
+    return out
+
+
+def _add_hit(row: ItemRow, watchlist: str, matches: Any) -> None:
+    """A hit of ``watchlist`` on ``row``: its terms, and the matched words to mark."""
+    terms: dict[str, None] = {}
+    for m in matches or []:
+        for t in m.get("terms", []):
+            terms.setdefault(str(t), None)
+        for span in m.get("spans", []):
+            if span.get("text") and span["text"] not in row.marks:
+                row.marks.append(str(span["text"]))
+    row.watchlists[watchlist] = list(terms)
 
 
 def hits_per_day(store: Store, watchlist: str, *, days: int, today: date) -> list[tuple[date, int]]:

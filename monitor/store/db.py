@@ -126,7 +126,10 @@ def open_store(url: str, *, upgrade: bool = False, read_only: bool = False) -> S
     ``read_only`` (the web view): the database refuses every write on these connections,
     and on SQLite a read does not take the write lock (plain ``BEGIN``), so readers never
     queue behind the daemon's writer or hold it up; on PostgreSQL each statement is a
-    transaction of its own (autocommit), which saves two round trips a read.
+    transaction of its own (autocommit), which saves two round trips a read, and a
+    connection is not pinged before each read (one round trip more): a read that finds
+    its connection gone fails with ``connection_invalidated`` set, the pool has then let
+    go of its old connections, and the caller reads again (the web view does).
     """
     try:
         parsed = make_url(url)
@@ -152,7 +155,7 @@ def open_store(url: str, *, upgrade: bool = False, read_only: bool = False) -> S
         # Pooled: closing the last connection to a WAL database checkpoints it, which
         # would make every short transaction pay for a checkpoint.
     else:
-        kwargs["pool_pre_ping"] = True
+        kwargs["pool_pre_ping"] = not read_only
         if read_only:
             # Each read its own statement: no BEGIN and ROLLBACK round trips per page.
             kwargs["isolation_level"] = "AUTOCOMMIT"

@@ -5,7 +5,8 @@ connections), the "try a text" form only runs the matcher. Database reads run in
 thread pool of their own, so a slow page never blocks the event loop. A small pool: on
 PostgreSQL the queries run in the server's processes, which the view's lower priority
 does not reach, so two at a time at most, however many readers come at once (the rest
-wait their turn, and the poller keeps its share of the server); on SQLite they run in
+wait their turn, and the poller keeps its share of the server), and while a poll stores
+items, one at a time with pauses between them (see :func:`_db`); on SQLite they run in
 this process, at its priority, and four threads let readers overlap. The pages read most
 are kept until the store changes (:mod:`.cache`).
 """
@@ -26,6 +27,7 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 from aiohttp import web
+from sqlalchemy.exc import DBAPIError
 
 from monitor.config import SINCE_EXPECTED, Settings, parse_since
 from monitor.lang import TAGS as LANGUAGES
@@ -70,11 +72,13 @@ class WebContext:
     executor: ThreadPoolExecutor = field(init=False)
     generations: ThreadPoolExecutor = field(init=False)
     pages: PageCache = field(init=False)
+    storing_gate: asyncio.Semaphore = field(init=False)
 
     _names: tuple[float, dict[str, str]] = (0.0, {})
 
     def __post_init__(self) -> None:
         self.threads = self.threads or (4 if self.store.is_sqlite else 2)
+        self.storing_gate = asyncio.Semaphore(1)
         self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="web")
         # A thread of its own: a kept page is never held up by the queries queued for
         # pages that are not.
@@ -82,8 +86,19 @@ class WebContext:
         self.pages = PageCache(self._generation)
 
     async def _generation(self) -> tuple[int, int]:
+        return await self.run(functools.partial(browse.generation, self.store), self.generations)
+
+    async def run(self, call: Callable[[], T], executor: ThreadPoolExecutor | None = None) -> T:
+        """``call()`` on a database thread, and once more if it found its connection gone
+        (a database restart): the store's pool has let go of its old connections then."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.generations, browse.generation, self.store)
+        try:
+            return await loop.run_in_executor(executor or self.executor, call)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            log.warning("web: the database connection was lost; reading again")
+            return await loop.run_in_executor(executor or self.executor, call)
 
 
 #: Feed names are read again after this many seconds (they change when a feed is added).
@@ -162,10 +177,32 @@ def _cached(
     return serve
 
 
+#: While a poll stores items, the share of the time the view's queries may keep a
+#: PostgreSQL backend busy (see :func:`_db`).
+STORING_SHARE = 0.25
+
+
 async def _db(request: web.Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` on a database thread.
+
+    On PostgreSQL, while a poll stores items (the store's generation moves), the view's
+    queries run one at a time, and after each the next waits so that the view keeps a
+    backend busy at most ``STORING_SHARE`` of the time: the backends run at the server's
+    priority, not the view's, and would take the CPU the poll's writes (and their index
+    upkeep) need. A query that takes longer on a busy machine makes the next wait longer.
+    """
     ctx = request.app[CTX]
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(ctx.executor, functools.partial(fn, *args, **kwargs))
+    call = functools.partial(fn, *args, **kwargs)
+    if ctx.store.is_sqlite or not ctx.pages.storing():
+        return await ctx.run(call)
+    gate = ctx.storing_gate
+    await gate.acquire()
+    started = time.monotonic()
+    try:
+        return await ctx.run(call)
+    finally:
+        took = time.monotonic() - started
+        asyncio.get_running_loop().call_later(took * (1 / STORING_SHARE - 1), gate.release)
 
 
 def _page(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
@@ -578,8 +615,9 @@ async def api_stories(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    try:
-        await _db(request, feed_store.feed_count, request.app[CTX].store)
+    ctx = request.app[CTX]
+    try:  # not held back while a poll stores (see _db): one trivial query
+        await ctx.run(functools.partial(feed_store.feed_count, ctx.store))
     except Exception as exc:  # the point of /healthz is to say so, not to crash
         log.warning("healthz: database: %s", exc)
         return web.json_response({"status": "error", "database": "unreachable"}, status=503)

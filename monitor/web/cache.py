@@ -63,6 +63,8 @@ class PageCache:
         self._pending: dict[Hashable, asyncio.Future[Answer | None]] = {}
         self._generation: Hashable = None
         self._generation_at = float("-inf")
+        #: When a reading last found the generation moved (a poll was storing).
+        self.moved_at = float("-inf")
         self._generation_lock: asyncio.Lock | None = None
         self.hits = 0
         self.misses = 0
@@ -78,9 +80,16 @@ class PageCache:
                 if generation != self._generation:  # every kept answer is stale
                     self._answers.clear()
                     self._bytes = 0
+                    if self._generation is not None:
+                        self.moved_at = time.monotonic()
                 self._generation = generation
                 self._generation_at = time.monotonic()
         return self._generation
+
+    def storing(self) -> bool:
+        """Whether the store is being written: its generation moved at one of the last
+        two readings."""
+        return time.monotonic() - self.moved_at <= 2 * self.every + 1.0
 
     def _get(self, key: Hashable) -> Answer | None:
         answer = self._answers.get(key)
