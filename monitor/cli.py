@@ -406,20 +406,20 @@ def items(
 ) -> None:
     """List stored items, oldest first, with the text matching saw and where it came
     from (the feed, or the article page behind it)."""
+    from monitor.records import item_record
     from monitor.store import articles as article_store
 
     rows = article_store.list_items(
         ctx.store(), since=_since(since), feed_url=feed_url, limit=limit
     )
-    for record in rows:
+    for row in rows:
         if as_json:
-            click.echo(json.dumps(record, ensure_ascii=False))
+            click.echo(json.dumps(item_record(row), ensure_ascii=False))
             continue
-        first_seen = record["first_seen"] or "-"
-        line = f"{first_seen[:16].replace('T', ' ')}  {record['text_source']:<7} {record['title']}"
-        click.echo(f"{line}  {record['link'] or ''}")
-        if record["article_error"]:
-            click.echo(f"      article not used: {record['article_error']}")
+        line = f"{_short_time(row.first_seen)}  {row.text_source:<7} {row.title}"
+        click.echo(f"{line}  {row.link or ''}")
+        if row.article_error:
+            click.echo(f"      article not used: {row.article_error}")
     if not as_json and not rows:
         click.echo("no items", err=True)
 

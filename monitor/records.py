@@ -33,9 +33,9 @@ def hit_record(hit: StoredHit) -> dict[str, Any]:
 
 
 def item_record(item: ItemRow) -> dict[str, Any]:
-    """An item with the watchlists (and terms) that matched it, as ``/api/items`` gives
-    it: the fields of ``monitor items --json`` but the article's (``article``,
-    ``article_error``), with ``feed_title``, ``summary`` and ``watchlists`` besides."""
+    """An item as ``monitor items --json`` and ``/api/items`` give it: its feed, its
+    text and where that came from (the feed, or the article page behind it), its story and
+    the watchlists (with their terms) that matched it."""
     return {
         "id": item.id,
         "feed": item.feed_url,
@@ -49,6 +49,8 @@ def item_record(item: ItemRow) -> dict[str, Any]:
         "lang": item.lang,
         "text": item_text(item.summary, item.content),
         "text_source": item.text_source,
+        "article": item.article,
+        "article_error": item.article_error,
         "summary": item.summary,
         "watchlists": item.watchlists,
     }

@@ -25,6 +25,7 @@ from monitor.article import extract, looks_truncated, needs_article
 from monitor.config import Settings, settings_from_mapping
 from monitor.match import compile_watchlists
 from monitor.models import Item
+from monitor.records import item_record
 from monitor.store import Store
 from monitor.store import articles as article_store
 from monitor.store import feeds as fs
@@ -54,6 +55,11 @@ FILLER = [
 ]
 DEEP = "Christopher Landau told reporters after the visit that the partnership would deepen."
 DEEP_PARAGRAPHS = [*FILLER, FILLER[0].replace("Wednesday", "Thursday"), DEEP, FILLER[3]]
+
+
+def _records(store: Store) -> list[dict[str, object]]:
+    """Stored items as ``monitor items --json`` prints them."""
+    return [item_record(r) for r in article_store.list_items(store)]
 
 
 def rss(items: list[tuple[str, str, str]], base: str) -> bytes:
@@ -175,7 +181,7 @@ def test_a_name_deep_in_the_article_is_a_hit_and_no_page_is_read_twice(store: St
         assert span["field"] == "content" and landau.content[span["start"]:span["end"]] == "Christopher Landau"
         assert first.hits_by_watchlist.get("landau") == 1
 
-        records = {r["link"].removeprefix(server.url("")): r for r in article_store.list_items(store)}
+        records = {r["link"].removeprefix(server.url("")): r for r in _records(store)}
         deep = records["/a/deep"]
         assert deep["text_source"] == "article" and DEEP in deep["text"]
         assert "Comments" not in deep["text"] and "cookies" not in deep["text"]
@@ -226,7 +232,7 @@ def test_feed_modes_never_and_always(tmp_path: Path) -> None:
             )  # fmt: skip
             summary = poll(settings, store)
             assert (summary.articles_read, server.count("/a/1"), server.count("/a/2")) == (1, 0, 1)
-            by_link = {r["link"]: r for r in article_store.list_items(store)}
+            by_link = {r["link"]: r for r in _records(store)}
             assert by_link[server.url("/a/1")]["text_source"] == "feed"
             assert by_link[server.url("/a/2")]["text_source"] == "article"
     finally:
@@ -313,6 +319,9 @@ def test_kill_between_item_and_article_then_the_next_poll_completes_it(tmp_path:
         assert record["text_source"] == "article" and DEEP in record["text"]
         assert record["feed"] == server.url("/feed.xml") and record["title"].startswith("C5+1")
         assert {"id", "link", "guid", "published", "first_seen"} <= set(record)
+        # One shape with /api/items: the watchlists that matched, with their terms.
+        assert set(record["watchlists"]) == {"c5plus1", "landau"} and record["feed_title"]
+        assert record["article"] == "done" and record["article_error"] is None
         assert server.count("/a/deep") == 2  # the killed request, and the one that completed it
         third = _cli(cfg, "poll", "--once", "--all")
         third.communicate(timeout=60)
@@ -390,7 +399,7 @@ def test_pages_beyond_the_budget_are_left_pending_and_read_by_the_next_poll(tmp_
                 read += runs[-1].articles_read
                 cut_short += bool(runs[-1].articles_left)
             assert runs[-1].articles_left == 0 and read == 4
-            assert {r["text_source"] for r in article_store.list_items(store)} == {"article"}
+            assert {r["text_source"] for r in _records(store)} == {"article"}
             # a page is requested again only when its request was cut short by the budget
             assert sum(server.count(p) for p in paths) <= 4 + cut_short
     finally:

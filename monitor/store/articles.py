@@ -18,11 +18,11 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 
 from monitor.models import Item, Match
+from monitor.store.browse import ItemRow, item_rows
 from monitor.store.db import Store, utcnow
 from monitor.store.feeds import stored_item
 from monitor.store.rows import item_text as item_text
 from monitor.store.schema import feeds, hits, items
-from monitor.wording import iso
 
 PENDING = "pending"
 DONE = "done"
@@ -155,45 +155,24 @@ def save_articles(
 # --------------------------------------------------------------------------- items
 
 
-def item_record(row: Any) -> dict[str, Any]:
-    """One stored item as ``monitor items --json`` prints it (one place for every field)."""
-    return {
-        "id": row.id,
-        "feed": row.feed_url,
-        "title": row.title,
-        "link": row.link,
-        "guid": row.guid,
-        "published": iso(row.published_at),
-        "first_seen": iso(row.first_seen_at),
-        "story": row.story_id,
-        "lang": row.lang,
-        "text": item_text(row.summary, row.content),
-        "text_source": row.text_source,
-        "article": row.article,
-        "article_error": row.article_error,
-    }
-
-
 def list_items(
     store: Store,
     *,
     since: datetime | None = None,
     feed_url: str | None = None,
     limit: int | None = None,
-) -> list[dict[str, Any]]:
-    """Stored items as :func:`item_record` dicts, oldest first; with ``limit``, the
-    newest ``limit`` of them (still oldest first)."""
-    query = select(items, feeds.c.url.label("feed_url")).select_from(
-        items.outerjoin(feeds, items.c.feed_id == feeds.c.id)
-    )
+) -> list[ItemRow]:
+    """Stored items with their feeds and hits, oldest first; with ``limit``, the newest
+    ``limit`` of them (still oldest first). ``records.item_record`` gives each's JSON."""
+    chosen = select(items.c.id).select_from(items.outerjoin(feeds, items.c.feed_id == feeds.c.id))
     if since is not None:
-        query = query.where(items.c.first_seen_at >= since)
+        chosen = chosen.where(items.c.first_seen_at >= since)
     if feed_url is not None:
-        query = query.where(feeds.c.url == feed_url)
-    query = query.order_by(items.c.id.desc())
+        chosen = chosen.where(feeds.c.url == feed_url)
+    chosen = chosen.order_by(items.c.id.desc())
     if limit is not None:
-        query = query.limit(limit)
+        chosen = chosen.limit(limit)
     with store.read() as conn:
-        rows = [item_record(r) for r in conn.execute(query)]
+        rows = item_rows(conn, chosen.subquery())
     rows.reverse()
     return rows

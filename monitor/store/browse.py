@@ -47,6 +47,8 @@ class ItemRow:
     story_id: int | None = None
     lang: str | None = None
     text_source: str = "feed"
+    article: str | None = None  # the article page's state: pending, done, failed
+    article_error: str | None = None  # why the page's text was not used
     watchlists: dict[str, list[str]] = field(default_factory=dict)  # id -> terms
     marks: list[str] = field(default_factory=list)  # the matched words as they stand
 
@@ -79,6 +81,8 @@ _ITEM_COLUMNS = (
     items.c.story_id,
     items.c.lang,
     items.c.text_source,
+    items.c.article,
+    items.c.article_error,
 )
 
 
@@ -136,7 +140,7 @@ def list_items(
         chosen = chosen.where(and_(*conds))
     chosen = chosen.order_by(items.c.id.desc()).limit(limit)
     with store.read() as conn:
-        return _item_rows(conn, chosen.subquery())
+        return item_rows(conn, chosen.subquery())
 
 
 #: How long PostgreSQL may walk the newest items looking for matches before the search
@@ -156,7 +160,7 @@ def _newest_matches(
             "SELECT rowid AS id FROM items_fts WHERE items_fts MATCH :fts "
             "AND rowid < :before ORDER BY rowid DESC LIMIT :n"
         ).bindparams(fts=_fts5_query(words), n=limit, before=before)
-        return _item_rows(conn, found.columns(literal_column("id")).subquery("found"))
+        return item_rows(conn, found.columns(literal_column("id")).subquery("found"))
     # PostgreSQL: for frequent words, walking the primary key backwards finds the newest
     # matches at once; for rare ones it would read (and compute the document of) much of
     # the table, and collecting the matches through the GIN index first is the fast way.
@@ -175,7 +179,7 @@ def _newest_matches(
 
     def rows(found: Any) -> list[ItemRow]:
         chosen = found.bindparams(**params).columns(literal_column("id")).subquery("found")
-        return _item_rows(conn, chosen)
+        return item_rows(conn, chosen)
 
     share = _pg_share(store, conn, words)
     if share is not None:
@@ -327,7 +331,7 @@ _ROW_COLUMNS = (
 _ITEM_KEYS = tuple(c.key for c in _ITEM_COLUMNS)
 
 
-def _item_rows(conn: Any, chosen: Any) -> list[ItemRow]:
+def item_rows(conn: Any, chosen: Any) -> list[ItemRow]:
     """The items whose ids ``chosen`` (a subquery of ``id``) gives, newest first, with
     their feeds and hits: one statement."""
     query = (
