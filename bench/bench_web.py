@@ -272,6 +272,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_for_web(base: str, server: Any, seconds: float = 60.0) -> None:
+    """Return when ``monitor web`` at ``base`` answers ``/healthz``; raise if the process
+    ``server`` ends or ``seconds`` pass first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(base + "/healthz", timeout=2).read()
+            return
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("monitor web did not start") from None
+            time.sleep(0.2)
+
+
 def hit_stories(url: str) -> list[int]:
     engine = create_engine(url)
     with engine.connect() as conn:
@@ -420,15 +434,7 @@ def run_backend(name: str, url: str, args: argparse.Namespace, tmp: Path) -> Non
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=2).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("monitor web did not start") from None
-                time.sleep(0.2)
+        wait_for_web(base, server)
         story_ids = hit_stories(url)
         warm = pick_paths(story_ids, 50, seed=1)
         asyncio.run(load(base, warm["search"] + warm["story page"], args.clients))

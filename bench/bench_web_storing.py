@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from bench_web import (  # noqa: E402
     pg_admin,
     pg_url,
     pick_paths,
+    wait_for_web,
 )
 
 
@@ -98,15 +98,7 @@ def main() -> None:
             ]
 
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=2).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("monitor web did not start") from None
-                time.sleep(0.2)
+        wait_for_web(base, server)
         threading.Thread(target=store_items, daemon=True).start()
         time.sleep(2)
         paths = list(dict.fromkeys(pick_paths([1], 3000, seed=99)["search"]))
