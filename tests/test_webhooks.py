@@ -246,6 +246,52 @@ async def test_a_receiver_asking_to_wait_is_not_posted_to_sooner(
     assert ob.list_outbox(store) == []
 
 
+async def test_send_now_skips_our_backoff_but_not_the_receivers_retry_after(
+    store: Store, tmp_path: Path
+) -> None:
+    """``digest --send-now`` (force) posts a body waiting for our backoff at once, but a
+    body (and the one queued behind it) whose receiver asked to wait is not posted
+    before the time it gave."""
+    answers = [(503, {}), (429, {"Retry-After": "600"})]
+    seen: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(request.headers["X-Monitor-Delivery"])
+        if len(seen) > len(answers):
+            return web.Response(text="ok")
+        status, headers = answers[len(seen) - 1]
+        return web.Response(status=status, headers=headers, text="busy")
+
+    with FeedServer() as server:
+        server.route("/hook", handle)
+        config = settings(tmp_path, server.url("/hook"))
+        await send_webhooks(config, store, now=T0)
+        at = T0 + timedelta(minutes=1)
+        for n, link in enumerate(("https://news.example/s1", "https://news.example/s2")):
+            item = add_story(store, f"Gor {n}", link, ["gor"], at)
+            with store.read() as conn:
+                hit = conn.execute(select(hits.c.id).where(hits.c.item_id == item)).scalar_one()
+            ob.enqueue_digest(store, subscriber="webhook:desk", message_id=f"body-{n}",
+                              subject="1 story: gor", message=b'{"stories": []}',
+                              hit_ids=[hit], now=at, kind="webhook")  # fmt: skip
+
+        async def run(at: datetime, force: bool) -> int:
+            before = len(seen)
+            await send_webhooks(config, store, now=at, force=force)
+            return len(seen) - before
+
+        t = T0 + timedelta(minutes=2)
+        assert await run(t, force=False) == 1  # 503 without Retry-After: our backoff
+        assert await run(t + timedelta(seconds=10), force=False) == 0
+        assert await run(t + timedelta(seconds=10), force=True) == 1  # skipped: 429, 600 s
+        asked = t + timedelta(seconds=10 + 600)
+        assert await run(t + timedelta(seconds=20), force=True) == 0  # both bodies held
+        assert await run(asked - timedelta(seconds=1), force=True) == 0
+        assert await run(asked, force=True) == 2
+    assert seen == ["body-0"] * 3 + ["body-1"]
+    assert ob.list_outbox(store) == []
+
+
 @pytest.mark.parametrize(
     ("url", "allow_private"),
     [

@@ -223,6 +223,8 @@ class _Poster:
         )
         #: Per webhook key: when its first failed row is due again (this run's failures).
         self.waiting: dict[str, datetime] = {}
+        #: Per webhook key: until when its receiver asked us to wait (Retry-After).
+        self.asked: dict[str, datetime] = {}
 
     def clock(self) -> datetime:
         return self._now or utcnow()
@@ -294,6 +296,8 @@ class _Poster:
             at_least=at_least,
         )
         self.waiting.setdefault(m.subscriber, due)
+        if at_least is not None:  # the receiver's own wait, which --send-now keeps too
+            self.asked.setdefault(m.subscriber, self.clock() + at_least)
         self.summary.retrying.append((name, reason))
         log.warning(
             "webhook %s: delivery %d stays queued, next try %s: %s",
@@ -369,7 +373,13 @@ async def send_webhooks(
             elif not await poster.send(m):
                 down.add(m.subscriber)
         for key, ids in held.items():
-            await asyncio.to_thread(outbox_store.postpone, store, ids, poster.waiting[key])
+            await asyncio.to_thread(
+                outbox_store.postpone,
+                store,
+                ids,
+                poster.waiting[key],
+                asked=poster.asked.get(key),
+            )
         # Read from the watchlist files once, and only when some body is built: the
         # daemon runs this every 30 s, mostly with nothing to queue.
         names = cache(partial(_watchlist_names, settings, watchlists))

@@ -520,7 +520,8 @@ def claim_due(
     kind: str = MAIL,
 ) -> list[OutboxMessage]:
     """Lease the queued messages that are due (or, with ``ignore_backoff``, every queued
-    one) to ``instance``, oldest first. A lease held by another sender is respected until
+    one the receiver did not ask to hold back: see ``mark_retry``) to ``instance``,
+    oldest first. A lease held by another sender is respected until
     it runs out. On PostgreSQL the rows are locked with ``FOR UPDATE SKIP LOCKED``, so
     instances claiming at once never take the same message."""
     now = now or utcnow()
@@ -531,6 +532,8 @@ def claim_due(
     ]
     if not ignore_backoff:
         conds.append(or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now))
+    else:  # our backoff is ours to skip; a wait the receiver asked for is not
+        conds.append(or_(outbox.c.retry_after_at.is_(None), outbox.c.retry_after_at <= now))
     if subscribers_only is not None:
         conds.append(outbox.c.subscriber.in_(list(subscribers_only)))
     query = (
@@ -579,16 +582,32 @@ def release_claims(store: Store, outbox_ids: Sequence[int]) -> None:
             )
 
 
-def postpone(store: Store, outbox_ids: Sequence[int], until: datetime) -> None:
-    """Give back leased rows that were not attempted, due no sooner than ``until`` (the
-    receiver of an earlier row asked to wait): attempts and last error unchanged."""
+def postpone(
+    store: Store,
+    outbox_ids: Sequence[int],
+    until: datetime,
+    *,
+    asked: datetime | None = None,
+) -> None:
+    """Give back leased rows that were not attempted, due no sooner than ``until`` (an
+    earlier row to the same receiver failed): attempts and last error unchanged.
+    ``asked``: the receiver asked to wait until then (see ``mark_retry``)."""
     later = case((outbox.c.next_attempt_at > until, outbox.c.next_attempt_at), else_=until)
+    values: dict[str, Any] = {
+        "claimed_by": None,
+        "claim_expires_at": None,
+        "next_attempt_at": later,
+    }
+    if asked is not None:
+        values["retry_after_at"] = case(
+            (outbox.c.retry_after_at > asked, outbox.c.retry_after_at), else_=asked
+        )
     with store.write() as conn:
         for chunk in _chunks(list(outbox_ids), 500):
             conn.execute(
                 update(outbox)
                 .where(outbox.c.id.in_(chunk), outbox.c.status == QUEUED)
-                .values(claimed_by=None, claim_expires_at=None, next_attempt_at=later)
+                .values(**values)
             )
 
 
@@ -633,7 +652,8 @@ def mark_retry(
     """A temporary failure: the message stays queued and is tried again after a backoff.
     ``count_attempt=False`` for a message that was never handed to the server (the
     connection failed before it). ``at_least``: the receiver asked for that long (its
-    Retry-After, already capped by the caller); the wait is the longer of the two.
+    Retry-After, already capped by the caller); the wait is the longer of the two, and
+    the receiver's part holds against ``claim_due(ignore_backoff=True)`` too.
     Returns when it is due again."""
     now = now or utcnow()
     with store.write() as conn:
@@ -650,6 +670,8 @@ def mark_retry(
                 attempts=attempts,
                 last_error=reason,
                 next_attempt_at=due,
+                # What the receiver asked holds even against ``ignore_backoff``.
+                retry_after_at=now + at_least if at_least else None,
                 claimed_by=None,
                 claim_expires_at=None,
             )
@@ -696,6 +718,7 @@ def requeue_failed(
         "status": QUEUED,
         "attempts": 0,
         "next_attempt_at": now,
+        "retry_after_at": None,
         "claimed_by": None,
         "claim_expires_at": None,
     }

@@ -178,6 +178,9 @@ outbox = Table(
     # mail (an RFC 5322 message to ``subscriber``) | webhook (a JSON body for the
     # ``[[webhooks]]`` entry whose key is in ``subscriber``)
     Column("kind", String(16), nullable=False, default="mail", server_default="mail"),
+    # The receiver's own wait (a webhook's Retry-After): not sent before it, even when
+    # told to send without waiting for the backoff (``digest --send-now``).
+    Column("retry_after_at", UTCDateTime),
 )
 
 deliveries = Table(
