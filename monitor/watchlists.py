@@ -710,6 +710,12 @@ def _load(directory: Path) -> tuple[list[Watchlist], list[str]]:
 
 def load_watchlists(directory: Path) -> list[Watchlist]:
     """Every watchlist in ``directory``; raises WatchlistError listing every problem."""
+    if not directory.is_dir():
+        raise WatchlistError(
+            f"{directory.absolute()}: not a directory",
+            hint="set [watchlists] dir (a relative path is taken from the folder monitor "
+            "runs in), or create the folder",
+        )
     watchlists, problems = _load(directory)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""

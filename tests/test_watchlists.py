@@ -246,6 +246,12 @@ def test_every_problem_of_every_file_is_reported(tmp_path: Path) -> None:
 
 def test_not_a_directory(tmp_path: Path) -> None:
     assert check_watchlists(tmp_path / "missing") == [f"{tmp_path / 'missing'}: not a directory"]
+    with pytest.raises(WatchlistError) as raised:  # the daemon and commands: where, and why
+        load_watchlists(Path("no-such-folder"))
+    assert raised.value.one_line() == (
+        f"{Path.cwd() / 'no-such-folder'}: not a directory (hint: set [watchlists] dir "
+        "(a relative path is taken from the folder monitor runs in), or create the folder)"
+    )
 
 
 # -- registry ---------------------------------------------------------------------------
