@@ -179,6 +179,17 @@ async def test_stories_reach_a_flaky_receiver_exactly_once_signed(
     assert ob.claim_due(store, instance="mail", ignore_backoff=True) == []
 
 
+def queue_bodies(store: Store, at: datetime, n: int) -> None:
+    """``n`` webhook bodies queued for the desk (``body-0`` …), each with a story's hit."""
+    for k in range(n):
+        item = add_story(store, f"Gor {k}", f"https://news.example/r{k}", ["gor"], at)
+        with store.read() as conn:
+            hit = conn.execute(select(hits.c.id).where(hits.c.item_id == item)).scalar_one()
+        ob.enqueue_digest(store, subscriber="webhook:desk", message_id=f"body-{k}",
+                          subject="1 story: gor", message=b'{"stories": []}',
+                          hit_ids=[hit], now=at, kind="webhook")  # fmt: skip
+
+
 async def test_a_receiver_asking_to_wait_is_not_posted_to_sooner(
     store: Store, tmp_path: Path
 ) -> None:
@@ -207,15 +218,7 @@ async def test_a_receiver_asking_to_wait_is_not_posted_to_sooner(
         server.route("/hook", handle)
         config = settings(tmp_path, server.url("/hook"))
         await send_webhooks(config, store, now=T0)
-        at = T0 + timedelta(minutes=1)
-        first = add_story(store, "Gor one", "https://news.example/r1", ["gor"], at)
-        second = add_story(store, "Gor two", "https://news.example/r2", ["gor"], at)
-        for n, item in enumerate((first, second)):  # two bodies queued already
-            with store.read() as conn:
-                hit = conn.execute(select(hits.c.id).where(hits.c.item_id == item)).scalar_one()
-            ob.enqueue_digest(store, subscriber="webhook:desk", message_id=f"body-{n}",
-                              subject="1 story: gor", message=b'{"stories": []}',
-                              hit_ids=[hit], now=at, kind="webhook")  # fmt: skip
+        queue_bodies(store, T0 + timedelta(minutes=1), 2)  # two bodies queued already
 
         def due() -> list[tuple[str, datetime | None]]:
             return [(r.message_id, r.next_attempt_at) for r in ob.list_outbox(store)]
@@ -266,14 +269,7 @@ async def test_send_now_skips_our_backoff_but_not_the_receivers_retry_after(
         server.route("/hook", handle)
         config = settings(tmp_path, server.url("/hook"))
         await send_webhooks(config, store, now=T0)
-        at = T0 + timedelta(minutes=1)
-        for n, link in enumerate(("https://news.example/s1", "https://news.example/s2")):
-            item = add_story(store, f"Gor {n}", link, ["gor"], at)
-            with store.read() as conn:
-                hit = conn.execute(select(hits.c.id).where(hits.c.item_id == item)).scalar_one()
-            ob.enqueue_digest(store, subscriber="webhook:desk", message_id=f"body-{n}",
-                              subject="1 story: gor", message=b'{"stories": []}',
-                              hit_ids=[hit], now=at, kind="webhook")  # fmt: skip
+        queue_bodies(store, T0 + timedelta(minutes=1), 2)
 
         async def run(at: datetime, force: bool) -> int:
             before = len(seen)
