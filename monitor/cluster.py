@@ -407,23 +407,15 @@ def _signatures(hashes: Sequence[list[int]]) -> list[bytes]:
     hashes of its words (at least SHINGLE of them), all items in one NumPy pass."""
     import numpy as np
 
-    blank, perm_a, perm_b = _minhash()
+    blank = _minhash()[0]
     lengths = np.array([len(h) for h in hashes])
     ends = np.cumsum(lengths)
     flat = np.array([x for h in hashes for x in h], dtype=np.uint64)
     shingles = (flat[:-2] * _MIX1 + flat[1:-1] * _MIX2 + flat[2:]) & _MASK32
     keep = np.ones(len(shingles), dtype=bool)  # not those that run into the next item
     keep[(ends - 2)[:-1]] = keep[(ends - 1)[:-1]] = False
-    hv = shingles[keep].astype(np.uint32).reshape(-1, 1)
-    hv ^= hv >> _FMIX32[0]
-    hv *= _FMIX32[1]
-    hv ^= hv >> _FMIX32[2]
-    hv *= _FMIX32[3]
-    hv ^= hv >> _FMIX32[4]
     starts = np.concatenate(([0], np.cumsum(lengths - (SHINGLE - 1))[:-1]))
-    permuted = hv * perm_a
-    permuted += perm_b
-    least = np.minimum.reduceat(permuted, starts, axis=0)
+    least = np.minimum.reduceat(_permuted(shingles[keep]), starts, axis=0)
     raw = np.minimum(blank, least).tobytes()
     size = NUM_PERM * 4
     return [raw[k * size : (k + 1) * size] for k in range(len(hashes))]
@@ -438,14 +430,24 @@ def minhash_signature(shingles: Any) -> Any:
     ``tests/test_stories.py`` holds it equal to datasketch's."""
     import numpy as np
 
-    blank, perm_a, perm_b = _minhash()
+    return np.minimum(_minhash()[0], _permuted(shingles).min(axis=0))
+
+
+def _permuted(shingles: Any) -> Any:
+    """Each shingle hash (a row) mixed by MurmurHash3's 32-bit finaliser, then under each
+    of the NUM_PERM affine permutations modulo 2**32 (the columns), as datasketch does."""
+    import numpy as np
+
+    _, perm_a, perm_b = _minhash()
     hv = shingles.astype(np.uint32).reshape(-1, 1)
     hv ^= hv >> _FMIX32[0]
     hv *= _FMIX32[1]
     hv ^= hv >> _FMIX32[2]
     hv *= _FMIX32[3]
     hv ^= hv >> _FMIX32[4]
-    return np.minimum(blank, (hv * perm_a + perm_b).min(axis=0))
+    permuted = hv * perm_a
+    permuted += perm_b
+    return permuted
 
 
 @lru_cache(maxsize=1)
