@@ -394,7 +394,7 @@ def _word_info(word: str) -> tuple[str, int]:
     return stem, zlib.crc32(word.encode())
 
 
-def _shingle_hashes(hashes: Sequence[int]) -> Any:
+def _shingle_hashes(hashes: Sequence[int] | Any) -> Any:
     """32-bit hashes of the word 3-grams, from the words' own hashes (each word is hashed
     once; datasketch's MinHash mixes the result again before permuting it). Worked out
     modulo 2**32 in uint32, which wraps as the 64-bit sum masked to 32 bits would."""
