@@ -831,7 +831,7 @@ class StoryIndex:
         self._order.append(item_id)
         if self._journaling:
             self._journal.append(item_id)
-        postings, df, ldf, log = self._postings, self._df, self._ldf, math.log
+        postings, df, ldf, logs = self._postings, self._df, self._ldf, _log1p(len(self._docs))
         for tid in doc.terms:
             posting = postings[tid]
             if posting and posting[-1] > item_id:
@@ -839,7 +839,7 @@ class StoryIndex:
             else:
                 posting.append(item_id)
             n = df[tid] = df[tid] + 1
-            ldf[tid] = log(n + 1)
+            ldf[tid] = logs[n]
             if n == 1:
                 self._live_terms += 1
         if doc.exact is not None:
@@ -902,10 +902,10 @@ class StoryIndex:
         doc = self._docs.pop(key, None)
         if doc is None:
             return
-        df, ldf, log = self._df, self._ldf, math.log
+        df, ldf, logs = self._df, self._ldf, _LOG1P
         for tid in doc.terms:
             n = df[tid] = df[tid] - 1
-            ldf[tid] = log(n + 1)
+            ldf[tid] = logs[n]
             if not n:
                 self._live_terms -= 1
             posting = self._postings[tid]
@@ -929,6 +929,18 @@ class StoryIndex:
         dead = [t for t, n in df.items() if not n and t not in keep]
         for t in dead:
             del self._term_ids[self.stems.pop(t)], self._postings[t], df[t], self._ldf[t]
+
+
+#: ``math.log(n + 1)`` at index n: a term's log document frequency, looked up at every
+#: add and removal of an item rather than worked out (see ``_log1p``).
+_LOG1P: list[float] = [0.0]
+
+
+def _log1p(n: int) -> list[float]:
+    """``_LOG1P``, holding at least the document frequencies up to ``n``."""
+    if len(_LOG1P) <= n:
+        _LOG1P.extend(math.log(k + 1) for k in range(len(_LOG1P), 2 * n + 1))
+    return _LOG1P
 
 
 @lru_cache(maxsize=8)
