@@ -314,43 +314,43 @@ def sketch(title: str, text: str, similarity: float = 0.6, keys: bool = False) -
     """The :class:`Sketch` of an item's ``title`` and other ``text``, with LSH bands for
     the ``similarity`` threshold (``duplicate_similarity``), and its name keys if
     ``keys``."""
-    sk, hashes = _sketch(title, text, keys)
-    if len(hashes) < SHINGLE:
-        return sk
-    signature = minhash_signature(_shingle_hashes(hashes)).tobytes()
-    bands = array("I", [zlib.crc32(signature[lo:hi]) for lo, hi in band_slices(similarity)])
-    return sk._replace(signature=signature, bands=bands)
+    (stems, exact, names, cyrillic, keys_), hashes = _sketch(title, text, keys)
+    signature, bands = _UNSIGNED
+    if len(hashes) >= SHINGLE:
+        signature = minhash_signature(_shingle_hashes(hashes)).tobytes()
+        bands = array("I", [zlib.crc32(signature[lo:hi]) for lo, hi in band_slices(similarity)])
+    return Sketch(stems, signature, bands, exact, names, cyrillic, keys_)
 
 
 def sketches(texts: Iterable[tuple[str, str, bool]], similarity: float = 0.6) -> list[Sketch]:
     """:func:`sketch` of each (title, text, keys), the MinHash signatures of many items
     worked out together: a NumPy call costs microseconds whatever its size, and one item's
     signature took a dozen of them."""
-    out: list[Sketch] = []
-    shingled: list[tuple[int, array[int]]] = []  # (index in out, word hashes)
-    for title, text, keys in texts:
-        sk, hashes = _sketch(title, text, keys)
-        if len(hashes) >= SHINGLE:
-            shingled.append((len(out), hashes))
-        out.append(sk)
+    parts = [_sketch(title, text, keys) for title, text, keys in texts]
+    shingled = [k for k, (_, hashes) in enumerate(parts) if len(hashes) >= SHINGLE]
+    signed: dict[int, tuple[bytes | None, array[int]]] = {}  # index in parts -> signature, bands
     slices = band_slices(similarity)
     crc32 = zlib.crc32
     done = 0
     while done < len(shingled):
-        batch: list[tuple[int, array[int]]] = []
+        batch: list[int] = []
         size = 0
         while done < len(shingled) and (not batch or size < SIGNATURE_BATCH):
             batch.append(shingled[done])
-            size += len(shingled[done][1])
+            size += len(parts[shingled[done]][1])
             done += 1
-        for (k, _), signature in zip(batch, _signatures([h for _, h in batch]), strict=True):
-            bands = array("I", [crc32(signature[lo:hi]) for lo, hi in slices])
-            out[k] = out[k]._replace(signature=signature, bands=bands)
+        for k, sig in zip(batch, _signatures([parts[k][1] for k in batch]), strict=True):
+            signed[k] = sig, array("I", [crc32(sig[lo:hi]) for lo, hi in slices])
+    out = []
+    for k, ((stems, exact, names, cyrillic, keys), _) in enumerate(parts):
+        signature, bands = signed.get(k, _UNSIGNED)
+        out.append(Sketch(stems, signature, bands, exact, names, cyrillic, keys))
     return out
 
 
-def _sketch(title: str, text: str, keys: bool) -> tuple[Sketch, array[int]]:
-    """An item's sketch but its signature and bands, and the hashes of its words."""
+def _sketch(title: str, text: str, keys: bool) -> tuple[_Text, array[int]]:
+    """An item's sketch but its signature and bands (stems, exact, names, cyrillic and
+    keys, in the order of :class:`Sketch`), and the hashes of its words."""
     title_words = words(title)
     text_words = words(text)
     tokens = title_words + text_words
@@ -369,16 +369,13 @@ def _sketch(title: str, text: str, keys: bool) -> tuple[Sketch, array[int]]:
     stems.pop("", None)
     joined = " ".join(tokens)
     names = title_names(title)
-    sk = Sketch(
-        stems=stems,
-        signature=None,
-        bands=_NO_BANDS,
-        exact=hashlib.blake2b(joined.encode(), digest_size=12).digest() if tokens else None,
-        names=frozenset(w[:4] for w in words(" ".join(names))) if names else frozenset(),
-        cyrillic=not joined.isascii() and _cyrillic(joined),
-        keys=_name_keys(f"{title}\n{text}") if keys else None,
-    )
-    return sk, hashes
+    return (
+        stems,
+        hashlib.blake2b(joined.encode(), digest_size=12).digest() if tokens else None,
+        frozenset(w[:4] for w in words(" ".join(names))) if names else frozenset(),
+        not joined.isascii() and _cyrillic(joined),
+        _name_keys(f"{title}\n{text}") if keys else None,
+    ), hashes
 
 
 #: Each word's stem ("": a stop word, or too short) and 32-bit hash, worked out once,
@@ -481,6 +478,9 @@ _MIX1, _MIX2 = 0x9E3779B1, 0x85EBCA77
 #: MurmurHash3's 32-bit finaliser: shift, multiplier, shift, multiplier, shift.
 _FMIX32 = (16, 0x85EBCA6B, 13, 0xC2B2AE35, 16)
 _NO_BANDS: array[int] = array("I")
+_UNSIGNED: tuple[bytes | None, array[int]] = (None, _NO_BANDS)  # no signature: too short
+#: What :func:`_sketch` works out of an item's text alone.
+_Text = tuple[dict[str, int], bytes | None, frozenset[str], bool, frozenset[str] | None]
 _NEW = StoryDecision(None, "new")
 
 
