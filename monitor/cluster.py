@@ -86,7 +86,7 @@ MIN_SHARED_NAMES = 2
 CROSS_SCRIPT_CANDIDATES = 200
 #: The most that shared watchlists add to a same-event score (see ``decide``).
 MAX_ADJUST = 0.1
-#: Shingles whose MinHash values are worked out in one pass (a 64-column uint32 matrix:
+#: Shingles whose MinHash values are worked out in one pass (a 64-row uint32 matrix:
 #: 1 MB at 4096).
 SIGNATURE_BATCH = 4096
 #: What the time between two items takes from their same-event score at the far end of
@@ -314,42 +314,43 @@ def sketch(title: str, text: str, similarity: float = 0.6, keys: bool = False) -
     """The :class:`Sketch` of an item's ``title`` and other ``text``, with LSH bands for
     the ``similarity`` threshold (``duplicate_similarity``), and its name keys if
     ``keys``."""
-    sk, hashes = _sketch(title, text, keys)
-    if len(hashes) < SHINGLE:
-        return sk
-    signature = minhash_signature(_shingle_hashes(hashes)).tobytes()
-    bands = array("I", [zlib.crc32(signature[lo:hi]) for lo, hi in band_slices(similarity)])
-    return sk._replace(signature=signature, bands=bands)
+    (stems, exact, names, cyrillic, keys_), hashes = _sketch(title, text, keys)
+    signature, bands = _UNSIGNED
+    if len(hashes) >= SHINGLE:
+        signature = minhash_signature(_shingle_hashes(hashes)).tobytes()
+        bands = array("I", [zlib.crc32(signature[lo:hi]) for lo, hi in band_slices(similarity)])
+    return Sketch(stems, signature, bands, exact, names, cyrillic, keys_)
 
 
 def sketches(texts: Iterable[tuple[str, str, bool]], similarity: float = 0.6) -> list[Sketch]:
     """:func:`sketch` of each (title, text, keys), the MinHash signatures of many items
     worked out together: a NumPy call costs microseconds whatever its size, and one item's
     signature took a dozen of them."""
-    out: list[Sketch] = []
-    shingled: list[tuple[int, list[int]]] = []  # (index in out, word hashes)
-    for title, text, keys in texts:
-        sk, hashes = _sketch(title, text, keys)
-        if len(hashes) >= SHINGLE:
-            shingled.append((len(out), hashes))
-        out.append(sk)
+    parts = [_sketch(title, text, keys) for title, text, keys in texts]
+    shingled = [k for k, (_, hashes) in enumerate(parts) if len(hashes) >= SHINGLE]
+    signed: dict[int, tuple[bytes | None, array[int]]] = {}  # index in parts -> signature, bands
     slices = band_slices(similarity)
+    crc32 = zlib.crc32
     done = 0
     while done < len(shingled):
-        batch: list[tuple[int, list[int]]] = []
+        batch: list[int] = []
         size = 0
         while done < len(shingled) and (not batch or size < SIGNATURE_BATCH):
             batch.append(shingled[done])
-            size += len(shingled[done][1])
+            size += len(parts[shingled[done]][1])
             done += 1
-        for (k, _), signature in zip(batch, _signatures([h for _, h in batch]), strict=True):
-            bands = array("I", [zlib.crc32(signature[lo:hi]) for lo, hi in slices])
-            out[k] = out[k]._replace(signature=signature, bands=bands)
+        for k, sig in zip(batch, _signatures([parts[k][1] for k in batch]), strict=True):
+            signed[k] = sig, array("I", [crc32(sig[lo:hi]) for lo, hi in slices])
+    out = []
+    for k, ((stems, exact, names, cyrillic, keys), _) in enumerate(parts):
+        signature, bands = signed.get(k, _UNSIGNED)
+        out.append(Sketch(stems, signature, bands, exact, names, cyrillic, keys))
     return out
 
 
-def _sketch(title: str, text: str, keys: bool) -> tuple[Sketch, list[int]]:
-    """An item's sketch but its signature and bands, and the hashes of its words."""
+def _sketch(title: str, text: str, keys: bool) -> tuple[_Text, array[int]]:
+    """An item's sketch but its signature and bands (stems, exact, names, cyrillic and
+    keys, in the order of :class:`Sketch`), and the hashes of its words."""
     title_words = words(title)
     text_words = words(text)
     tokens = title_words + text_words
@@ -358,26 +359,23 @@ def _sketch(title: str, text: str, keys: bool) -> tuple[Sketch, list[int]]:
         stem_of.clear()
         hash_of.clear()
     try:
-        hashes = list(map(hash_of.__getitem__, tokens))
+        hashes = array("I", map(hash_of.__getitem__, tokens))
     except KeyError:  # words not seen before (or since the cache was emptied)
         for w in set(tokens).difference(hash_of):
             stem_of[w], hash_of[w] = _word_info(w)
-        hashes = list(map(hash_of.__getitem__, tokens))
+        hashes = array("I", map(hash_of.__getitem__, tokens))
     # Stems in order of first use, title words counting twice; "": no term.
     stems = Counter(map(stem_of.__getitem__, title_words + tokens))
     stems.pop("", None)
     joined = " ".join(tokens)
     names = title_names(title)
-    sk = Sketch(
-        stems=stems,
-        signature=None,
-        bands=_NO_BANDS,
-        exact=hashlib.blake2b(joined.encode(), digest_size=12).digest() if tokens else None,
-        names=frozenset(w[:4] for w in words(" ".join(names))) if names else frozenset(),
-        cyrillic=not joined.isascii() and _cyrillic(joined),
-        keys=_name_keys(f"{title}\n{text}") if keys else None,
-    )
-    return sk, hashes
+    return (
+        stems,
+        hashlib.blake2b(joined.encode(), digest_size=12).digest() if tokens else None,
+        frozenset(w[:4] for w in words(" ".join(names))) if names else frozenset(),
+        not joined.isascii() and _cyrillic(joined),
+        _name_keys(f"{title}\n{text}") if keys else None,
+    ), hashes
 
 
 #: Each word's stem ("": a stop word, or too short) and 32-bit hash, worked out once,
@@ -393,60 +391,62 @@ def _word_info(word: str) -> tuple[str, int]:
     return stem, zlib.crc32(word.encode())
 
 
-def _shingle_hashes(hashes: Sequence[int]) -> Any:
+def _shingle_hashes(hashes: Sequence[int] | Any) -> Any:
     """32-bit hashes of the word 3-grams, from the words' own hashes (each word is hashed
-    once; datasketch's MinHash mixes the result again before permuting it)."""
+    once; datasketch's MinHash mixes the result again before permuting it). Worked out
+    modulo 2**32 in uint32, which wraps as the 64-bit sum masked to 32 bits would."""
     import numpy as np
 
-    h = np.array(hashes, dtype=np.uint64)
-    return (h[:-2] * _MIX1 + h[1:-1] * _MIX2 + h[2:]) & _MASK32
+    h = np.asarray(hashes, dtype=np.uint32)
+    return h[:-2] * _MIX1 + h[1:-1] * _MIX2 + h[2:]
 
 
-def _signatures(hashes: Sequence[list[int]]) -> list[bytes]:
+def _signatures(hashes: Sequence[array[int]]) -> list[bytes]:
     """The MinHash signature (``minhash_signature``) of each item's shingles, from the
     hashes of its words (at least SHINGLE of them), all items in one NumPy pass."""
     import numpy as np
 
-    blank = _minhash()[0]
     lengths = np.array([len(h) for h in hashes])
     ends = np.cumsum(lengths)
-    flat = np.array([x for h in hashes for x in h], dtype=np.uint64)
-    shingles = (flat[:-2] * _MIX1 + flat[1:-1] * _MIX2 + flat[2:]) & _MASK32
+    shingles = _shingle_hashes(np.frombuffer(b"".join(hashes), dtype=np.uint32))
     keep = np.ones(len(shingles), dtype=bool)  # not those that run into the next item
     keep[(ends - 2)[:-1]] = keep[(ends - 1)[:-1]] = False
     starts = np.concatenate(([0], np.cumsum(lengths - (SHINGLE - 1))[:-1]))
-    least = np.minimum.reduceat(_permuted(shingles[keep]), starts, axis=0)
-    raw = np.minimum(blank, least).tobytes()
+    # Items along the rows' length: each row's least values are read in one pass.
+    least = np.minimum.reduceat(_permuted(shingles[keep]), starts, axis=1)
+    raw = np.minimum(_minhash()[0].reshape(-1, 1), least).T.tobytes()
     size = NUM_PERM * 4
     return [raw[k * size : (k + 1) * size] for k in range(len(hashes))]
 
 
 def minhash_signature(shingles: Any) -> Any:
-    """The MinHash signature of the shingle hashes (uint64 NumPy array of 32-bit values):
-    what a blank ``MinHash(scheme="affine32", hashfunc=int)`` holds after
+    """The MinHash signature of the shingle hashes (NumPy array of 32-bit values): what
+    a blank ``MinHash(scheme="affine32", hashfunc=int)`` holds after
     ``update_batch(shingles.tolist())``, worked out on the array as datasketch 2.x does
     (MurmurHash3's 32-bit finaliser, the affine permutations modulo 2**32, the least
     value of each) without its round trip through a list of Python ints.
     ``tests/test_stories.py`` holds it equal to datasketch's."""
     import numpy as np
 
-    return np.minimum(_minhash()[0], _permuted(shingles).min(axis=0))
+    return np.minimum(_minhash()[0], _permuted(shingles).min(axis=1))
 
 
 def _permuted(shingles: Any) -> Any:
-    """Each shingle hash (a row) mixed by MurmurHash3's 32-bit finaliser, then under each
-    of the NUM_PERM affine permutations modulo 2**32 (the columns), as datasketch does."""
+    """Each shingle hash (a column) mixed by MurmurHash3's 32-bit finaliser, then under
+    each of the NUM_PERM affine permutations modulo 2**32 (the rows), as datasketch does.
+    Rows of shingles rather than columns: NumPy reads a matrix of a few thousand
+    shingles twice as fast that way."""
     import numpy as np
 
     _, perm_a, perm_b = _minhash()
-    hv = shingles.astype(np.uint32).reshape(-1, 1)
+    hv = shingles.astype(np.uint32)
     hv ^= hv >> _FMIX32[0]
     hv *= _FMIX32[1]
     hv ^= hv >> _FMIX32[2]
     hv *= _FMIX32[3]
     hv ^= hv >> _FMIX32[4]
-    permuted = hv * perm_a
-    permuted += perm_b
+    permuted = perm_a.reshape(-1, 1) * hv
+    permuted += perm_b.reshape(-1, 1)
     return permuted
 
 
@@ -474,10 +474,13 @@ def _jaccard(a: bytes, b: bytes) -> float:
     return float((np.frombuffer(a, dtype=np.uint32) == np.frombuffer(b, dtype=np.uint32)).mean())
 
 
-_MIX1, _MIX2, _MASK32 = 0x9E3779B1, 0x85EBCA77, 0xFFFFFFFF
+_MIX1, _MIX2 = 0x9E3779B1, 0x85EBCA77
 #: MurmurHash3's 32-bit finaliser: shift, multiplier, shift, multiplier, shift.
 _FMIX32 = (16, 0x85EBCA6B, 13, 0xC2B2AE35, 16)
 _NO_BANDS: array[int] = array("I")
+_UNSIGNED: tuple[bytes | None, array[int]] = (None, _NO_BANDS)  # no signature: too short
+#: What :func:`_sketch` works out of an item's text alone.
+_Text = tuple[dict[str, int], bytes | None, frozenset[str], bool, frozenset[str] | None]
 _NEW = StoryDecision(None, "new")
 
 
@@ -828,7 +831,7 @@ class StoryIndex:
         self._order.append(item_id)
         if self._journaling:
             self._journal.append(item_id)
-        postings, df, ldf, log = self._postings, self._df, self._ldf, math.log
+        postings, df, ldf, logs = self._postings, self._df, self._ldf, _log1p(len(self._docs))
         for tid in doc.terms:
             posting = postings[tid]
             if posting and posting[-1] > item_id:
@@ -836,7 +839,7 @@ class StoryIndex:
             else:
                 posting.append(item_id)
             n = df[tid] = df[tid] + 1
-            ldf[tid] = log(n + 1)
+            ldf[tid] = logs[n]
             if n == 1:
                 self._live_terms += 1
         if doc.exact is not None:
@@ -899,10 +902,10 @@ class StoryIndex:
         doc = self._docs.pop(key, None)
         if doc is None:
             return
-        df, ldf, log = self._df, self._ldf, math.log
+        df, ldf, logs = self._df, self._ldf, _LOG1P
         for tid in doc.terms:
             n = df[tid] = df[tid] - 1
-            ldf[tid] = log(n + 1)
+            ldf[tid] = logs[n]
             if not n:
                 self._live_terms -= 1
             posting = self._postings[tid]
@@ -926,6 +929,18 @@ class StoryIndex:
         dead = [t for t, n in df.items() if not n and t not in keep]
         for t in dead:
             del self._term_ids[self.stems.pop(t)], self._postings[t], df[t], self._ldf[t]
+
+
+#: ``math.log(n + 1)`` at index n: a term's log document frequency, looked up at every
+#: add and removal of an item rather than worked out (see ``_log1p``).
+_LOG1P: list[float] = [0.0]
+
+
+def _log1p(n: int) -> list[float]:
+    """``_LOG1P``, holding at least the document frequencies up to ``n``."""
+    if len(_LOG1P) <= n:
+        _LOG1P.extend(math.log(k + 1) for k in range(len(_LOG1P), 2 * n + 1))
+    return _LOG1P
 
 
 @lru_cache(maxsize=8)
