@@ -14,6 +14,11 @@ many hosts would have. With ``--hosts N`` the feeds are spread over N loopback a
 --hosts 8`` is a small deployment, where the fixed costs of a run (start-up, workers,
 config sync) weigh most.
 
+Then a third poll (`--all`) in which every feed has moved on by ``--later`` items (default 2:
+its oldest gone, new ones in), as between two polls of a live news feed: the daemon's usual
+cycle, which parses and matches every item of a changed feed but stores (and groups into
+stories) only the new ones.
+
 Prints wall time, CPU time (user+sys of monitor and its parse workers), peak RSS (sum over
 the process tree, sampled), and ratios against the baseline. Asserts nothing.
 
@@ -22,10 +27,11 @@ stages of a poll one after another (CPU time, medians over ``--runs``): parse, l
 match (in the parse workers during a poll), store (items, hits and a story row each, in
 the writer thread) and stories (deciding which story an item joins: the same store
 with the story window, less the store alone). Each is printed per item and against the
-baseline, so the reader sees where the CPU goes.
+baseline, so the reader sees where the CPU goes; the same for the next poll, with the
+share of the stories stage in each.
 
     .venv/bin/python bench/bench_poll.py [--feeds 2000] [--hosts 1] [--latency 0.05] [--runs 1]
-    .venv/bin/python bench/bench_poll.py --feeds 300 --hosts 8 --runs 3 [--split]
+    .venv/bin/python bench/bench_poll.py --feeds 300 --hosts 8 --runs 3 [--later 2] [--split]
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from feedgen import SPICE_RATE, rss_feed
@@ -52,21 +59,33 @@ from localserver import serve_app
 MONITOR = str(Path(sys.executable).with_name("monitor"))
 
 
-def serve(port_queue: multiprocessing.Queue, feeds: int, latency: float, hosts: int) -> None:  # type: ignore[type-arg]
+def serve(
+    port_queue: multiprocessing.Queue,  # type: ignore[type-arg]
+    feeds: int,
+    latency: float,
+    hosts: int,
+    later: Any = None,
+) -> None:
+    """Serve ``feeds`` bench feeds; with ``later`` (a shared integer), each feed as it is
+    ``later.value`` items on (see ``feedgen.rss_feed``), under its own ETag."""
     from aiohttp import web
 
-    bodies = [rss_feed(n) for n in range(feeds)]
+    bodies: dict[tuple[int, int], bytes] = {}
 
     async def handler(request: web.Request) -> web.Response:
         n = int(request.match_info["n"])
+        k = later.value if later is not None else 0
         await asyncio.sleep(latency)
-        etag = f'"bench-{n}"'
+        etag = f'"bench-{n}-{k}"'
         if request.headers.get("If-None-Match") == etag:
             return web.Response(status=304, headers={"ETag": etag})
-        return web.Response(
-            body=bodies[n], content_type="application/rss+xml", headers={"ETag": etag}
-        )
+        body = bodies.get((n, k))
+        if body is None:
+            body = bodies[n, k] = rss_feed(n, later=k)
+        return web.Response(body=body, content_type="application/rss+xml", headers={"ETag": etag})
 
+    for n in range(feeds):
+        bodies[n, 0] = rss_feed(n)
     serve_app(port_queue, "/feed/{n}.xml", handler, hosts)
 
 
@@ -171,9 +190,10 @@ def baseline_cpu(feeds: int) -> float:
     return time.process_time() - start
 
 
-def stage_split(feeds: int, watchlists: Path) -> dict[str, float]:
+def stage_split(feeds: int, watchlists: Path, later: int) -> list[dict[str, float]]:
     """CPU seconds of each per-item stage of a poll over ``feeds`` bench feeds, measured
-    one stage after another in this process (see the module docstring)."""
+    one stage after another in this process (see the module docstring): for the first
+    poll, and for the next one, in which each feed is ``later`` items on."""
     from monitor.config import settings_from_mapping
     from monitor.match import compile_watchlists
     from monitor.models import FetchResult, Outcome
@@ -187,54 +207,64 @@ def stage_split(feeds: int, watchlists: Path) -> dict[str, float]:
     settings = settings_from_mapping({}, {})
     headers = {"content-type": "application/rss+xml"}
     urls = [f"http://127.0.0.1/feed/{n}.xml" for n in range(feeds)]
-    bodies = [rss_feed(n) for n in range(feeds)]
     matcher = compile_watchlists(load_watchlists(watchlists))
-    cpu: dict[str, float] = {}
+    cycles: list[dict[str, float]] = []
+    polls: list[tuple[list[Any], list[dict[str, Any]]]] = []
+    for k in (0, later):
+        bodies = [rss_feed(n, later=k) for n in range(feeds)]
+        cpu: dict[str, float] = {}
+        start = time.process_time()
+        parsed = [
+            parse(body, headers, url=url, max_items=settings["polling.max_items"])
+            for body, url in zip(bodies, urls, strict=True)
+        ]
+        cpu["parse"] = time.process_time() - start
+        start = time.process_time()
+        parsed = [replace(p, items=[with_language(item) for item in p.items]) for p in parsed]
+        cpu["language"] = time.process_time() - start
+        start = time.process_time()
+        found = [{item.identity: matcher.match(item) for item in p.items} for p in parsed]
+        cpu["match"] = time.process_time() - start
+        polls.append((parsed, found))
+        cycles.append(cpu)
 
-    start = time.process_time()
-    parsed = [
-        parse(body, headers, url=url, max_items=settings["polling.max_items"])
-        for body, url in zip(bodies, urls, strict=True)
-    ]
-    cpu["parse"] = time.process_time() - start
-    start = time.process_time()
-    parsed = [replace(p, items=[with_language(item) for item in p.items]) for p in parsed]
-    cpu["language"] = time.process_time() - start
-    start = time.process_time()
-    found = [{item.identity: matcher.match(item) for item in p.items} for p in parsed]
-    cpu["match"] = time.process_time() - start
-
-    def store(stories: bool) -> float:
+    def store(stories: bool) -> list[float]:
+        """CPU seconds of storing each poll, the one after the other, into one store."""
+        spent = []
         with tempfile.TemporaryDirectory(prefix="monitor-bench-") as work:
             db = open_store(f"sqlite:///{work}/split.db", upgrade=True)
             feed_store.sync_config_feeds(db, [feed_store.FeedSpec(url=url) for url in urls])
-            records = {r.url: r for r in feed_store.list_feeds(db)}
             index = story_index(settings) if stories else None
-            now = utcnow()
-            writes = [
-                feed_store.PollWrite(
-                    records[url],
-                    FetchResult(outcome=Outcome.OK, url=url, final_url=url, status=200),
-                    p,
-                    now,
-                    None,
-                    lambda item, f=f: f.get(item.identity, []),  # type: ignore[misc]
-                    now,
-                    stories=index,
-                )
-                for url, p, f in zip(urls, parsed, found, strict=True)
-            ]
-            begin = time.process_time()
-            for i in range(0, len(writes), 10):
-                feed_store.save_polls(db, writes[i : i + 10])
-            spent = time.process_time() - begin
+            for parsed, found in polls:
+                records = {r.url: r for r in feed_store.list_feeds(db)}
+                now = utcnow()
+                writes = [
+                    feed_store.PollWrite(
+                        records[url],
+                        FetchResult(outcome=Outcome.OK, url=url, final_url=url, status=200),
+                        p,
+                        now,
+                        None,
+                        lambda item, f=f: f.get(item.identity, []),  # type: ignore[misc]
+                        now,
+                        stories=index,
+                    )
+                    for url, p, f in zip(urls, parsed, found, strict=True)
+                ]
+                begin = time.process_time()
+                for i in range(0, len(writes), 10):
+                    feed_store.save_polls(db, writes[i : i + 10])
+                spent.append(time.process_time() - begin)
             db.engine.dispose()
-            return spent
+        return spent
 
-    cpu["store"] = store(stories=False)
-    cpu["stories"] = max(0.0, store(stories=True) - cpu["store"])
-    cpu["items"] = float(sum(len(p.items) for p in parsed))
-    return cpu
+    alone, with_stories = store(stories=False), store(stories=True)
+    for cpu, (parsed, _), plain, full in zip(cycles, polls, alone, with_stories, strict=True):
+        cpu["store"] = plain
+        cpu["stories"] = max(0.0, full - plain)
+        cpu["items"] = float(sum(len(p.items) for p in parsed))
+    cycles[1]["new"] = float(feeds * min(later, settings["polling.max_items"]))
+    return cycles
 
 
 def main() -> None:
@@ -243,12 +273,15 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=1, help="spread feeds over N addresses")
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--runs", type=int, default=1, help="repeat and take medians")
+    parser.add_argument("--later", type=int, default=2,
+                        help="new items in each feed at the next poll")  # fmt: skip
     parser.add_argument("--split", action="store_true", help="also measure each stage alone")
     opts = parser.parse_args()
 
     ctx = multiprocessing.get_context("spawn")
     ports: multiprocessing.Queue = ctx.Queue()  # type: ignore[type-arg]
-    server = ctx.Process(target=serve, args=(ports, opts.feeds, opts.latency, opts.hosts),
+    later = ctx.Value("i", 0)
+    server = ctx.Process(target=serve, args=(ports, opts.feeds, opts.latency, opts.hosts, later),
                          daemon=True)  # fmt: skip
     server.start()
     port = ports.get(timeout=300)
@@ -264,7 +297,7 @@ def main() -> None:
     base = statistics.median(baseline_cpu(opts.feeds) for _ in range(opts.runs))
     print(f"baseline: feedparser.parse (defaults), sequential: {base:.1f} s CPU")
 
-    firsts, repolls = [], []
+    firsts, repolls, nexts = [], [], []
     try:
         for _ in range(opts.runs):
             work = Path(tempfile.mkdtemp(prefix="monitor-bench-"))
@@ -281,8 +314,11 @@ def main() -> None:
                 + ("per_host = 100\nconcurrency = 100\n" if opts.hosts == 1 else "")
                 + feeds
             )
+            later.value = 0
             firsts.append(run_monitor(config))
             repolls.append(run_monitor(config, "--all"))
+            later.value = opts.later
+            nexts.append(run_monitor(config, "--all"))
             shutil.rmtree(work)
     finally:
         server.terminate()
@@ -293,6 +329,7 @@ def main() -> None:
 
     fw, fc, fr = med(firsts, "wall"), med(firsts, "cpu"), max(r["rss_mb"] for r in firsts)
     rw, rc, rr = med(repolls, "wall"), med(repolls, "cpu"), max(r["rss_mb"] for r in repolls)
+    nw, nc = med(nexts, "wall"), med(nexts, "cpu")
     print(f"first poll: {firsts[-1]['summary']}")
     print(f"  wall {fw:.1f} s, CPU {fc:.1f} s, peak RSS {fr:.0f} MB")
     fm, fk = med(firsts, "main_cpu"), med(firsts, "workers_cpu")
@@ -300,6 +337,8 @@ def main() -> None:
     print(f"parse workers {fk:.1f} s ({fk / base:.2f}x baseline)")
     print(f"re-poll (all 304): {repolls[-1]['summary']}")
     print(f"  wall {rw:.2f} s, CPU {rc:.2f} s, peak RSS {rr:.0f} MB")
+    print(f"next poll (each feed {opts.later} items on): {nexts[-1]['summary']}")
+    print(f"  wall {nw:.1f} s, CPU {nc:.1f} s ({nc / base:.2f}x baseline)")
     print("ratios (target):")
     print(f"  first-poll CPU / baseline CPU   {fc / base:.2f}  (<= 0.80)")
     print(f"  first-poll wall / baseline      {fw / base:.2f}  (<= 0.60)")
@@ -307,20 +346,23 @@ def main() -> None:
     print(f"  peak RSS                        {max(fr, rr):.0f} MB (< 400)")
     if opts.split:
         watchlists = Path(__file__).resolve().parents[1] / "watchlists"
-        splits = [stage_split(opts.feeds, watchlists) for _ in range(opts.runs)]
-        n = splits[0]["items"]
-        stages = [k for k in splits[0] if k != "items"]
-        print(f"per-item stages, one after another in this process ({n:.0f} items):")
-        total = 0.0
-        for stage in stages:
-            cpu = statistics.median(s[stage] for s in splits)
-            total += cpu
-            print(
-                f"  {stage:10s} {cpu:6.2f} s CPU  {cpu / n * 1e6:6.0f} us/item  {cpu / base:.2f}x baseline"
-            )
-        print(
-            f"  {'together':10s} {total:6.2f} s CPU  {total / n * 1e6:6.0f} us/item  {total / base:.2f}x baseline"
-        )
+        splits = [stage_split(opts.feeds, watchlists, opts.later) for _ in range(opts.runs)]
+        for n_cycle, title in enumerate(("first poll", f"next poll, each feed {opts.later} items on")):
+            cycle = [split[n_cycle] for split in splits]
+            n, new = cycle[0]["items"], cycle[0].get("new", cycle[0]["items"])
+            print(f"per-item stages of the {title}, one after another in this process "
+                  f"({n:.0f} items parsed, {new:.0f} new):")  # fmt: skip
+            total = 0.0
+            stages = [k for k in cycle[0] if k not in ("items", "new")]
+            for stage in stages:
+                cpu = statistics.median(c[stage] for c in cycle)
+                total += cpu
+                each, unit = (n, "item") if stage in ("parse", "language", "match") else (new, "new item")
+                print(f"  {stage:10s} {cpu:6.2f} s CPU  {cpu / each * 1e6:6.0f} us/{unit:8s}  "
+                      f"{cpu / base:.2f}x baseline")  # fmt: skip
+            stories = statistics.median(c["stories"] for c in cycle)
+            print(f"  {'together':10s} {total:6.2f} s CPU  {total / base:.2f}x baseline; "
+                  f"stories {stories / total:.0%} of it")  # fmt: skip
         print(f"  (baseline: {base / n * 1e6:.0f} us/item; first poll: {fc / n * 1e6:.0f} us/item)")
 
 

@@ -49,8 +49,9 @@ def html_paragraphs(rng: random.Random, size: int) -> str:
     return "".join(out)
 
 
-def rss_feed(feed_no: int, items: int = 50, target_bytes: int = 100_000) -> bytes:
-    """An RSS 2.0 document of about ``target_bytes`` with ``items`` unique items."""
+def rss_feed(feed_no: int, items: int = 50, target_bytes: int = 100_000, later: int = 0) -> bytes:
+    """An RSS 2.0 document of about ``target_bytes`` with ``items`` unique items. With
+    ``later`` = k, the same feed k items later: its oldest k items gone, k new ones in."""
     rng = random.Random(feed_no)
     per_item = max(200, target_bytes // items - 400)
     start = datetime(2026, 11, 1, tzinfo=UTC)
@@ -59,13 +60,16 @@ def rss_feed(feed_no: int, items: int = 50, target_bytes: int = 100_000) -> byte
         f"<title>Bench feed {feed_no}</title><link>https://news{feed_no}.example/</link>",
         "<description>Benchmark feed</description><ttl>15</ttl>",
     ]
-    for i in range(items):
+    for i in range(items + later):
         when = format_datetime(start + timedelta(minutes=feed_no * 7 + i * 13))
         body = html_paragraphs(rng, per_item).replace("]]>", "]] >")
         if rng.random() < SPICE_RATE:
             body = f"<p>{rng.choice(SPICE)} {sentence(rng)}</p>" + body
+        title = sentence(rng)[:90]
+        if i < later:  # drawn all the same, so that the items kept are as they were
+            continue
         parts.append(
-            f"<item><title>{sentence(rng)[:90]}</title>"
+            f"<item><title>{title}</title>"
             f"<link>https://news{feed_no}.example/story/{i}?utm_source=rss&amp;id={i}</link>"
             f'<guid isPermaLink="false">bench-{feed_no}-{i}</guid><pubDate>{when}</pubDate>'
             f"<description><![CDATA[{body}]]></description></item>"
