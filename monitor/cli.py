@@ -297,7 +297,6 @@ def poll(ctx: Context, once: bool, everything: bool) -> None:
                 poll_due(
                     settings,
                     store,
-                    registry.watchlists,
                     registry.matcher,
                     everything=everything,
                     progress=progress,
