@@ -276,6 +276,7 @@ def poll(ctx: Context, once: bool, everything: bool) -> None:
     (`monitor feeds list`).
     """
     import asyncio
+    import gc
 
     from monitor import pipeline
 
@@ -285,18 +286,25 @@ def poll(ctx: Context, once: bool, everything: bool) -> None:
     registry = pipeline.watchlist_registry(settings.watchlists_dir)
     store = ctx.store()
     pipeline.sync_config(settings, store)
-    with _progress(sys.stderr.isatty() and not ctx.verbose, "polling") as progress:
-        summary = asyncio.run(
-            pipeline.poll_due(
-                settings,
-                store,
-                registry.watchlists,
-                registry.matcher,
-                everything=everything,
-                progress=progress,
-                log_results=False,  # printed below, once
+    poll_due = pipeline.poll_due
+    # What start-up made (modules, settings, watchlists) lives until the command ends:
+    # frozen, the full collections of a long poll stop walking it each time (~0.1 s of
+    # CPU in a first poll of 300 feeds). Unfrozen after, for a caller in this process.
+    gc.freeze()
+    try:
+        with _progress(sys.stderr.isatty() and not ctx.verbose, "polling") as progress:
+            summary = asyncio.run(
+                poll_due(
+                    settings,
+                    store,
+                    registry.matcher,
+                    everything=everything,
+                    progress=progress,
+                    log_results=False,  # printed below, once
+                )
             )
-        )
+    finally:
+        gc.unfreeze()
     click.echo(summary.line())
     if summary.held_elsewhere:
         click.echo(

@@ -149,9 +149,7 @@ class Daemon:
         try:
             await asyncio.to_thread(self._prepare)
             self.pool = pipeline.ParsePool(
-                self.settings["polling.parse_workers"],
-                self.registry.watchlists,
-                self.registry.matcher,
+                self.settings["polling.parse_workers"], self.registry.matcher
             )
             self._start_metrics()
             await self._start_web()
@@ -334,7 +332,7 @@ class Daemon:
         await self._reload_if_changed()
         assert self.pool is not None
         if self.registry.version != self._pool_version:
-            self.pool.update(self.registry.watchlists, self.registry.matcher)
+            self.pool.update(self.registry.matcher)
             self._pool_version = self.registry.version
         due = await asyncio.to_thread(feed_store.count_due_feeds, self.store, utcnow())
         if not due:
@@ -343,7 +341,6 @@ class Daemon:
             pipeline.poll_due(
                 self.settings,
                 self.store,
-                self.registry.watchlists,
                 self.registry.matcher,
                 pool=self.pool,
                 instance=self.instance,

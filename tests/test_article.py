@@ -91,7 +91,7 @@ def make_settings(
 def poll(settings: Settings, store: Store, everything: bool = False) -> pipeline.PollSummary:
     pipeline.sync_config(settings, store)
     return asyncio.run(
-        pipeline.poll_due(settings, store, WATCHLISTS, MATCHER, everything=everything)
+        pipeline.poll_due(settings, store, MATCHER, everything=everything)
     )
 
 

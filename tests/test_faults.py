@@ -349,7 +349,7 @@ async def test_the_daemon_logs_an_unusable_database_once_a_cycle_and_backs_off(
     store = open_store(f"sqlite:///file:{db}?mode=ro&uri=true")
     registry = pipeline.watchlist_registry(settings.watchlists_dir)
     daemon = Daemon(None, settings, store, registry)
-    daemon.pool = pipeline.ParsePool(1, registry.watchlists, registry.matcher)
+    daemon.pool = pipeline.ParsePool(1, registry.matcher)
     try:
         with caplog.at_level(logging.INFO, logger="monitor"):
             for _ in range(5):  # ticks in a row: one cycle tried, the rest wait

@@ -226,3 +226,43 @@ VARIANTS: list[dict[str, object]] = yaml.safe_load(
 @pytest.mark.parametrize("case", VARIANTS, ids=lambda c: str(c["text"])[:40])
 def test_positive_variants(shipped: Matcher, case: dict[str, object]) -> None:
     assert watchlists_of(shipped, str(case["text"])) == set(case["expect"])  # type: ignore[call-overload]
+
+
+def test_a_compiled_matcher_crosses_to_parse_workers_whole(tmp_path: Path) -> None:
+    # Parse workers get the matcher compiled here, pickled (ParsePool), not the watchlists
+    # to compile again: every kind of rule must arrive and match as it does here.
+    import pickle
+
+    m = matcher(
+        tmp_path,
+        r"""
+        - {id: phrase, terms: [Gor, C5+1, shrink*], exclude: [Al Gore]}
+        - id: group
+          all:
+            - any: [critical minerals, rare earths]
+            - any: [Kazakhstan, Uzbekistan]
+            - not: [video game]
+        - {id: near, near: {terms: [Caspian, [shrinking, level]], window: 2}}
+        - id: context
+          terms: [Gor]
+          context: {terms: [envoy, {text: US, case_sensitive: true}], window: 3}
+        - {id: field, terms: [Landau], fields: title}
+        - {id: regex, regex: {pattern: 'c5\s*\+\s*1\b', anchor: c5}}
+        - {id: cased, regex: {pattern: '\bTITR\b', case_sensitive: true}}
+        - id: forms
+          terms: [{text: Тоқаев, translit: true, forms: true}, {text: Средний коридор, forms: true}]
+        """,
+        exclude_if="[football]",
+    )
+    texts = [
+        "US envoy Gor met Al Gore on the C5 +1 format; the Caspian is shrinking.",
+        "Kazakhstan and rare earths; TITR and titr",
+        "Токаеву и Среднему коридору; Tokayev in Astana",
+        "Gor scored; football news",
+    ]
+    fields = [{"title": t, "content": t} for t in texts] + [{"title": "Landau", "summary": "x"}]
+    arrived = pickle.loads(pickle.dumps(m))
+    assert [arrived.match_fields(f) for f in fields] == [m.match_fields(f) for f in fields]
+    assert {x.entry for f in fields for x in arrived.match_fields(f)} == {
+        "phrase", "group", "near", "context", "field", "regex", "cased", "forms",
+    }  # fmt: skip

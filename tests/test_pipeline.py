@@ -58,7 +58,7 @@ def make_settings(feeds: list[str], workers: int = 1) -> Settings:
 def poll(settings: Settings, store: Store, everything: bool = False) -> pipeline.PollSummary:
     pipeline.sync_config(settings, store)
     return asyncio.run(
-        pipeline.poll_due(settings, store, WATCHLISTS, MATCHER, everything=everything)
+        pipeline.poll_due(settings, store, MATCHER, everything=everything)
     )
 
 

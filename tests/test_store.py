@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import DateTime, func, select
+from sqlalchemy.dialects import sqlite
 
 from monitor.errors import StoreError
 from monitor.models import FetchResult, Item, Match, Outcome, ParsedFeed, Span
 from monitor.store import Store, open_store
 from monitor.store import feeds as fs
-from monitor.store.schema import hits, items
+from monitor.store.schema import UTCDateTime, hits, items
 
 NOW = fs.utcnow()
 
@@ -212,6 +213,36 @@ def test_sqlite_uses_wal(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'wal.db'}", upgrade=True)
     with store.read() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_sqlite_times_are_stored_as_sqlalchemys_datetime_writes_them(tmp_path: Path) -> None:
+    # UTCDateTime writes SQLite's text itself (one step, not two): the same text as
+    # SQLAlchemy's DATETIME after process_bind_param, so stored rows compare and sort as before.
+    dialect = sqlite.dialect()
+    ours = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    theirs = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert ours is not None and theirs is not None
+    east = timezone(timedelta(hours=5, minutes=30))
+    times = [
+        datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC),  # no microseconds
+        datetime(2026, 3, 1, 12, 0, 0, 7, tzinfo=UTC),
+        datetime(2026, 3, 1, 2, 0, 0, 999999, tzinfo=east),  # the day before in UTC
+        datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+    ]
+    for when in [*times, times[0], times[0], times[2]]:  # the last value's text is kept
+        assert ours(when) == theirs(UTCDateTime().process_bind_param(when, dialect))
+    assert ours(None) is None
+    with pytest.raises(ValueError, match="naive datetime"):
+        ours(datetime(2026, 3, 1, 12, 0))
+    store = open_store(f"sqlite:///{tmp_path / 'times.db'}", upgrade=True)
+    feed = one_feed(store)
+    when = datetime(2026, 3, 1, 2, 0, 0, 5, tzinfo=east)
+    save(store, feed, ParsedFeed(items=[Item("id-1", "One", published=when)]))
+    with store.read() as conn:
+        assert conn.exec_driver_sql("SELECT published_at FROM items").scalar() == (
+            "2026-02-28 20:30:00.000005"
+        )
+        assert conn.execute(select(items.c.published_at)).scalar() == when
 
 
 def test_bad_urls_are_store_errors(tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def make_settings(server: FeedServer, smtp: SMTPServer, feeds: list[str]) -> Set
 
 def poll(settings: Settings, store: Store) -> None:
     pipeline.sync_config(settings, store)
-    asyncio.run(pipeline.poll_due(settings, store, WATCHLISTS, MATCHER, everything=True))
+    asyncio.run(pipeline.poll_due(settings, store, MATCHER, everything=True))
 
 
 def test_poll_then_one_digest_entry_per_story(store: Store) -> None:

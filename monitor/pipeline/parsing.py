@@ -16,7 +16,6 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +25,7 @@ from monitor.models import Item, Match, ParsedFeed
 
 if TYPE_CHECKING:
     from monitor.match import Matcher
-    from monitor.watchlists import Watchlist, WatchlistRegistry
+    from monitor.watchlists import WatchlistRegistry
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +39,13 @@ PARENT_CHECK_EVERY = 1.0
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def init_worker(watchlists: Sequence[Watchlist], parent: int | None = None) -> None:
-    """A worker's initializer: end with ``parent``, compile the watchlists once for all
+def init_worker(matcher: Matcher, parent: int | None = None) -> None:
+    """A worker's initializer: end with ``parent``, keep the compiled watchlists for all
     its feeds."""
-    from monitor.match import compile_watchlists
-
     global _worker_matcher
     if parent is not None:
         _die_with_parent(parent)
-    _worker_matcher = compile_watchlists(watchlists)
+    _worker_matcher = matcher
 
 
 def worker_matcher() -> Matcher:

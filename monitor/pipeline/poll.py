@@ -14,7 +14,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -39,7 +39,6 @@ from monitor.store import feeds as feed_store
 from monitor.store import instances as instance_store
 from monitor.store.db import utcnow
 from monitor.store.stories import StoryAssigner
-from monitor.watchlists import Watchlist
 from monitor.wording import plural
 
 if TYPE_CHECKING:
@@ -96,18 +95,18 @@ def instance_name() -> str:
 class ParsePool:
     """Where parse_and_match runs: worker processes, or this process when ``workers == 1``.
 
-    Workers are started on first use (an all-304 poll starts none) and get the watchlists
-    at start; :meth:`update` restarts them when the watchlists change.
+    Workers are started on first use (an all-304 poll starts none) and get the compiled
+    watchlists at start (compiled once, here: not again in each worker, which would then
+    also load the Russian morphology's dictionaries before its first feed); :meth:`update`
+    restarts them when the watchlists change.
     """
 
-    def __init__(self, workers: int, watchlists: Sequence[Watchlist], matcher: Matcher) -> None:
+    def __init__(self, workers: int, matcher: Matcher) -> None:
         self.workers = workers if workers > 0 else (os.cpu_count() or 1)
-        self._watchlists = list(watchlists)
         self._matcher = matcher
         self._executor: Executor | None = None
 
-    def update(self, watchlists: Sequence[Watchlist], matcher: Matcher) -> None:
-        self._watchlists = list(watchlists)
+    def update(self, matcher: Matcher) -> None:
         self._matcher = matcher
         self.close()
 
@@ -121,7 +120,7 @@ class ParsePool:
                     self.workers,
                     mp_context=get_context("spawn"),
                     initializer=parsing.init_worker,
-                    initargs=(self._watchlists, os.getpid()),
+                    initargs=(self._matcher, os.getpid()),
                 )
         return self._executor
 
@@ -420,7 +419,6 @@ async def poll_feed(
 async def poll_due(
     settings: Settings,
     store: Store,
-    watchlists: Sequence[Watchlist],
     matcher: Matcher,
     *,
     everything: bool = False,
@@ -486,7 +484,7 @@ async def poll_due(
             held_elsewhere=held, freed_claims=freed, not_due=not_due, next_due_at=next_due_at
         )
         own_pool = pool is None
-        pool = pool or ParsePool(settings["polling.parse_workers"], watchlists, matcher)
+        pool = pool or ParsePool(settings["polling.parse_workers"], matcher)
         options = fetch_options(settings)
         # Feeds in flight: enough to keep every connection and parser busy, few enough
         # that fetched bodies never pile up in memory waiting for a parser.

@@ -389,6 +389,30 @@ def _feed_state(
     return state
 
 
+#: Which of a poll's item identities are stored already. Built once, not per feed: with
+#: the identities as one expanding parameter, a next poll (most items known) no longer
+#: spends more on building and keying the statement than on running it.
+_KNOWN_ITEMS = select(items.c.identity).where(
+    items.c.identity.in_(bindparam("identities", expanding=True))
+)
+
+
+_NEW_ITEMS: dict[str, Any] = {}
+
+
+def _new_items(store: Store) -> Any:
+    """INSERT of new items (a known identity skipped) returning their ids, built once per
+    dialect (see :data:`_KNOWN_ITEMS`)."""
+    statement = _NEW_ITEMS.get(store.dialect)
+    if statement is None:
+        statement = _NEW_ITEMS[store.dialect] = (
+            store.insert(items)
+            .on_conflict_do_nothing(index_elements=["identity"])
+            .returning(items.c.id, items.c.identity)
+        )
+    return statement
+
+
 def _insert_items(
     conn: Connection,
     store: Store,
@@ -404,11 +428,7 @@ def _insert_items(
         by_identity.setdefault(item.identity, item)  # a feed may repeat an entry
     if not by_identity:
         return []
-    known = set(
-        conn.execute(
-            select(items.c.identity).where(items.c.identity.in_(list(by_identity)))
-        ).scalars()
-    )
+    known = set(conn.execute(_KNOWN_ITEMS, {"identities": list(by_identity)}).scalars())
     fresh = [it for ident, it in by_identity.items() if ident not in known]
     if not fresh:
         return []
@@ -431,12 +451,7 @@ def _insert_items(
         }
         for it, wait in zip(fresh, pending, strict=True)
     ]
-    stmt = (
-        store.insert(items)
-        .on_conflict_do_nothing(index_elements=["identity"])
-        .returning(items.c.id, items.c.identity)
-    )
-    inserted = {r.identity: r.id for r in conn.execute(stmt, rows)}
+    inserted = {r.identity: r.id for r in conn.execute(_new_items(store), rows)}
     return [
         (inserted[it.identity], it, wait)
         for it, wait in zip(fresh, pending, strict=True)

@@ -6,6 +6,7 @@ types both understand, timestamps stored as UTC, uniqueness enforced by the data
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
+
+from monitor.store.rows import stored_time
 
 metadata = MetaData(
     naming_convention={
@@ -51,6 +54,28 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the store; use timezone-aware UTC")
         return value.astimezone(UTC).replace(tzinfo=None)
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """On SQLite, the stored text in one step (``rows.stored_time``: the text
+        SQLAlchemy's own DATETIME writes, a test holds them equal), not two through
+        ``process_bind_param`` and the dialect's %-formatting (~5 us a value). The last
+        value's text is kept: a poll writes its one ``now`` into most rows (an item's
+        first_seen_at, its story's first and last_seen_at)."""
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+        last: tuple[datetime | None, str | None] = (None, None)
+
+        def process(value: datetime | None) -> str | None:
+            nonlocal last
+            if value is None:
+                return None
+            seen, text = last  # one tuple: threads sharing the statement see a pair
+            if value is not seen:
+                text = stored_time(value)
+                last = (value, text)
+            return text
+
+        return process
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:

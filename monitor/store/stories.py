@@ -301,10 +301,11 @@ def assign(
                     "lead_item_id": s - PROVISIONAL,
                 }
             )
-        ids = conn.execute(
-            insert(stories).returning(stories.c.id, sort_by_parameter_order=True), rows
-        ).scalars()
-        real = dict(zip(started, ids, strict=True))
+        # Each new story's lead item is its own, so the returned rows are matched to
+        # them by it, not by their order: SQLite cannot promise RETURNING's order, and
+        # SQLAlchemy would then insert the rows one statement each.
+        made = conn.execute(insert(stories).returning(stories.c.id, stories.c.lead_item_id), rows)
+        real = {PROVISIONAL + lead: story_id for story_id, lead in made}
         placed = {i: real.get(s, s) for i, s in placed.items()}
     if assigner is not None and (real or lost):
         assigner.relabel(placed)
