@@ -9,8 +9,8 @@ Evidence, strongest first (each pair of items is judged on its own):
 1. **Copy**: the same words in the title and summary (after folding case, accents and
    punctuation), under another link. Joined within ``duplicate_window``.
 2. **Near-duplicate**: a wire story lightly edited. Word 3-gram shingles, MinHash
-   signatures (datasketch) and an LSH index find them; the estimated Jaccard similarity
-   must reach ``duplicate_similarity``, within ``duplicate_window``.
+   signatures and an LSH index (as datasketch makes them) find them; the estimated
+   Jaccard similarity must reach ``duplicate_similarity``, within ``duplicate_window``.
 3. **Same event**: different write-ups. TF-IDF cosine over the window (titles count
    twice; Cyrillic transliterated, so names agree across Russian and English; words cut
    to 6 letters, a crude stem), adjusted by the watchlists both items hit (shared ones
@@ -452,12 +452,18 @@ def _permuted(shingles: Any) -> Any:
 
 @lru_cache(maxsize=1)
 def _minhash() -> tuple[Any, Any, Any]:
-    """A blank MinHash's empty signature and its permutations (a and b)."""
-    from datasketch import MinHash
+    """A blank MinHash's empty signature and its permutations (a and b), drawn as
+    datasketch 2.x's ``MinHash(num_perm=NUM_PERM, seed=1, scheme="affine32")`` draws them
+    (NumPy's legacy ``RandomState``, seed 1: an odd multiplier, then an offset, each
+    uniform over 32 bits). Drawn here rather than read from datasketch, whose import
+    costs about 0.35 s of CPU (it brings SciPy in) in every process that makes a story
+    window; ``tests/test_stories.py`` holds the two equal."""
+    import numpy as np
 
-    minhash = MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME, hashfunc=int)
-    perm_a, perm_b = minhash.permutations
-    return minhash.hashvalues.copy(), perm_a, perm_b
+    gen = np.random.RandomState(1)
+    perm_a = gen.randint(0, 1 << 31, NUM_PERM, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    perm_b = gen.randint(0, 1 << 32, NUM_PERM, dtype=np.uint32)
+    return np.full(NUM_PERM, 0xFFFFFFFF, dtype=np.uint32), perm_a, perm_b
 
 
 @lru_cache(maxsize=8)
@@ -497,8 +503,8 @@ class StoryIndex:
     """
 
     def __init__(self, params: StoryParams | None = None) -> None:
-        # datasketch (and NumPy with it) is imported now, not at the first item: that one
-        # is assigned inside a write transaction, holding the story lock.
+        # NumPy is imported and the permutations drawn now, not at the first item: that
+        # one is assigned inside a write transaction, holding the story lock.
         self.params = params or StoryParams()
         self.watermark: int | None = None
         self._clock = 0.0  # the latest item time seen: the window ends here
@@ -522,7 +528,7 @@ class StoryIndex:
         self._ldf: dict[int, float] = {}  # term id -> log(df + 1), kept for today's IDF
         self._exact: dict[bytes, int] = {}  # exact key -> newest item id with it
         self._by_watchlist: dict[str, deque[int]] = {}  # recent items each watchlist hit
-        _minhash()  # datasketch's permutations, worked out now (see above)
+        _minhash()  # the MinHash permutations, drawn now (see above)
         # LSH banding, bands and rows chosen as datasketch's MinHashLSH chooses them; the
         # buckets are one dict per band holding the newest item (MinHashLSH keeps a set
         # per bucket: about 3 KB an item, 300 MB at 100,000).
@@ -946,11 +952,33 @@ def _log1p(n: int) -> list[float]:
 @lru_cache(maxsize=8)
 def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
     """(bands, rows) as datasketch's ``MinHashLSH`` chooses them for ``threshold``: the
-    least false-positive plus false-negative probability mass, equal weights."""
-    from datasketch import MinHashLSH  # imported with the window (see StoryIndex)
+    least false-positive plus false-negative probability mass, equal weights.
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    return int(lsh.b), int(lsh.r)
+    Both masses are integrals of polynomials in s of degree bands x rows <= num_perm
+    (the chance that some band of ``rows`` agrees: 1 - (1 - s**rows)**bands), which
+    Gauss-Legendre quadrature on num_perm // 2 + 1 nodes gives exactly; datasketch asks
+    SciPy for them, whose import alone costs more than this whole search.
+    ``tests/test_stories.py`` holds the choice equal to datasketch's."""
+    import numpy as np
+
+    nodes, weights = np.polynomial.legendre.leggauss(num_perm // 2 + 1)
+
+    def on(lo: float, hi: float) -> tuple[Any, Any]:
+        """The nodes mapped onto [lo, hi], and their weights scaled to it."""
+        half = (hi - lo) / 2
+        return lo + half * (nodes + 1), half * weights
+
+    below, below_w = on(0.0, threshold)
+    above, above_w = on(threshold, 1.0)
+    best, choice = float("inf"), (0, 0)
+    for b in range(1, num_perm + 1):
+        for r in range(1, num_perm // b + 1):
+            false_positive = float(below_w @ (1 - (1 - below**r) ** b))
+            false_negative = float(above_w @ ((1 - above**r) ** b))
+            error = 0.5 * false_positive + 0.5 * false_negative
+            if error < best:
+                best, choice = error, (b, r)
+    return choice
 
 
 def _better(score: float, other: Doc, best: StoryDecision) -> bool:

@@ -226,6 +226,26 @@ def test_signatures_are_datasketchs_minhash() -> None:
         assert got.tolist() == expected.hashvalues.tolist()
 
 
+def test_lsh_bands_and_rows_are_datasketchs() -> None:
+    """cluster.lsh_params chooses bands and rows without SciPy: the same choice as
+    datasketch's MinHashLSH at every threshold a setting may give (else the near-duplicate
+    index would bucket differently)."""
+    from datasketch import MinHashLSH
+
+    from monitor.cluster import NUM_PERM, lsh_params
+
+    for threshold in [k / 100 for k in range(5, 100, 5)] + [0.33, 0.66, 0.99]:
+        try:
+            lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+        except ValueError:  # datasketch refuses a single band; the index works with one
+            assert lsh_params(threshold, NUM_PERM)[0] == 1, threshold
+            continue
+        assert lsh_params(threshold, NUM_PERM) == (lsh.b, lsh.r), threshold
+    for num_perm in (16, 128):
+        lsh = MinHashLSH(threshold=0.6, num_perm=num_perm)
+        assert lsh_params(0.6, num_perm) == (lsh.b, lsh.r), num_perm
+
+
 def _vocabulary(index: StoryIndex) -> dict[str, int]:
     """Sizes of the per-term structures, after checking they agree with the window."""
     live: dict[int, list[int]] = {}

@@ -253,7 +253,7 @@ class PollSummary:
 class StoryWindow:
     """A run's story window, made when the first poll with items needs it.
 
-    Making one imports datasketch (NumPy, SciPy) and a new window then learns the
+    Making one imports NumPy, and a new window then learns the
     store's recent items (``store.stories.warm``, in ``save_polls``): seconds of CPU that
     a run in which every feed answers 304 never needs. It is made in ``executor`` (the
     writer thread), so the event loop never waits on it.
