@@ -279,7 +279,15 @@ def save_polls(store: Store, writes: Sequence[PollWrite]) -> list[PollSaved]:
             if any(w.parsed is not None and w.parsed.items for w in writes):
                 story_store.lock(conn, store)
             states: list[tuple[int, dict[str, Any]]] = []
-            saved = [_save(conn, store, w, states) for w in writes]
+            # The new items of every poll here, by story assigner, get their stories
+            # together (see story_store.assign), in the order the polls came.
+            for_stories: dict[int, tuple[Any, list[story_store.NewItem]]] = {}
+            saved = []
+            for w in writes:
+                group = for_stories.setdefault(id(w.stories), (w.stories, []))[1]
+                saved.append(_save(conn, store, w, states, group))
+            for assigner, new in for_stories.values():
+                story_store.assign(conn, assigner, new)
             _update_feeds(conn, states)
             return saved
     except BaseException:
@@ -307,8 +315,14 @@ def _update_feeds(conn: Connection, states: Sequence[tuple[int, dict[str, Any]]]
 
 
 def _save(
-    conn: Connection, store: Store, w: PollWrite, states: list[tuple[int, dict[str, Any]]]
+    conn: Connection,
+    store: Store,
+    w: PollWrite,
+    states: list[tuple[int, dict[str, Any]]],
+    for_stories: list[story_store.NewItem],
 ) -> PollSaved:
+    """The poll's new items, their hits and the feed's new state (into ``states``); the
+    new items to be given stories are added to ``for_stories``."""
     feed, result, parsed, now = w.feed, w.result, w.parsed, w.now
     state = _feed_state(feed, result, parsed, next_due_at=w.next_due_at, hint_s=w.hint_s, now=now)
     new = _insert_items(
@@ -323,12 +337,11 @@ def _save(
         state["next_due_at"] = w.reschedule(len(new))
     by_watchlist: dict[str, int] = {}
     hit_rows: list[dict[str, Any]] = []
-    for_stories: list[tuple[int, Item, Sequence[str]]] = []
     for item_id, item, _ in new:
         grouped: dict[str, list[Match]] = {}
         for m in w.match(item):
             grouped.setdefault(m.watchlist, []).append(m)
-        for_stories.append((item_id, item, list(grouped)))
+        for_stories.append((item_id, item, list(grouped), now))
         for watchlist, matches in grouped.items():
             hit_rows.append(
                 {
@@ -341,7 +354,6 @@ def _save(
             by_watchlist[watchlist] = by_watchlist.get(watchlist, 0) + 1
     if hit_rows:
         conn.execute(insert(hits), hit_rows)
-    story_store.assign(conn, w.stories, for_stories, now)
     states.append((feed.id, state))
     articles = [(i, it) for i, it, wait in new if wait]
     return PollSaved(len(new), len(hit_rows), by_watchlist, articles)

@@ -225,42 +225,48 @@ def warm(store: Store, assigner: StoryAssigner, now: datetime) -> int:
         return catch_up(conn, assigner, now)
 
 
-def assign(
-    conn: Connection,
-    assigner: StoryAssigner | None,
-    new: Sequence[tuple[int, Item, Sequence[str]]],
-    now: datetime,
-) -> dict[int, int]:
-    """Give each new item (id, item, watchlists that hit it) a story, in order: join
-    the one the assigner names or start one. Returns item id -> story id.
+#: A new item as :func:`assign` takes it: its id, the item, the watchlists that hit it,
+#: and when it was stored (its first_seen_at).
+NewItem = tuple[int, Item, Sequence[str], datetime]
 
-    The decisions come first, then one statement each for the new stories, the stories
-    that grew and the items (not statements per item). Until its row exists, a story
-    started here has a provisional id, above every real one (so that, as before, it
-    loses ties to older stories), and later items of the batch may join it; the
-    assigner then learns the real ids (``relabel``).
+
+def assign(
+    conn: Connection, assigner: StoryAssigner | None, new: Sequence[NewItem]
+) -> dict[int, int]:
+    """Give each new item a story, in order: join the one the assigner names or start
+    one. Returns item id -> story id.
+
+    The new items of all the polls stored in one transaction come together: the
+    decisions come first, then one statement each for the new stories, the stories
+    that grew and the items (not statements per item, nor per feed: a poll in which
+    each feed has a couple of new items would spend more on statements, and on the
+    window's catching up, than on deciding). Until its row exists, a story started here
+    has a provisional id, above every real one (so that, as before, it loses ties to
+    older stories), and later items of the batch may join it; the assigner then learns
+    the real ids (``relabel``).
     """
     if not new:
         return {}
+    now = max(stored for *_, stored in new)
     if assigner is not None:
         seq = catch_up(conn, assigner, now)
     else:
         seq = conn.execute(select(func.max(items.c.story_seq))).scalar() or 0
     placed: dict[int, int] = {}  # item id -> story id (provisional for new stories)
     seqs: list[int] = []
-    texts = [_text(item.summary, item.content) for _, item, _ in new]
+    texts = [_text(item.summary, item.content) for _, item, _, _ in new]
     sketched: Sequence[Sketch | None] = [None] * len(new)
     if assigner is not None:
         sketched = assigner.sketches(
             (item.title, text, bool(watchlists))
-            for (_, item, watchlists), text in zip(new, texts, strict=True)
+            for (_, item, watchlists, _), text in zip(new, texts, strict=True)
         )
-    for (item_id, item, watchlists), text, sk in zip(new, texts, sketched, strict=True):
+    for (item_id, item, watchlists, stored), text, sk in zip(new, texts, sketched, strict=True):
         seq += 1
         story_id: int | None = None
         if assigner is not None:
             story_id = assigner.assign(
-                item_id, item.title, text, sorted(watchlists), _when(item.published, now), sk
+                item_id, item.title, text, sorted(watchlists), _when(item.published, stored), sk
             ).story
         if story_id is None:
             story_id = PROVISIONAL + item_id
@@ -268,14 +274,28 @@ def assign(
             assigner.commit(item_id, story_id, seq)
         placed[item_id] = story_id
         seqs.append(seq)
+    stored_at = {item_id: stored for item_id, *_, stored in new}
+
+    def last_seen() -> dict[int, datetime]:
+        """Story id -> when its newest item here was stored."""
+        seen: dict[int, datetime] = {}
+        for item_id, story_id in placed.items():
+            seen[story_id] = max(seen.get(story_id, stored_at[item_id]), stored_at[item_id])
+        return seen
+
     sizes = Counter(placed.values())
-    grown = [{"id_": s, "n": n} for s, n in sorted(sizes.items()) if s < PROVISIONAL]
+    seen = last_seen()
+    grown = [
+        {"id_": s, "n": n, "seen": seen[s]} for s, n in sorted(sizes.items()) if s < PROVISIONAL
+    ]
     lost: dict[int, int] = {}  # the window named a story the database does not have
     if grown:
         done = conn.execute(
             update(stories)
             .where(stories.c.id == bindparam("id_"))
-            .values(item_count=stories.c.item_count + bindparam("n"), last_seen_at=now),
+            .values(
+                item_count=stories.c.item_count + bindparam("n"), last_seen_at=bindparam("seen")
+            ),
             grown,
         )
         if not (conn.dialect.supports_sane_multi_rowcount and done.rowcount == len(grown)):
@@ -285,18 +305,19 @@ def assign(
                 if story_id < PROVISIONAL and story_id not in have:
                     placed[item_id] = lost.setdefault(story_id, PROVISIONAL + item_id)
             sizes = Counter(placed.values())
+            seen = last_seen()
     started = [s for s in sizes if s >= PROVISIONAL]  # in the order of their first items
     real: dict[int, int] = {}
     if started:
-        by_id = {item_id: item for item_id, item, _ in new}
+        by_id = {item_id: item for item_id, item, _, _ in new}
         rows = []
         for s in started:
             lead = by_id[s - PROVISIONAL]
             rows.append(
                 {
                     "title": lead.title or lead.link or "(untitled)",
-                    "first_seen_at": now,
-                    "last_seen_at": now,
+                    "first_seen_at": stored_at[s - PROVISIONAL],
+                    "last_seen_at": seen[s],
                     "item_count": sizes[s],
                     "lead_item_id": s - PROVISIONAL,
                 }
