@@ -450,7 +450,9 @@ async def poll_feed(
     parsed: ParsedFeed | None = None
     matches: ItemMatches = {}
     if result.outcome is Outcome.OK:
-        known = await ctx.known.of(feed.id) if ctx.known is not None else frozenset()
+        # A feed never polled has stored nothing: its first poll looks nothing up.
+        first = feed.last_polled_at is None
+        known = frozenset() if first or ctx.known is None else await ctx.known.of(feed.id)
         parsed, matches = await ctx.pool.run(result, ctx.settings["polling.max_items"], known)
     now = utcnow()
     due, hint = next_due(ctx.settings, feed, result, parsed, now)
