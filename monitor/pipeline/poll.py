@@ -131,8 +131,8 @@ class ParsePool:
         max_items: int | None = None,
         known: frozenset[str] = frozenset(),
     ) -> tuple[ParsedFeed, ItemMatches]:
-        """Parse and match ``result``'s body; items with a ``known`` identity are dropped
-        after parsing (see :func:`parsing.parse_and_match`)."""
+        """Parse and match ``result``'s body, less the items with a ``known`` identity
+        (see :func:`parsing.parse_and_match`)."""
         loop = asyncio.get_running_loop()
         matcher = self._matcher if self.workers == 1 else None
         return await loop.run_in_executor(
