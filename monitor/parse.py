@@ -23,7 +23,7 @@ import json
 import logging
 import re
 import xml.sax
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
@@ -72,7 +72,12 @@ _HTML_PAGE = re.compile(
 
 
 def parse(
-    body: bytes, headers: Mapping[str, str], *, url: str, max_items: int | None = None
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    url: str,
+    max_items: int | None = None,
+    known: Collection[str] = frozenset(),
 ) -> ParsedFeed:
     """Read a feed body.
 
@@ -81,8 +86,14 @@ def parse(
     links resolve against it, and item guids that are not globally unique are scoped by it
     (see :func:`monitor.normalise.identity_basis`). With ``max_items``, only that many of
     the newest items are kept (by date; undated items count as older, in document order).
+
+    ``known`` are identities of items stored already: an RSS or Atom entry whose guid or
+    link gives one of them may be left out without its text being made (the costly part
+    of reading an entry). Only entries that would come out whole are left out (no field
+    over its cap), so the warnings are the same as without ``known``; other items with a
+    known identity are still read, and left for the caller to drop.
     """
-    parsed = _parse(body, headers, url=url, fast=True, max_items=max_items)
+    parsed = _parse(body, headers, url=url, fast=True, max_items=max_items, known=known)
     return _limited(parsed, max_items)
 
 
@@ -139,6 +150,7 @@ def _parse(
     url: str,
     fast: bool,
     max_items: int | None = None,
+    known: Collection[str] = frozenset(),
 ) -> ParsedFeed:
     content_type, charset = _content_type(headers)
     head = body[:1024].lstrip(_WHITESPACE)
@@ -150,7 +162,7 @@ def _parse(
         return _parse_json(body, url=url, max_items=max_items)
     if _HTML_PAGE.match(head):
         return ParsedFeed(items=[], warnings=["not a feed: the body is an HTML page"])
-    return _parse_xml(body, charset, url=url, fast=fast, max_items=max_items)
+    return _parse_xml(body, charset, url=url, fast=fast, max_items=max_items, known=known)
 
 
 def _content_type(headers: Mapping[str, str]) -> tuple[str, str]:
@@ -181,7 +193,13 @@ _QUIRKS = parse_fast.Quirks(
 
 
 def _parse_xml(
-    body: bytes, charset: str, *, url: str, fast: bool, max_items: int | None = None
+    body: bytes,
+    charset: str,
+    *,
+    url: str,
+    fast: bool,
+    max_items: int | None = None,
+    known: Collection[str] = frozenset(),
 ) -> ParsedFeed:
     guarded = _without_internal_subset(body, charset)
     if guarded is None:
@@ -191,7 +209,9 @@ def _parse_xml(
         done = parse_fast.read(body, charset, _QUIRKS, max_items)
         if done is not None:
             fast_cut = [] if done.total <= len(done.entries) else [_cut(done.total, max_items)]
-            return _parsed_feed(done.feed, done.entries, done.version, fast_cut, url=url)
+            return _parsed_feed(
+                done.feed, done.entries, done.version, fast_cut, url=url, known=known
+            )
     cut: list[str] = []
     if max_items is not None:
         fewer = _newest_only(body, max_items)
@@ -231,7 +251,9 @@ def _parse_xml(
         warnings.append(_bozo_warning(exc, len(entries), version, shift))
     elif not version and not entries:
         warnings.append("not a feed: no RSS, Atom or RDF document found")
-    return _parsed_feed(result.get("feed", {}), entries, version, warnings, url=url)
+    return _parsed_feed(
+        result.get("feed", {}), entries, version, warnings, url=url, known=known
+    )
 
 
 # An internal DTD subset can declare entities; feedparser keeps those whose value has no
@@ -398,9 +420,12 @@ def _parsed_feed(
     warnings: list[str],
     *,
     url: str,
+    known: Collection[str] = frozenset(),
 ) -> ParsedFeed:
-    """Items and feed fields from feedparser-shaped values (feedparser's or the fast path's)."""
-    items = [_entry_item(entry, url=url) for entry in entries]
+    """Items and feed fields from feedparser-shaped values (feedparser's or the fast path's);
+    without the entries :func:`_entry_item` finds surely ``known``."""
+    made = (_entry_item(entry, url=url, known=known) for entry in entries)
+    items = [item for item in made if item is not None]
     ttl = _ttl(feed.get("ttl"), warnings)
     if warnings:
         log.debug("%s: %s", url, "; ".join(warnings))
@@ -444,7 +469,18 @@ def _ttl(value: object, warnings: list[str]) -> int | None:
     return minutes
 
 
-def _entry_item(entry: dict[str, Any], *, url: str) -> Item:
+def _entry_item(
+    entry: dict[str, Any], *, url: str, known: Collection[str] = frozenset()
+) -> Item | None:
+    """The entry's item; None if its identity is ``known`` and it would come out whole."""
+    link = _entry_link(entry, url)
+    guid = entry.get("id") or None
+    identity = None
+    if (guid or "").strip() or (link or "").strip():
+        # A guid or a link is the identity's whole basis: no text is needed to know it.
+        identity = item_identity(guid=guid, link=link, title="", text="", feed_url=url)
+        if identity in known and _within_caps(entry, guid, link):
+            return None
     title = collapse_ws(_detail_text(entry, "title"))
     # Without summary_detail, "summary" is feedparser's copy of the content.
     summary = _detail_text(entry, "summary") if "summary_detail" in entry else ""
@@ -455,11 +491,10 @@ def _entry_item(entry: dict[str, Any], *, url: str) -> Item:
         content = _to_text(best["value"], best.get("type"))
     if content == summary:  # the same text twice: keep it once, as the summary
         content = ""
-    link = _entry_link(entry, url)
-    guid = entry.get("id") or None
     author = collapse_ws(entry.get("author") or "") or None
     return Item(
-        identity=item_identity(
+        identity=identity
+        or item_identity(
             guid=guid, link=link, title=title, text=f"{summary}\n{content}", feed_url=url
         ),
         title=title,
@@ -471,6 +506,21 @@ def _entry_item(entry: dict[str, Any], *, url: str) -> Item:
         published=_struct_utc(dict.get(entry, "published_parsed"))
         or _struct_utc(dict.get(entry, "updated_parsed")),
         author=author,
+    )
+
+
+def _within_caps(entry: Mapping[str, Any], guid: str | None, link: str | None) -> bool:
+    """Whether the item of ``entry`` has every field within :data:`FIELD_CAPS`, told from
+    its markup: making text of markup never lengthens it (tags go, entities get shorter,
+    whitespace collapses), so markup within a cap gives text within it."""
+    contents = [c.get("value") or "" for c in entry.get("content", ())]
+    return (
+        len(guid or "") <= FIELD_CAPS["guid"]
+        and len(link or "") <= FIELD_CAPS["link"]
+        and len(entry.get("title") or "") <= FIELD_CAPS["title"]
+        and len(entry.get("summary") or "") <= FIELD_CAPS["summary"]
+        and max(map(len, contents), default=0) <= FIELD_CAPS["content"]
+        and len(entry.get("author") or "") <= FIELD_CAPS["author"]
     )
 
 

@@ -91,6 +91,50 @@ def test_golden_is_repeatable(name: str, body: Path, expected_path: Path) -> Non
     assert _parse_case(body, expected) == _parse_case(body, expected)
 
 
+@pytest.mark.parametrize(("name", "body", "expected_path"), CASES, ids=[c[0] for c in CASES])
+def test_known_items_are_left_out_and_nothing_else_changes(
+    name: str, body: Path, expected_path: Path
+) -> None:
+    """Told the identities of every other item, the parser gives the same feed, warnings
+    and other items; the known ones it leaves out, but for those it cannot tell without
+    their text (no guid, no link), which it gives as usual."""
+    expected = json.loads(expected_path.read_text(encoding="utf-8"))
+    plain = _parse_case(body, expected)
+    known = frozenset(item.identity for item in plain.items[::2])
+    told = parse(body.read_bytes(), expected.get("headers", {}), url=expected["url"], known=known)
+    assert (told.format, told.title, told.site_url, told.ttl, told.warnings) == (
+        plain.format,
+        plain.title,
+        plain.site_url,
+        plain.ttl,
+        plain.warnings,
+    )
+    assert [i for i in told.items if i.identity not in known] == [
+        i for i in plain.items if i.identity not in known
+    ]
+    still = [i for i in told.items if i.identity in known]
+    assert all(i in plain.items for i in still)
+    if not plain.format.startswith("json"):
+        assert all(not (i.guid or i.link) for i in still)
+
+
+def test_a_known_item_is_read_whole_when_a_field_of_it_is_over_its_cap() -> None:
+    """Left out, an over-long item would no longer count in the cut warning: it is read."""
+    body = (
+        '<rss version="2.0"><channel><title>T</title>'
+        "<item><title>Short</title><guid>g-1</guid><description>Fine.</description></item>"
+        f"<item><title>Long</title><guid>g-2</guid><description>{'d ' * 60_000}</description></item>"
+        "<item><title>New</title><guid>g-3</guid><description>Fresh.</description></item>"
+        "</channel></rss>"
+    ).encode()
+    plain = parse(body, {}, url="https://e.test/")
+    assert "1 item had a field over its size cap; cut" in plain.warnings
+    known = frozenset(i.identity for i in plain.items[:2])
+    told = parse(body, {}, url="https://e.test/", known=known)
+    assert told.warnings == plain.warnings
+    assert told.items == plain.items[1:]  # g-1 left out; g-2 read (and cut) as before
+
+
 # --- edge cases ---------------------------------------------------------------------
 
 RSS = b"""<?xml version="1.0" encoding="utf-8"?>

@@ -17,7 +17,7 @@ from httpserver import FeedServer
 from monitor import pipeline
 from monitor.config import Settings, settings_from_mapping
 from monitor.match import compile_watchlists
-from monitor.models import Outcome
+from monitor.models import FetchResult, Item, Match, Outcome, ParsedFeed
 from monitor.store import Store, open_store
 from monitor.store import feeds as fs
 from monitor.watchlists import load_watchlists
@@ -87,6 +87,71 @@ def test_first_poll_stores_items_and_hits_and_a_repoll_costs_a_304(store: Store)
         assert len(fs.list_hits(store)) == len(hits)
 
 
+class RecordingPool(pipeline.ParsePool):
+    """The real parse pool (in this process), noting what each parse was given and gave."""
+
+    def __init__(self) -> None:
+        super().__init__(1, MATCHER)
+        self.runs: list[tuple[frozenset[str], list[Item], dict[str, list[Match]]]] = []
+
+    async def run(
+        self, result: FetchResult, max_items: int | None = None, known: frozenset[str] = frozenset()
+    ) -> tuple[ParsedFeed, dict[str, list[Match]]]:
+        parsed, matches = await super().run(result, max_items, known)
+        self.runs.append((known, parsed.items, matches))
+        return parsed, matches
+
+
+def test_a_feed_moved_on_by_two_items_parses_on_only_the_new_ones(store: Store) -> None:
+    """The second poll's worker is told what the first stored: it detects and matches only
+    the two new items, the store gets only those, and a stored item edited on the feed
+    stays as it was stored (same identity, skipped as always)."""
+    gor_edited = (GOR[0], "Sergio Gor meets Tokayev again", "Now with a Gor interview.")
+    gor_2 = ("gor-2", "Sergio Gor lands in Tashkent", "The envoy met officials.")
+    plain_2 = ("plain-2", "Cotton prices fall", "The traders expect a slow season.")
+    with FeedServer() as server:
+        server.serve("/a.xml", rss(GOR, GORE, PLAIN))
+        settings = make_settings([server.url("/a.xml")])
+        pool = RecordingPool()
+
+        def poll_with_pool() -> pipeline.PollSummary:
+            pipeline.sync_config(settings, store)
+            return asyncio.run(
+                pipeline.poll_due(settings, store, MATCHER, everything=True, pool=pool)
+            )
+
+        first = poll_with_pool()
+        stored = {it.identity: it for it in fs.iter_items(store)}
+        assert first.new_items == 3 and pool.runs[0][0] == frozenset()
+        # the feed moves on: two new items (one repeated), and the first one edited
+        server.serve("/a.xml", rss(gor_2, gor_edited, GORE, plain_2, PLAIN, plain_2))
+        second = poll_with_pool()
+        known, parsed, matches = pool.runs[1]
+        assert known == frozenset(stored)
+        new = {it.identity for it in parsed}
+        assert len(parsed) == 3 and len(new) == 2 and not new & known  # plain_2 twice
+        assert {it.title for it in parsed} == {gor_2[1], plain_2[1]}
+        assert all(it.lang == "en" for it in parsed)  # detected: for the new items only
+        assert set(matches) == {next(it.identity for it in parsed if it.title == gor_2[1])}
+        assert (second.fetched, second.new_items) == (1, 2)
+        assert second.hits_by_watchlist == {"gor": 1} and second.new_hits == 1
+        after = {it.identity: it for it in fs.iter_items(store)}
+        assert len(after) == 5
+        for identity, item in stored.items():
+            assert after[identity] == item  # the edited one included: stored as first seen
+        assert [h.title for h in fs.list_hits(store) if h.watchlist == "gor"] == [
+            GOR[1],
+            gor_2[1],
+        ]
+        feed = fs.list_feeds(store)[0]
+        assert feed.quiet_polls == 0
+        # nothing new at all: nothing comes back from the worker, the poll is a quiet one
+        third = poll_with_pool()
+        assert pool.runs[2][0] == frozenset(after) and pool.runs[2][1] == []
+        assert (third.fetched, third.new_items, third.new_hits) == (1, 0, 0)
+        assert fs.list_feeds(store)[0].quiet_polls == 1
+
+
 def test_failures_are_recorded_and_the_run_goes_on(store: Store) -> None:
     with FeedServer() as server:
         server.serve("/ok.xml", rss(GOR))
@@ -137,8 +202,17 @@ def test_parse_workers_in_processes_give_the_same_result(sqlite_url: str) -> Non
             )
         settings = make_settings([server.url(f"/{n}.xml") for n in range(6)], workers=2)
         summary = poll(settings, store)
-    assert (summary.fetched, summary.new_items) == (6, 12)
-    assert summary.hits_by_watchlist.get("gor") == 6
+        assert (summary.fetched, summary.new_items) == (6, 12)
+        assert summary.hits_by_watchlist.get("gor") == 6
+        # each feed one item on: the workers get the stored identities and skip those
+        for n in range(6):
+            server.serve(
+                f"/{n}.xml",
+                rss((f"g{n}-2", f"Sergio Gor again {n}", "More talks"), (f"g{n}", "Sergio Gor", "")),
+            )
+        again = poll(settings, store, everything=True)
+    assert (again.fetched, again.new_items, again.hits_by_watchlist) == (6, 6, {"gor": 6})
+    assert len(list(fs.iter_items(store))) == 18
 
 
 POLL_PROBE = """

@@ -90,6 +90,21 @@ def test_two_feeds_carrying_the_same_item_store_it_once(store: Store) -> None:
         assert conn.execute(select(func.count()).select_from(hits)).scalar_one() == 1
 
 
+def test_recent_identities_are_each_feeds_last_stored_items(store: Store) -> None:
+    fs.sync_config_feeds(store, [fs.FeedSpec("http://a.test/rss"), fs.FeedSpec("http://b.test/rss")])
+    a, b = fs.list_feeds(store)
+    save(store, a, ParsedFeed(items=[Item(f"a-{n}", f"A {n}") for n in range(5)]))
+    # b's copy of a-4 stays a's item: b's own items are b-1 and b-2 only
+    save(store, b, ParsedFeed(items=[Item("b-1", "B 1"), Item("a-4", "A 4"), Item("b-2", "B 2")]))
+    save(store, a, ParsedFeed(items=[Item("a-5", "A 5"), Item("a-4", "A 4")]))
+    known = fs.recent_identities(store, [a.id, b.id, a.id + b.id + 1], limit=3)
+    assert known == {
+        a.id: frozenset({"a-5", "a-4", "a-3"}),
+        b.id: frozenset({"b-1", "b-2"}),
+        a.id + b.id + 1: frozenset(),
+    }
+
+
 def test_a_crash_mid_feed_leaves_nothing_half_written(store: Store) -> None:
     feed = one_feed(store)
 

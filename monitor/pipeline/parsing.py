@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -84,8 +85,16 @@ def parse_and_match(
     url: str,
     matcher: Matcher | None = None,
     max_items: int | None = None,
+    known: Collection[str] = frozenset(),
 ) -> tuple[ParsedFeed, ItemMatches]:
-    """Parse a body and match every item.
+    """Parse a body and match every item whose identity is not in ``known``.
+
+    Items with a ``known`` identity are already stored (``store.feeds.recent_identities``)
+    and would be skipped by the store: they are dropped as soon as their identity is
+    worked out (most of them before their text is made, see :func:`monitor.parse.parse`),
+    so that neither language detection, matching nor the trip back to the polling
+    process is spent on them. Everything else the parser says of the body (its warnings,
+    title, ``ttl``) stays as it is.
 
     Bad input is data: even a parser crash becomes a warning on the feed, never an
     exception that stops the run.
@@ -95,12 +104,12 @@ def parse_and_match(
     matcher = matcher or _worker_matcher
     assert matcher is not None, "parse_and_match needs a matcher (or a worker initialised)"
     try:
-        parsed = parse(body, headers, url=url, max_items=max_items)
+        parsed = parse(body, headers, url=url, max_items=max_items, known=known)
     except Exception as exc:  # a feed must never stop the run
         log.exception("parser failed on %s", url)
         return ParsedFeed(items=[], warnings=[f"parser failed: {exc!r}"]), {}
     found: ItemMatches = {}
-    items = [with_language(item) for item in parsed.items]
+    items = [with_language(item) for item in parsed.items if item.identity not in known]
     for item in items:
         matches = matcher.match(item)
         if matches:

@@ -125,8 +125,13 @@ class ParsePool:
         return self._executor
 
     async def run(
-        self, result: FetchResult, max_items: int | None = None
+        self,
+        result: FetchResult,
+        max_items: int | None = None,
+        known: frozenset[str] = frozenset(),
     ) -> tuple[ParsedFeed, ItemMatches]:
+        """Parse and match ``result``'s body, less the items with a ``known`` identity
+        (see :func:`parsing.parse_and_match`)."""
         loop = asyncio.get_running_loop()
         matcher = self._matcher if self.workers == 1 else None
         return await loop.run_in_executor(
@@ -139,6 +144,7 @@ class ParsePool:
             result.url,
             matcher,
             max_items,
+            known,
         )
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -296,6 +302,7 @@ class PollContext:
     writer: GroupWriter
     stories: StoryAssigner | StoryWindow | None = None
     articles: ArticleRunner | None = None
+    known: KnownItems | None = None
 
     async def assigner(self, parsed: ParsedFeed | None) -> StoryAssigner | None:
         """The story window for a poll that parsed ``parsed``; None when it has no items
@@ -305,6 +312,60 @@ class PollContext:
                 return self.stories.made
             return await self.stories.get()
         return self.stories
+
+
+class KnownItems:
+    """The identities of each feed's recently stored items, looked up for a poll whose
+    fetch brought a body (``store.feeds.recent_identities``), so that its parse worker
+    drops the items the store would skip anyway.
+
+    A poll run's polls mostly find a feed moved on by a few items: without this, every
+    item of every changed feed would be detected, matched and sent back to this process
+    only for the store to find its identity taken. A 304 looks nothing up. Lookups run
+    in ``executor`` (the writer thread, the one that uses the store); the polls that ask
+    while it is busy are answered together by one read.
+    """
+
+    def __init__(self, store: Store, executor: Executor, limit: int) -> None:
+        self._store = store
+        self._executor = executor
+        #: As many as a poll keeps of one body (``polling.max_items``): the items of a
+        #: body that were stored are among the feed's last that many.
+        self._limit = limit
+        self._queue: dict[int, list[asyncio.Future[frozenset[str]]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def of(self, feed_id: int) -> frozenset[str]:
+        future: asyncio.Future[frozenset[str]] = asyncio.get_running_loop().create_future()
+        self._queue.setdefault(feed_id, []).append(future)
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, {}
+                try:
+                    found = await loop.run_in_executor(
+                        self._executor,
+                        feed_store.recent_identities,
+                        self._store,
+                        list(batch),
+                        self._limit,
+                    )
+                except Exception:
+                    # Nothing is known then: the polls parse and match every item, and
+                    # the store skips the stored ones, as it always does.
+                    log.exception("could not look up the feeds' stored items")
+                    found = {}
+                for feed_id, futures in batch.items():
+                    for future in futures:
+                        if not future.done():
+                            future.set_result(found.get(feed_id, frozenset()))
+        finally:
+            self._task = None
 
 
 class GroupWriter:
@@ -388,7 +449,10 @@ async def poll_feed(
     parsed: ParsedFeed | None = None
     matches: ItemMatches = {}
     if result.outcome is Outcome.OK:
-        parsed, matches = await ctx.pool.run(result, ctx.settings["polling.max_items"])
+        # A feed never polled has stored nothing: its first poll looks nothing up.
+        first = feed.last_polled_at is None
+        known = frozenset() if first or ctx.known is None else await ctx.known.of(feed.id)
+        parsed, matches = await ctx.pool.run(result, ctx.settings["polling.max_items"], known)
     now = utcnow()
     due, hint = next_due(ctx.settings, feed, result, parsed, now)
 
@@ -494,8 +558,9 @@ async def poll_due(
             async with make_session(options) as session:
                 group = GroupWriter(store, writer)
                 articles = ArticleRunner(settings, store, session, options, pool, writer)
+                known = KnownItems(store, writer, settings["polling.max_items"])
                 ctx = PollContext(
-                    settings, store, options, session, pool, group, window, articles
+                    settings, store, options, session, pool, group, window, articles, known
                 )
                 # Articles a stopped or killed run left unread are read first.
                 for left in await in_writer(lambda: article_store.pending_articles(store)):
