@@ -105,6 +105,33 @@ def test_recent_identities_are_each_feeds_last_stored_items(store: Store) -> Non
     }
 
 
+def test_a_feeds_newest_items_are_read_from_the_index_not_sorted(store: Store) -> None:
+    """Migration 0011: the schema's indexes are all there after the migrations, items by
+    (feed_id, id) among them, and a feed's newest items are read from that index's end
+    (on PostgreSQL an index on feed_id alone made every poll read and sort all the
+    items a feed ever had)."""
+    from sqlalchemy import inspect, text
+
+    from monitor.store.schema import metadata
+
+    with store.read() as conn:
+        found = {ix["name"]: ix["column_names"] for ix in inspect(conn).get_indexes("items")}
+        assert found["ix_items_feed_id_id"] == ["feed_id", "id"]
+        assert "ix_items_feed_id" not in found
+        for table in metadata.tables.values():
+            have = {ix["name"] for ix in inspect(conn).get_indexes(table.name)}
+            assert {ix.name for ix in table.indexes} <= have, table.name
+        query = "SELECT identity FROM items WHERE feed_id = 1 ORDER BY id DESC LIMIT 50"
+        if store.is_sqlite:
+            plan = " ".join(str(r[-1]) for r in conn.execute(text("EXPLAIN QUERY PLAN " + query)))
+            assert "ix_items_feed_id_id" in plan and "TEMP B-TREE" not in plan, plan
+        else:
+            conn.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = " ".join(r[0] for r in conn.execute(text("EXPLAIN " + query)))
+            assert "Index Scan Backward using ix_items_feed_id_id" in plan, plan
+            assert "Sort" not in plan, plan
+
+
 def test_a_crash_mid_feed_leaves_nothing_half_written(store: Store) -> None:
     feed = one_feed(store)
 

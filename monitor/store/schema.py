@@ -129,7 +129,7 @@ items = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("identity", String(128), nullable=False, unique=True),
-    Column("feed_id", Integer, ForeignKey("feeds.id", ondelete="SET NULL"), index=True),
+    Column("feed_id", Integer, ForeignKey("feeds.id", ondelete="SET NULL")),
     Column("guid", Text),
     Column("link", Text),
     Column("title", Text, nullable=False, default=""),
@@ -246,6 +246,9 @@ instances = Table(
 
 # The web view lists the most recently seen stories first.
 Index("ix_stories_last_seen_at", stories.c.last_seen_at)
+# A feed's items newest first: a poll reads the identities of a feed's most recent items
+# (store.feeds.recent_identities) without reading all it ever had (migration 0011).
+Index("ix_items_feed_id_id", items.c.feed_id, items.c.id)
 
 # Full-text search over items (title, summary, content), kept in sync by the database in
 # the transaction that writes the item. SQLite: an FTS5 table over ``items`` (external
