@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -190,29 +190,46 @@ def queue_bodies(store: Store, at: datetime, n: int) -> None:
                           hit_ids=[hit], now=at, kind="webhook")  # fmt: skip
 
 
-async def test_a_receiver_asking_to_wait_is_not_posted_to_sooner(
-    store: Store, tmp_path: Path
-) -> None:
-    """429/503 with Retry-After (seconds, then an HTTP-date): the body and the webhook's
-    other queued body wait at least that long, a day is cut to the cap, then both go in
-    order."""
-    answers = [
-        (429, {"Retry-After": "600"}),
-        (503, {"Retry-After": "in 15 minutes"}),  # an HTTP-date, measured from Date
-        (429, {"Retry-After": "86400"}),  # a day: cut to webhook_retry_after_max
-    ]
+Answer = tuple[int, dict[str, str]]
+
+
+def answering(
+    answers: list[Answer | Callable[[], Answer]], text: str
+) -> tuple[Callable[[web.Request], Awaitable[web.Response]], list[str]]:
+    """A receiver that answers its first requests as ``answers`` say (a callable: made
+    when the request comes), then 200; and the delivery ids it was sent, in order."""
     seen: list[str] = []
 
     async def handle(request: web.Request) -> web.Response:
         seen.append(request.headers["X-Monitor-Delivery"])
         if len(seen) > len(answers):
             return web.Response(text="ok")
-        status, headers = answers[len(seen) - 1]
-        if headers["Retry-After"] == "in 15 minutes":
-            sent = datetime.now(UTC).replace(microsecond=0)
-            headers = {"Date": format_datetime(sent, usegmt=True),
-                       "Retry-After": format_datetime(sent + timedelta(minutes=15), usegmt=True)}  # fmt: skip
-        return web.Response(status=status, headers=headers, text="slow down")
+        answer = answers[len(seen) - 1]
+        status, headers = answer() if callable(answer) else answer
+        return web.Response(status=status, headers=headers, text=text)
+
+    return handle, seen
+
+
+async def test_a_receiver_asking_to_wait_is_not_posted_to_sooner(
+    store: Store, tmp_path: Path
+) -> None:
+    """429/503 with Retry-After (seconds, then an HTTP-date): the body and the webhook's
+    other queued body wait at least that long, a day is cut to the cap, then both go in
+    order."""
+    def in_15_minutes() -> Answer:  # an HTTP-date, measured from Date
+        sent = datetime.now(UTC).replace(microsecond=0)
+        return 503, {"Date": format_datetime(sent, usegmt=True),
+                     "Retry-After": format_datetime(sent + timedelta(minutes=15), usegmt=True)}  # fmt: skip
+
+    handle, seen = answering(
+        [
+            (429, {"Retry-After": "600"}),
+            in_15_minutes,
+            (429, {"Retry-After": "86400"}),  # a day: cut to webhook_retry_after_max
+        ],
+        "slow down",
+    )
 
     with FeedServer() as server:
         server.route("/hook", handle)
@@ -255,15 +272,7 @@ async def test_send_now_skips_our_backoff_but_not_the_receivers_retry_after(
     """``digest --send-now`` (force) posts a body waiting for our backoff at once, but a
     body (and the one queued behind it) whose receiver asked to wait is not posted
     before the time it gave."""
-    answers = [(503, {}), (429, {"Retry-After": "600"})]
-    seen: list[str] = []
-
-    async def handle(request: web.Request) -> web.Response:
-        seen.append(request.headers["X-Monitor-Delivery"])
-        if len(seen) > len(answers):
-            return web.Response(text="ok")
-        status, headers = answers[len(seen) - 1]
-        return web.Response(status=status, headers=headers, text="busy")
+    handle, seen = answering([(503, {}), (429, {"Retry-After": "600"})], "busy")
 
     with FeedServer() as server:
         server.route("/hook", handle)
