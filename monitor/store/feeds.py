@@ -23,6 +23,7 @@ from monitor.store.rows import FeedRecord as FeedRecord
 from monitor.store.rows import FeedSpec as FeedSpec
 from monitor.store.rows import StoredHit as StoredHit
 from monitor.store.schema import feeds, hits, items, poll_runs
+from monitor.store.stories import NewItem, StoryAssigner
 
 _FEED_COLUMNS = [c for c in feeds.c if c.name not in ("claimed_by", "claim_expires_at")]
 
@@ -281,13 +282,13 @@ def save_polls(store: Store, writes: Sequence[PollWrite]) -> list[PollSaved]:
             states: list[tuple[int, dict[str, Any]]] = []
             # The new items of every poll here, by story assigner, get their stories
             # together (see story_store.assign), in the order the polls came.
-            for_stories: dict[int, tuple[Any, list[story_store.NewItem]]] = {}
+            for_stories: dict[int, tuple[StoryAssigner | None, list[NewItem]]] = {}
             saved = []
             for w in writes:
                 group = for_stories.setdefault(id(w.stories), (w.stories, []))[1]
                 saved.append(_save(conn, store, w, states, group))
-            for assigner, new in for_stories.values():
-                story_store.assign(conn, assigner, new)
+            for window, new in for_stories.values():
+                story_store.assign(conn, window, new)
             _update_feeds(conn, states)
             return saved
     except BaseException:
@@ -319,7 +320,7 @@ def _save(
     store: Store,
     w: PollWrite,
     states: list[tuple[int, dict[str, Any]]],
-    for_stories: list[story_store.NewItem],
+    for_stories: list[NewItem],
 ) -> PollSaved:
     """The poll's new items, their hits and the feed's new state (into ``states``); the
     new items to be given stories are added to ``for_stories``."""
