@@ -468,9 +468,10 @@ def test_a_killed_daemons_feeds_are_taken_over_after_the_lease_not_before(
         def requested() -> set[str]:
             return {p for p, t in feeds_.times.items() if t}
 
-        # The victim claims one batch (concurrency + 2 parse slots = 14 feeds) and hangs
+        # The victim claims one batch (concurrency + 2 parse slots = 14 feeds) and the
+        # next one ahead (14 more, to start as soon as feeds of the first end), and hangs
         # on the 12 it has connections for.
-        wait_for("the victim's batch", lambda: len(claimed_by_victim()) == 14, 20)
+        wait_for("the victim's batches", lambda: len(claimed_by_victim()) == 28, 20)
         wait_for("its requests", lambda: len(requested()) == 12, 10)
         held = claimed_by_victim()
         feeds_.delay = 0.0
@@ -480,7 +481,7 @@ def test_a_killed_daemons_feeds_are_taken_over_after_the_lease_not_before(
         wait_for("the survivor's share", lambda: requested() >= others, 30)
         status = status_json(cfg)
         by_pid = {i["pid"]: i for i in status["instances"]}
-        assert by_pid[victim.proc.pid]["feeds_claimed"] == 14
+        assert by_pid[victim.proc.pid]["feeds_claimed"] == 28
         assert by_pid[victim.proc.pid]["alive"] and by_pid[survivor.proc.pid]["alive"]
         assert by_pid[survivor.proc.pid]["feeds_claimed"] == 0
         held_by = by_pid[victim.proc.pid]["id"]
