@@ -188,17 +188,18 @@ class Doc:
 def words(text: str) -> list[str]:
     """Folded words of ``text`` (case, accents, punctuation and look-alikes folded)."""
     text = text[:MAX_CHARS]
-    if text.isascii() and "'" not in text and "`" not in text:
-        # What folding does to such a text changes no word but its case: it maps
-        # whitespace to spaces and squeezes them, and the rest needs an apostrophe
-        # (Uzbek letter marks, a possessive "'s"; "`" is one) or a non-ASCII letter.
-        folded = text.lower()
-    else:
-        folded = fold_text(text)
+    # What folding does to an ASCII text without "'" or "`" changes no word but its case
+    # (folded below: an ASCII text's casefold is its lower()): it maps whitespace to
+    # spaces and squeezes them, and the rest needs an apostrophe (Uzbek letter marks, a
+    # possessive "'s"; "`" is one) or a non-ASCII letter.
+    plain = text.isascii() and "'" not in text and "`" not in text
+    folded = text if plain else fold_text(text)
     if folded.isascii():  # the common case, without the regular expression
         raw = folded.encode()
         if not _letter_by_digit(raw):  # no "250m" to cut in two
+            # The table lowers the letters in the same pass (no str.lower() before it).
             return raw.translate(_ASCII_WORDS).decode().split()
+        folded = folded.lower()  # the text kept as it was (fold_text's is lower case)
     return _WORD.findall(folded)
 
 
@@ -214,8 +215,10 @@ def _letter_by_digit(raw: bytes) -> bool:
 
 
 _CAPITALISED = re.compile(r"\b[^\W\d_][\w'-]*", re.UNICODE)
-# ASCII bytes: letters and digits kept, the rest a space.
-_ASCII_WORDS = bytes(c if chr(c).isalnum() and c < 128 else 32 for c in range(256))
+# ASCII bytes: letters (lowered) and digits kept, the rest a space.
+_ASCII_WORDS = bytes(
+    ord(chr(c).lower()) if chr(c).isalnum() and c < 128 else 32 for c in range(256)
+)
 # ASCII bytes: 1 a letter, 2 a digit, 0 the rest (see ``_letter_by_digit``).
 _ASCII_CLASS = bytes(
     1 if chr(c).isalpha() and c < 128 else 2 if chr(c).isdigit() and c < 128 else 0
