@@ -277,13 +277,18 @@ def poll(ctx: Context, once: bool, everything: bool) -> None:
     """
     import asyncio
     import gc
+    from functools import partial
 
     from monitor import pipeline
+    from monitor.match import compile_watchlists
+    from monitor.watchlists import load_watchlists
 
     if not once:
         raise click.UsageError("use `monitor poll --once`, or `monitor run` to poll on schedule")
     settings = ctx.settings
-    registry = pipeline.watchlist_registry(settings.watchlists_dir)
+    # Loaded (and so checked) now; compiled when the first feed is to be parsed: a poll in
+    # which every feed answers 304 needs no matcher.
+    watchlists = load_watchlists(settings.watchlists_dir)
     store = ctx.store()
     pipeline.sync_config(settings, store)
     poll_due = pipeline.poll_due
@@ -297,7 +302,7 @@ def poll(ctx: Context, once: bool, everything: bool) -> None:
                 poll_due(
                     settings,
                     store,
-                    registry.matcher,
+                    partial(compile_watchlists, watchlists),
                     everything=everything,
                     progress=progress,
                     log_results=False,  # printed below, once

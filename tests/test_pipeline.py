@@ -16,7 +16,7 @@ from httpserver import FeedServer
 
 from monitor import pipeline
 from monitor.config import Settings, settings_from_mapping
-from monitor.match import compile_watchlists
+from monitor.match import Matcher, compile_watchlists
 from monitor.models import FetchResult, Item, Match, Outcome, ParsedFeed
 from monitor.store import Store, open_store
 from monitor.store import feeds as fs
@@ -85,6 +85,39 @@ def test_first_poll_stores_items_and_hits_and_a_repoll_costs_a_304(store: Store)
         assert (again.not_modified, again.new_items, again.new_hits) == (1, 0, 0)
         assert server.requests("/a.xml")[-1].headers["If-None-Match"] == '"v1"'
         assert len(fs.list_hits(store)) == len(hits)
+
+
+def test_the_watchlists_are_compiled_when_a_feed_is_to_be_parsed_not_for_304s(
+    store: Store,
+) -> None:
+    """Given a function that compiles the watchlists, a poll calls it once, at its first
+    parse (in a worker process too); a poll in which every feed answers 304 never does."""
+    compiled: list[int] = []
+
+    def compile_now() -> Matcher:
+        compiled.append(1)
+        return MATCHER
+
+    with FeedServer() as server:
+        for path in ("/a.xml", "/b.xml"):
+            server.serve(path, rss(GOR, PLAIN), headers={"ETag": '"v1"'})
+        for workers in (1, 2):
+            compiled.clear()
+            settings = make_settings([server.url("/a.xml"), server.url("/b.xml")], workers)
+            pipeline.sync_config(settings, store)
+            first = asyncio.run(
+                pipeline.poll_due(settings, store, compile_now, everything=True)
+            )
+            assert first.fetched == 2 and compiled == [1]
+            for path in ("/a.xml", "/b.xml"):
+                server.serve(path, b"", status=304)
+            again = asyncio.run(
+                pipeline.poll_due(settings, store, compile_now, everything=True)
+            )
+            assert again.not_modified == 2 and compiled == [1]
+            for path in ("/a.xml", "/b.xml"):
+                server.serve(path, rss(GOR, PLAIN), headers={"ETag": '"v2"'})
+    assert len(fs.list_hits(store)) > 0
 
 
 class RecordingPool(pipeline.ParsePool):
