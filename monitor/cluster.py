@@ -50,6 +50,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import sys
 import zlib
 from array import array
 from bisect import bisect_left
@@ -269,8 +270,9 @@ def _name_keys(text: str) -> frozenset[str]:
 
 
 def _prefixes(index: StoryIndex, doc: Doc) -> set[str]:
-    stems = index.stems
-    return {stems[t][:4] for t in doc.terms}
+    # The first four letters of each term are kept beside the stem (``_prefix``), not
+    # sliced from it here: a candidate's are looked up at every name check.
+    return set(map(index._prefix.__getitem__, doc.terms))
 
 
 def _name_conflict(index: StoryIndex, doc: Doc, other: Doc) -> bool:
@@ -523,6 +525,7 @@ class StoryIndex:
         self._next_term = 0
         self._live_terms = 0  # terms with df > 0
         self.stems: dict[int, str] = {}  # term id -> stem
+        self._prefix: dict[int, str] = {}  # term id -> its stem's first four letters
         self._postings: dict[int, array[int]] = {}  # term id -> item ids, ascending
         # Term id -> entries at the front of its posting that are gone from the window:
         # the window drops its oldest item, whose id heads most of its terms' postings,
@@ -607,6 +610,7 @@ class StoryIndex:
         tid = self._term_ids[stem] = self._next_term
         self._next_term += 1
         self.stems[tid] = stem
+        self._prefix[tid] = sys.intern(stem[:4])  # one string for the stems that share it
         self._postings[tid] = array("q")
         self._df[tid] = 0
         self._ldf[tid] = 0.0
@@ -954,6 +958,7 @@ class StoryIndex:
         dead = [t for t, n in df.items() if not n and t not in keep]
         for t in dead:
             del self._term_ids[self.stems.pop(t)], self._postings[t], df[t], self._ldf[t]
+            del self._prefix[t]
             self._heads.pop(t, None)
 
 
