@@ -624,20 +624,19 @@ class StoryIndex:
         vec = {t: w * (top - ldf[t]) for t, w in zip(doc.terms, doc.weights, strict=True)}
         return vec, math.sqrt(sum(v * v for v in vec.values())) or 1.0
 
-    def _cosine(self, vec: dict[int, float], norm: float, other: Doc) -> tuple[float, int]:
-        """Cosine of ``vec`` with ``other`` under today's IDF, and the terms they share."""
+    def _cosine(
+        self, vec: dict[int, float], norm: float, other: Doc, both: set[int]
+    ) -> tuple[float, int]:
+        """Cosine of ``vec`` with ``other`` under today's IDF, and the terms they share
+        (``both``, known already: a set's membership test costs less than a lookup)."""
         top, ldf = math.log(len(self._docs) + 1) + 1.0, self._ldf
         dot = onorm = 0.0
-        common = 0
-        get = vec.get
         for t, w in zip(other.terms, other.weights, strict=True):
             ow = w * (top - ldf[t])
             onorm += ow * ow
-            v = get(t)
-            if v is not None:
-                dot += v * ow
-                common += 1
-        return dot / (norm * (math.sqrt(onorm) or 1.0)), common
+            if t in both:
+                dot += vec[t] * ow
+        return dot / (norm * (math.sqrt(onorm) or 1.0)), len(both)
 
     def decide(self, doc: Doc) -> StoryDecision:
         """The story ``doc`` belongs to, judged against the window (from which items
@@ -653,7 +652,7 @@ class StoryIndex:
                 if abs(doc.at - other.at) <= p.duplicate_window:
                     return StoryDecision(other.story, "copy", 1.0, key)
         if doc.signature is not None and self._docs:
-            near = sorted({k for k in self._band_matches(doc.bands) if k in self._docs})
+            near = sorted(filter(self._docs.__contains__, self._band_matches(doc.bands)))
             for key in near:
                 other = self._docs[key]
                 if other.signature is None or abs(doc.at - other.at) > p.duplicate_window:
@@ -695,8 +694,12 @@ class StoryIndex:
                 and (len(both) < MIN_SHARED_TERMS or bound + MAX_ADJUST < p.event_similarity)
             ):
                 continue
-            shared = len(doc.entities & other.entities)
-            mine, theirs = len(doc.entities - other.entities), len(other.entities - doc.entities)
+            if doc.entities and other.entities:
+                shared = len(doc.entities & other.entities)
+                mine = len(doc.entities - other.entities)
+                theirs = len(other.entities - doc.entities)
+            else:  # most items: no set worked out
+                shared, mine, theirs = 0, len(doc.entities), len(other.entities)
             # Watchlists on both sides that the other lacks contradict ("Gor meets
             # Mirziyoyev" / "Gor meets Tokayev"); one side naming more does not.
             conflict = min(mine, theirs)
@@ -718,7 +721,7 @@ class StoryIndex:
                 )
             ):
                 continue
-            cosine, common = self._cosine(vec, norm, other)
+            cosine, common = self._cosine(vec, norm, other, both)
             score = cosine + adjust
             if score >= p.event_similarity and common >= MIN_SHARED_TERMS:
                 if _better(score, other, best) and not _name_conflict(self, doc, other):
@@ -772,12 +775,11 @@ class StoryIndex:
                     best = StoryDecision(other.story, "same names", score, key)
         return best
 
-    def _band_matches(self, bands: array[int]) -> list[int]:
-        return [
-            k
-            for bucket, band in zip(self._buckets, bands, strict=True)
-            if (k := bucket.get(band)) is not None
-        ]
+    def _band_matches(self, bands: array[int]) -> set[int]:
+        """The items in the buckets of these bands (the newest each)."""
+        found: set[Any] = set(map(dict.get, self._buckets, bands))
+        found.discard(None)  # an empty bucket
+        return found
 
     def _candidates(self, doc: Doc, vec: dict[int, float]) -> list[int]:
         """Window items sharing the new item's rarer terms, best partial dot product first
