@@ -625,11 +625,12 @@ class StoryIndex:
         return vec, math.sqrt(sum(v * v for v in vec.values())) or 1.0
 
     def _cosine(
-        self, vec: dict[int, float], norm: float, other: Doc, both: set[int]
+        self, vec: dict[int, float], norm: float, other: Doc, both: set[int], top: float
     ) -> tuple[float, int]:
-        """Cosine of ``vec`` with ``other`` under today's IDF, and the terms they share
-        (``both``, known already: a set's membership test costs less than a lookup)."""
-        top, ldf = math.log(len(self._docs) + 1) + 1.0, self._ldf
+        """Cosine of ``vec`` with ``other`` under today's IDF (``top``: its greatest
+        value, worked out once per decision), and the terms they share (``both``, known
+        already: a set's membership test costs less than a lookup)."""
+        ldf = self._ldf
         dot = onorm = 0.0
         for t, w in zip(other.terms, other.weights, strict=True):
             ow = w * (top - ldf[t])
@@ -672,19 +673,23 @@ class StoryIndex:
         squares = {t: v * v / nn for t, v in vec.items()}
         mine_terms = set(squares)
         by_names = len(doc.entities) >= MIN_SHARED_WATCHLISTS  # "same names" possible
+        # The same for every candidate: worked out once.
+        top = math.log(len(self._docs) + 1) + 1.0
+        docs, window = self._docs, p.event_window
+        recent, by_title_bound = window / 3, p.event_similarity * TITLE_NAME_SHARE
         for key in self._candidates(doc, vec):
-            other = self._docs[key]
+            other = docs[key]
             dt = abs(doc.at - other.at)
-            if dt > p.event_window:
+            if dt > window:
                 continue
             both = mine_terms.intersection(other.terms)
             if len(both) < MIN_SHARED_NAMES:
                 continue
             bound = math.sqrt(sum(map(squares.__getitem__, both))) + 1e-9
             by_title = (
-                dt <= p.event_window / 3
+                dt <= recent
                 and len(both) >= TITLE_NAME_TERMS
-                and bound >= p.event_similarity * TITLE_NAME_SHARE
+                and bound >= by_title_bound
                 and doc.cyrillic == other.cyrillic
                 and not doc.names.isdisjoint(other.names)
             )
@@ -708,7 +713,7 @@ class StoryIndex:
                 MAX_ADJUST / 2 * min(shared, 2)
                 - 0.15 * min(conflict, 2)
                 - 0.02 * min(extra, 3)
-                - TIME_PENALTY * dt / p.event_window
+                - TIME_PENALTY * dt / window
             )
             if not (
                 (len(both) >= MIN_SHARED_TERMS and bound + adjust >= p.event_similarity)
@@ -721,7 +726,7 @@ class StoryIndex:
                 )
             ):
                 continue
-            cosine, common = self._cosine(vec, norm, other, both)
+            cosine, common = self._cosine(vec, norm, other, both, top)
             score = cosine + adjust
             if score >= p.event_similarity and common >= MIN_SHARED_TERMS:
                 if _better(score, other, best) and not _name_conflict(self, doc, other):
@@ -736,7 +741,7 @@ class StoryIndex:
                     )
                     or (
                         by_title
-                        and cosine >= p.event_similarity * TITLE_NAME_SHARE
+                        and cosine >= by_title_bound
                         and common >= TITLE_NAME_TERMS
                     )
                 )
