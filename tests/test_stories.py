@@ -264,6 +264,7 @@ def _vocabulary(index: StoryIndex) -> dict[str, int]:
         "postings": len(index._postings),
         "df": len(index._df),
         "log df": len(index._ldf),
+        "prefixes": len(index._prefix),
     }
 
 
@@ -324,6 +325,46 @@ def test_the_vocabulary_stays_bounded_by_the_window(monkeypatch: pytest.MonkeyPa
     kept, sizes = run(StoryIndex(params))
     assert sizes[-1]["term ids"] > 20_000
     assert kept == pruned
+
+
+def test_candidates_added_up_in_numpy_are_those_of_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Long posting lists are added up in NumPy (``cluster._best_partial``): the same
+    candidates in the same order as the loop over short ones gives, so the same stories
+    and scores to the bit."""
+    import random
+    from datetime import UTC, datetime
+
+    from monitor import cluster
+
+    rng = random.Random(3)
+    vocabulary = ["".join(rng.choice("bdklmnrstv") + rng.choice("aeiou") for _ in range(4))
+                  for _ in range(400)]  # fmt: skip
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    texts = [
+        (" ".join(rng.sample(vocabulary, 6)), " ".join(rng.sample(vocabulary, 25)))
+        for _ in range(1500)
+    ]
+
+    def run(numpy_above: int) -> tuple[list[tuple[int | None, str, str, int | None]], list[Any]]:
+        monkeypatch.setattr(cluster, "NUMPY_POSTINGS", numpy_above)
+        index = StoryIndex()
+        decisions, candidates = [], []
+        for n, (title, body) in enumerate(texts, start=1):
+            at = start + timedelta(seconds=60 * n)
+            doc = index.features(title, body, ["gor"] if n % 3 else [], at)
+            if n % 10 == 0:
+                candidates.append(index._candidates(doc, index._vector(doc)[0]))
+            d = index.decide(doc)
+            decisions.append((d.story, d.reason, d.score.hex(), d.item))
+            index.add(doc, n, d.story if d.story is not None else n, n)
+        return decisions, candidates
+
+    looped, numpy = run(10**9), run(-1)
+    assert any(len(c) == cluster.CANDIDATES for c in looped[1])
+    assert {reason for _, reason, _, _ in looped[0]} >= {"new", "same event"}
+    assert numpy == looped
 
 
 def test_words_of_plain_ascii_text_are_those_of_the_folded_text() -> None:

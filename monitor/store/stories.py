@@ -138,13 +138,30 @@ class StoryRecord:
 
 # --------------------------------------------------------------------------- assignment
 
+# The statements of a transaction's assignments, built once rather than in every
+# transaction (as store/feeds.py's ``_KNOWN_ITEMS``): a poll stores a feed or a few in a
+# transaction, and building and keying these cost more than running them.
+_LOCK = select(func.pg_advisory_xact_lock(PG_STORY_LOCK))
+_LAST_SEQ = select(func.max(items.c.story_seq))  # the last assignment's number
+_GROW_STORIES = (
+    update(stories)
+    .where(stories.c.id == bindparam("id_"))
+    .values(item_count=stories.c.item_count + bindparam("n"), last_seen_at=bindparam("seen"))
+)
+_NEW_STORIES = insert(stories).returning(stories.c.id, stories.c.lead_item_id)
+_PLACE_ITEMS = (
+    update(items)
+    .where(items.c.id == bindparam("id_"))
+    .values(story_id=bindparam("story_id"), story_seq=bindparam("story_seq"))
+)
+
 
 def lock(conn: Connection, store: Store) -> None:
     """Take this transaction's turn at assigning stories (PostgreSQL; SQLite's write
     transaction is exclusive already). Take it before inserting items, so that two
     instances storing the same item never wait for each other in opposite orders."""
     if store.dialect == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock(PG_STORY_LOCK)))
+        conn.execute(_LOCK)
 
 
 def _when(published: datetime | None, first_seen: datetime) -> datetime:
@@ -159,7 +176,7 @@ def _text(summary: str, content: str) -> str:
 def catch_up(conn: Connection, assigner: StoryAssigner, now: datetime) -> int:
     """Give the assigner every assignment it has not seen (all of the window at first,
     then what other instances stored since). Returns the highest assignment number."""
-    top = conn.execute(select(func.max(items.c.story_seq))).scalar() or 0
+    top = conn.execute(_LAST_SEQ).scalar() or 0
     if assigner.watermark is not None and assigner.watermark >= top:
         return int(top)
     since = now - timedelta(seconds=assigner.window)
@@ -251,7 +268,7 @@ def assign(
     if assigner is not None:
         seq = catch_up(conn, assigner, now)
     else:
-        seq = conn.execute(select(func.max(items.c.story_seq))).scalar() or 0
+        seq = conn.execute(_LAST_SEQ).scalar() or 0
     placed: dict[int, int] = {}  # item id -> story id (provisional for new stories)
     seqs: list[int] = []
     texts = [_text(item.summary, item.content) for _, item, _, _ in new]
@@ -290,14 +307,7 @@ def assign(
     ]
     lost: dict[int, int] = {}  # the window named a story the database does not have
     if grown:
-        done = conn.execute(
-            update(stories)
-            .where(stories.c.id == bindparam("id_"))
-            .values(
-                item_count=stories.c.item_count + bindparam("n"), last_seen_at=bindparam("seen")
-            ),
-            grown,
-        )
+        done = conn.execute(_GROW_STORIES, grown)
         if not (conn.dialect.supports_sane_multi_rowcount and done.rowcount == len(grown)):
             joined = [g["id_"] for g in grown]
             have = set(conn.execute(select(stories.c.id).where(stories.c.id.in_(joined))).scalars())
@@ -325,15 +335,13 @@ def assign(
         # Each new story's lead item is its own, so the returned rows are matched to
         # them by it, not by their order: SQLite cannot promise RETURNING's order, and
         # SQLAlchemy would then insert the rows one statement each.
-        made = conn.execute(insert(stories).returning(stories.c.id, stories.c.lead_item_id), rows)
+        made = conn.execute(_NEW_STORIES, rows)
         real = {PROVISIONAL + lead: story_id for story_id, lead in made}
         placed = {i: real.get(s, s) for i, s in placed.items()}
     if assigner is not None and (real or lost):
         assigner.relabel(placed)
     conn.execute(
-        update(items)
-        .where(items.c.id == bindparam("id_"))
-        .values(story_id=bindparam("story_id"), story_seq=bindparam("story_seq")),
+        _PLACE_ITEMS,
         [
             {"id_": item_id, "story_id": story_id, "story_seq": n}
             for (item_id, story_id), n in zip(placed.items(), seqs, strict=True)
