@@ -169,7 +169,7 @@ class Doc:
         exact: bytes | None,
         signature: bytes | None,
         terms: array[int],
-        weights: array[float],
+        weights: array[int],
         names: frozenset[str] = frozenset(),
         cyrillic: bool = False,
         keys: frozenset[str] = frozenset(),
@@ -184,10 +184,7 @@ class Doc:
         self.signature = signature  # NUM_PERM 32-bit values, or None for very short texts
         self.bands = _NO_BANDS if bands is None else bands  # the signature's LSH band keys
         self.terms = terms  # term ids, ascending
-        # Term frequencies, title words counting twice; whole numbers, held as 32-bit
-        # floats (exactly) because a float times a float is the multiplication Python
-        # runs fastest, in every cosine with a candidate.
-        self.weights = weights
+        self.weights = weights  # term frequencies, title words counting twice
         self.key = 0
         self.story = 0
 
@@ -623,7 +620,7 @@ class StoryIndex:
             signature=sk.signature,
             bands=sk.bands,
             terms=array("i", [t for t, _ in pairs]),
-            weights=array("f", [w for _, w in pairs]),
+            weights=array("H", [w for _, w in pairs]),
             names=sk.names,
             cyrillic=sk.cyrillic,
             keys=keys,
