@@ -621,12 +621,12 @@ async def poll_due(
 
                 renewing = asyncio.create_task(renew())
                 running: set[asyncio.Task[_Polled]] = set()
-                # Feeds claimed and not started yet. The next claim is made while the
-                # feeds before it are polled, half a batch ahead, so that a feed's end
-                # starts the next at once: were the claim made when the running feeds
-                # ran low, as many as half a batch of connections would wait for it,
-                # and a poll of thousands of feeds answering 304 would take about a
-                # fifth longer (bench/bench_poll.py's re-poll).
+                # Feeds claimed and not started yet: up to a batch, claimed again once
+                # fewer than half a batch wait, while the feeds before them are polled,
+                # so that a feed's end starts the next at once. Were the claim made when
+                # the running feeds ran low, connections would wait for it (behind the
+                # writer's saves), and a poll of 2,000 feeds answering 304 would take
+                # about a tenth longer (bench/bench_poll.py's re-poll).
                 claimed: deque[feed_store.FeedRecord] = deque()
                 claiming: asyncio.Future[Any] | None = None
                 exhausted = False
