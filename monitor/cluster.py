@@ -502,6 +502,10 @@ def _jaccard(a: bytes, b: bytes) -> float:
     return float((np.frombuffer(a, dtype=np.uint32) == np.frombuffer(b, dtype=np.uint32)).mean())
 
 
+#: The type code of the item ids in posting lists: 32-bit, as ``items.id`` is (an
+#: INTEGER column: 32-bit on PostgreSQL; on SQLite a row id counts from 1 and would
+#: need two billion items to pass it).
+_ITEM_ID = "i"
 _MIX1, _MIX2 = 0x9E3779B1, 0x85EBCA77
 #: MurmurHash3's 32-bit finaliser: shift, multiplier, shift, multiplier, shift.
 _FMIX32 = (16, 0x85EBCA6B, 13, 0xC2B2AE35, 16)
@@ -546,7 +550,9 @@ class StoryIndex:
         self._live_terms = 0  # terms with df > 0
         self.stems: dict[int, str] = {}  # term id -> stem
         self._prefix: dict[int, str] = {}  # term id -> its stem's first four letters
-        self._postings: dict[int, array[int]] = {}  # term id -> item ids, ascending
+        # Term id -> item ids, ascending, in 32 bits (``_ITEM_ID``): a window's postings
+        # hold tens of entries an item, so 64 would cost ~30 MB more at 100,000 items.
+        self._postings: dict[int, array[int]] = {}
         # Term id -> entries at the front of its posting that are gone from the window:
         # the window drops its oldest item, whose id heads most of its terms' postings,
         # and deleting there moved the whole array each time (a frequent term's posting
@@ -631,7 +637,7 @@ class StoryIndex:
         self._next_term += 1
         self.stems[tid] = stem
         self._prefix[tid] = sys.intern(stem[:4])  # one string for the stems that share it
-        self._postings[tid] = array("q")
+        self._postings[tid] = array(_ITEM_ID)
         self._df[tid] = 0
         self._ldf[tid] = 0.0
         return tid
@@ -1011,7 +1017,7 @@ def _best_partial(postings: Sequence[array[int]], contributions: Sequence[float]
     from 0.0, as the loop of ``_candidates`` does (an item is in a posting once)."""
     import numpy as np
 
-    keys = np.frombuffer(b"".join(postings), dtype=np.int64)
+    keys = np.frombuffer(b"".join(postings), dtype=np.int32)
     weights = np.repeat(np.array(contributions), [len(p) for p in postings])
     items, where = np.unique(keys, return_inverse=True)
     sums = np.bincount(where, weights=weights)
