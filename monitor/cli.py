@@ -281,6 +281,7 @@ def poll(ctx: Context, once: bool, everything: bool) -> None:
 
     from monitor import pipeline
     from monitor.match import compile_watchlists
+    from monitor.pipeline.window_file import window_path
     from monitor.watchlists import load_watchlists
 
     if not once:
@@ -306,6 +307,8 @@ def poll(ctx: Context, once: bool, everything: bool) -> None:
                     everything=everything,
                     progress=progress,
                     log_results=False,  # printed below, once
+                    # The story window is kept beside a SQLite file for the next run.
+                    window_file=window_path(settings.database_url),
                 )
             )
     finally:

@@ -575,6 +575,17 @@ class StoryIndex:
     def __len__(self) -> int:
         return len(self._docs)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What :mod:`pickle` keeps of a window (``pipeline.window_file``): all of it but
+        what an open transaction added, as a window is saved between transactions."""
+        state = self.__dict__.copy()
+        state.update(_pending={}, _journal=[], _journaling=False)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        _minhash()  # drawn now, as a new window does (see __init__)
+
     @property
     def window(self) -> float:
         """Seconds of items looked back on."""

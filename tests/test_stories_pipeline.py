@@ -4,11 +4,14 @@ digest sent to a real SMTP server (aiosmtpd), and ``monitor run`` alerting once 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from httpserver import FeedServer
 from smtpserver import SMTPServer, free_port
 from test_daemon import Feed, daemon, hits, mailed_texts, wait_for, write_config
@@ -16,7 +19,9 @@ from test_daemon import Feed, daemon, hits, mailed_texts, wait_for, write_config
 from monitor import pipeline
 from monitor.config import Settings, settings_from_mapping
 from monitor.match import compile_watchlists
-from monitor.store import Store
+from monitor.pipeline.poll import story_index
+from monitor.pipeline.window_file import window_path
+from monitor.store import Store, open_store
 from monitor.store import outbox as ob
 from monitor.store import stories as ss
 from monitor.store.db import utcnow
@@ -126,3 +131,169 @@ def test_an_immediate_subscriber_gets_one_alert_per_story(tmp_path: Path) -> Non
         assert len(texts) == 2, texts
         assert sum(t.count(title) for t in texts) == 1
         assert "Zebra foal" in texts[1] and title not in texts[1]
+
+
+# --------------------------------------------------------------------------- the window file
+
+LATER_TITLE = "Gor and Landau meet Mirziyoyev in Tashkent after the Astana talks"
+LATER = (
+    "TASHKENT - U.S. Special Envoy Sergio Gor and Deputy Secretary of State Christopher "
+    "Landau met President Shavkat Mirziyoyev on Thursday, a day after their talks in Astana."
+)
+
+
+def _first_feeds(server: FeedServer) -> None:
+    server.serve("/a.xml", rss("alpha", ("s", WIRE_TITLE, WIRE), ("t", OTHER_TITLE, OTHER)))
+    server.serve("/b.xml", rss("bravo", ("s", WIRE_TITLE, WIRE)))
+
+
+def _later_feeds(server: FeedServer) -> None:
+    """The feeds moved on: a copy of the wire story elsewhere, and a new story twice."""
+    server.serve("/a.xml", rss("alpha", ("u", LATER_TITLE, LATER), ("s", WIRE_TITLE, WIRE)))
+    server.serve("/b.xml", rss("bravo", ("u", LATER_TITLE, LATER), ("s", WIRE_TITLE, WIRE)))
+    server.serve("/c.xml", rss("charlie", ("s", WIRE_TITLE, WIRE)))
+
+
+def _stories_by_link(store: Store) -> set[frozenset[str]]:
+    """The stories as sets of their items' links (ids aside)."""
+    return {frozenset(i.link or "" for i in s.items) for s in ss.list_stories(store)}
+
+
+def _poll_twice(
+    url: str, server: FeedServer, smtp: SMTPServer, **kwargs: object
+) -> set[frozenset[str]]:
+    store = open_store(url, upgrade=True)
+    try:
+        _first_feeds(server)
+        settings = make_settings(server, smtp, ["/a.xml", "/b.xml", "/c.xml"])
+        server.serve("/c.xml", rss("charlie"))
+        pipeline.sync_config(settings, store)
+        asyncio.run(pipeline.poll_due(settings, store, MATCHER, everything=True, **kwargs))  # type: ignore[arg-type]
+        _later_feeds(server)
+        asyncio.run(pipeline.poll_due(settings, store, MATCHER, everything=True, **kwargs))  # type: ignore[arg-type]
+        return _stories_by_link(store)
+    finally:
+        store.dispose()
+
+
+def test_poll_once_keeps_its_story_window_beside_the_database(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first run saves its window (0600, beside the SQLite file); the next loads it
+    instead of rebuilding it and decides as one window kept in memory for both runs."""
+    url = f"sqlite:///{tmp_path / 'kept.db'}"
+    path = window_path(url)
+    assert path == tmp_path / "kept.db.stories"
+    caplog.set_level(logging.INFO, logger="monitor.pipeline.window_file")
+    with FeedServer() as server, SMTPServer() as smtp:
+        store = open_store(url, upgrade=True)
+        try:
+            _first_feeds(server)
+            server.serve("/c.xml", rss("charlie"))
+            settings = make_settings(server, smtp, ["/a.xml", "/b.xml", "/c.xml"])
+            pipeline.sync_config(settings, store)
+            asyncio.run(
+                pipeline.poll_due(settings, store, MATCHER, everything=True, window_file=path)
+            )
+            assert path.stat().st_mode & 0o777 == 0o600
+            header = json.loads(path.read_bytes().split(b"\n", 1)[0])
+            assert header["seq"] == 3 and header["params"]["event_similarity"] == 0.25
+            saved = path.stat().st_mtime_ns
+            # A run of 304s neither loads nor saves it.
+            for f in ("/a.xml", "/b.xml", "/c.xml"):
+                server.serve(f, b"", status=304)
+            asyncio.run(
+                pipeline.poll_due(settings, store, MATCHER, everything=True, window_file=path)
+            )
+            assert path.stat().st_mtime_ns == saved and "loaded" not in caplog.text
+            # A run that parses items all stored already loads it, and leaves it as it was.
+            server.serve("/c.xml", rss("alpha", ("s", WIRE_TITLE, WIRE)))
+            asyncio.run(
+                pipeline.poll_due(settings, store, MATCHER, everything=True, window_file=path)
+            )
+            assert "story window: 3 items loaded" in caplog.text
+            assert path.stat().st_mtime_ns == saved
+            caplog.clear()
+            _later_feeds(server)
+            asyncio.run(
+                pipeline.poll_due(settings, store, MATCHER, everything=True, window_file=path)
+            )
+            assert "story window: 3 items loaded" in caplog.text
+            assert json.loads(path.read_bytes().split(b"\n", 1)[0])["seq"] == 6
+            kept = _stories_by_link(store)
+        finally:
+            store.dispose()
+        # The same polls with one window in memory throughout (as a daemon keeps it).
+        in_memory = _poll_twice(
+            f"sqlite:///{tmp_path / 'daemon.db'}", server, smtp,
+            stories=story_index(make_settings(server, smtp, [])),
+        )  # fmt: skip
+    wire = {f"https://{n}.test/s" for n in ("alpha", "bravo", "charlie")}
+    later = {"https://alpha.test/u", "https://bravo.test/u"}
+    assert kept == in_memory == {frozenset(wire), frozenset(later), frozenset({"https://alpha.test/t"})}
+
+
+@pytest.mark.parametrize("spoil", ["others may write", "damaged", "other settings", "new database"])
+def test_a_story_window_file_that_may_not_be_used_is_rebuilt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, spoil: str
+) -> None:
+    """A window file another user could have written, a damaged one, one saved under
+    other [stories] settings and one of a database since replaced are not loaded: the
+    window is rebuilt from the store and decides as before."""
+    db = tmp_path / "m.db"
+    url = f"sqlite:///{db}"
+    path = tmp_path / "m.db.stories"
+    caplog.set_level(logging.INFO, logger="monitor.pipeline.window_file")
+    with FeedServer() as server, SMTPServer() as smtp:
+        settings = make_settings(server, smtp, ["/a.xml", "/b.xml", "/c.xml"])
+        store = open_store(url, upgrade=True)
+        try:
+            _first_feeds(server)
+            server.serve("/c.xml", rss("charlie"))
+            pipeline.sync_config(settings, store)
+            asyncio.run(
+                pipeline.poll_due(settings, store, MATCHER, everything=True, window_file=path)
+            )
+            assert path.exists()
+            if spoil == "others may write":
+                path.chmod(0o666)
+            elif spoil == "damaged":
+                data = path.read_bytes()
+                path.write_bytes(data[: len(data) // 2])
+            elif spoil == "other settings":
+                header, rest = path.read_bytes().split(b"\n", 1)
+                fields = json.loads(header)
+                fields["params"]["event_similarity"] = 0.5
+                path.write_bytes(json.dumps(fields).encode() + b"\n" + rest)
+            else:  # the database deleted and made anew; the same first poll again
+                store.dispose()
+                db.unlink()
+                store = open_store(url, upgrade=True)
+                pipeline.sync_config(settings, store)
+                first = story_index(settings)
+                asyncio.run(
+                    pipeline.poll_due(settings, store, MATCHER, everything=True, stories=first)
+                )
+            caplog.clear()
+            _later_feeds(server)
+            asyncio.run(
+                pipeline.poll_due(settings, store, MATCHER, everything=True, window_file=path)
+            )
+            assert "loaded" not in caplog.text
+            expected = {
+                "others may write": "another user could have written it (owner uid",
+                "damaged": "unreadable",
+                "other settings": "of another database, code or [stories] settings",
+                "new database": "of another database, code or [stories] settings",
+            }[spoil]
+            assert expected in caplog.text
+            wire = {f"https://{n}.test/s" for n in ("alpha", "bravo", "charlie")}
+            assert frozenset(wire) in _stories_by_link(store)
+            assert path.stat().st_mode & 0o777 == 0o600  # saved anew for the next run
+        finally:
+            store.dispose()
+
+
+def test_no_story_window_file_for_postgresql() -> None:
+    assert window_path("postgresql+psycopg://127.0.0.1/test") is None
+    assert window_path("sqlite://") is None

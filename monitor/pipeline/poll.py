@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from multiprocessing import get_context
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -500,6 +501,7 @@ async def poll_due(
     instance: str | None = None,
     log_results: bool = True,
     stories: StoryAssigner | None = None,
+    window_file: Path | None = None,
 ) -> PollSummary:
     """Poll every due feed (every feed with ``everything``), match and store.
 
@@ -516,7 +518,9 @@ async def poll_due(
 
     New items get their stories from ``stories`` (a daemon keeps one window for its
     life, see :func:`story_index`); without it, a window is made for this run when the
-    first new items arrive (a run of 304s makes none, see :class:`StoryWindow`).
+    first new items arrive (a run of 304s makes none, see :class:`StoryWindow`); with
+    ``window_file``, that window is loaded from the file if an earlier run saved one there
+    that may be used, and saved there at the end (``pipeline.window_file``).
 
     New items whose article page is to be read (``[fulltext]``, a feed's ``fulltext``) are
     stored as pending with their feed-text hits, then read in the same run by
@@ -555,7 +559,11 @@ async def poll_due(
         run_id = await in_writer(lambda: feed_store.start_poll_run(store, instance=instance))
         # Without a window of the caller's, one is made for this run when the first new
         # items arrive; the first write with items fills it from the store (save_polls).
-        window = StoryWindow(partial(story_index, settings), writer, stories)
+        make_window: Callable[[], StoryAssigner] = partial(story_index, settings)
+        loaded: list[int | None] = []  # the watermark of a window loaded from window_file
+        if window_file is not None and stories is None:
+            make_window = partial(_saved_or_new_window, settings, store, window_file, loaded)
+        window = StoryWindow(make_window, writer, stories)
         summary = PollSummary(
             held_elsewhere=held, freed_claims=freed, not_due=not_due, next_due_at=next_due_at
         )
@@ -675,6 +683,10 @@ async def poll_due(
                 pool.close()
             await in_writer(lambda: feed_store.release_claims(store, instance))
         await in_writer(lambda: feed_store.finish_poll_run(store, run_id, summary.counts()))
+        made = window.made
+        # Saved for the next run, unless it is as it was loaded.
+        if window_file and stories is None and made is not None and loaded != [made.watermark]:
+            await in_writer(partial(_save_window, window_file, made, store))
         if log_results:
             log.info("poll: %s", summary.line())
         return summary
@@ -683,6 +695,35 @@ async def poll_due(
 
 
 _Polled = tuple[feed_store.FeedRecord, FetchResult, ParsedFeed | None, feed_store.PollSaved]
+
+
+def _saved_or_new_window(
+    settings: Settings, store: Store, path: Path, loaded: list[int | None]
+) -> StoryAssigner:
+    """The story window an earlier run saved at ``path``, if it may be used (noting its
+    watermark in ``loaded``), else a new one (``pipeline.window_file``)."""
+    from monitor.pipeline import window_file as saved_windows
+
+    made = story_index(settings)
+    index = saved_windows.load(path, store, made.params)
+    if index is None:
+        return made
+    loaded.append(index.watermark)
+    return index
+
+
+def _save_window(path: Path, window: StoryAssigner, store: Store) -> None:
+    """Save a run's story window for the next run (``pipeline.window_file``); a window
+    not saved is only rebuilt by the next run, as before, so a failure is a warning."""
+    from monitor.cluster import StoryIndex
+    from monitor.pipeline import window_file as saved_windows
+
+    if not isinstance(window, StoryIndex):
+        return
+    try:
+        saved_windows.save(path, window, store)
+    except OSError as exc:
+        log.warning("story window not saved to %s: %s", path, exc.strerror or exc)
 
 
 def _tally(

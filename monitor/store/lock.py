@@ -19,6 +19,12 @@ from monitor.store.sqlite_file import sqlite_database
 
 def lock_path(database_url: str) -> Path | None:
     """``<file>.lock`` beside a SQLite file; None for other databases and in-memory ones."""
+    return beside_database(database_url, ".lock")
+
+
+def beside_database(database_url: str, suffix: str) -> Path | None:
+    """``<file><suffix>`` beside a SQLite file; None for other databases and in-memory
+    ones."""
     database = sqlite_database(database_url)
     if database is None:  # not a plain sqlite:///PATH: SQLAlchemy reads the URL
         from sqlalchemy.engine import make_url
@@ -33,7 +39,7 @@ def lock_path(database_url: str) -> Path | None:
         database = url.database or ""
         if not database or database == ":memory:" or database.startswith("file:"):
             return None
-    return Path(database).expanduser().resolve().with_name(Path(database).name + ".lock")
+    return Path(database).expanduser().resolve().with_name(Path(database).name + suffix)
 
 
 class RunLock:

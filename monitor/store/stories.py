@@ -226,6 +226,19 @@ def catch_up(conn: Connection, assigner: StoryAssigner, now: datetime) -> int:
     return int(top)
 
 
+def assignment(store: Store, seq: int) -> tuple[int, int, datetime] | None:
+    """The item given assignment number ``seq``: its id, story and when it was first
+    seen; None if no item has it (any more)."""
+    query = select(items.c.id, items.c.story_id, items.c.first_seen_at).where(
+        items.c.story_seq == seq
+    )
+    with store.read() as conn:
+        row = conn.execute(query).first()
+    if row is None or row.story_id is None:
+        return None
+    return int(row.id), int(row.story_id), row.first_seen_at
+
+
 def warm(store: Store, assigner: StoryAssigner, now: datetime) -> int:
     """Catch the window up with the store in a read transaction (all of it when empty),
     so that the write transaction that follows only catches up with what is newer still
