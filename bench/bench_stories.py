@@ -70,6 +70,7 @@ from stories_corpus import LabelledItem, corpus
 from monitor.cluster import STEM, StoryIndex, StoryParams, _stem, words
 from monitor.match import compile_watchlists
 from monitor.models import Item
+from monitor.store import Store
 from monitor.watchlists import load_watchlists
 
 REPO = Path(__file__).resolve().parents[1]
@@ -442,6 +443,8 @@ def poll_share(size: int, new: int, repeats: int) -> None:
             with store.read() as conn:
                 stored = conn.execute(text("SELECT count(*) FROM items")).scalar()
             assert stored == size + new * repeats, stored
+        kept = window_file_costs(stores["with stories"], Path(tmp) / "1.db.stories")
+        for store in stores.values():
             store.dispose()
     without = statistics.median(timings["without stories"]) / new
     with_ = statistics.median(timings["with stories"]) / new
@@ -450,6 +453,33 @@ def poll_share(size: int, new: int, repeats: int) -> None:
           f"with stories first: {filled / size * 1e6:.0f} us/item): {without * 1e6:.0f} us without "
           f"stories, {with_ * 1e6:.0f} us with; stories' share {share:.0%} "
           f"(target <= 10%: {'met' if share <= 0.10 else 'MISSED'})")  # fmt: skip
+    print(kept)
+
+
+def window_file_costs(store: Store, path: Path) -> str:
+    """What ``monitor poll --once`` spends on its story window when it first stores items:
+    rebuilt from the store (as before the window file), or loaded from the file the run
+    before saved (``pipeline.window_file``); CPU time, one run each."""
+    from monitor.pipeline import window_file
+    from monitor.store import stories as ss
+
+    rebuilt = StoryIndex()
+    t = time.process_time()
+    ss.warm(store, rebuilt, datetime.now(UTC))
+    rebuild = time.process_time() - t
+    t = time.process_time()
+    assert window_file.save(path, rebuilt, store)
+    save = time.process_time() - t
+    t = time.process_time()
+    loaded = window_file.load(path, store, rebuilt.params)
+    load = time.process_time() - t
+    assert loaded is not None and len(loaded) == len(rebuilt)
+    return (
+        f"  the window of `poll --once` ({len(rebuilt)} items): rebuilt from the store "
+        f"{rebuild:.2f} s CPU; loaded from the file the run before saved {load:.2f} s "
+        f"({load / rebuild:.2f}x); saving it {save:.2f} s, {path.stat().st_size / len(rebuilt):.0f} B "
+        f"an item on disk"
+    )
 
 
 def main() -> None:
