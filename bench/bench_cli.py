@@ -4,8 +4,8 @@ Times the installed `monitor` as a user runs it (a fresh process each time, outp
 pipe), beside two baselines measured in the same run: a bare ``python -c pass`` and
 ``python -c "import click"`` (the least any click command line costs), and the same with
 SQLAlchemy (the least a command that reads the database costs). Then builds a SQLite
-database of 10,000 items (20 feeds, 1,000 hits over 30 days, a poll run) and times the
-read commands on it.
+database of 10,000 items (20 feeds, 1,000 hits over 30 days, stories of three items, a
+poll run) and times the read commands on it.
 
 Prints the median of ``--repeat`` runs of each and the ratios against the targets:
 ``--version`` and ``--help`` at most 3x ``import click``; ``hits``, ``status`` and
@@ -48,10 +48,14 @@ def timed(argv: list[str], repeat: int, env: dict[str, str]) -> float:
 
 
 def build_database(url: str, n_items: int) -> None:
-    """``n_items`` items in 20 feeds, one hit per ten items, first seen over 30 days."""
+    """``n_items`` items in 20 feeds, one hit per ten items, first seen over 30 days, in
+    stories of three items each."""
     from monitor.store import feeds as feed_store
     from monitor.store import open_store
-    from monitor.store.schema import feeds, hits, items
+    from monitor.store.schema import feeds, hits, items, stories
+
+    def seen(n: int) -> datetime:
+        return now - timedelta(seconds=30 * 86400 * n / n_items)
 
     store = open_store(url, upgrade=True)
     now = datetime.now(UTC)
@@ -68,13 +72,23 @@ def build_database(url: str, n_items: int) -> None:
             ],
         )  # fmt: skip
         conn.execute(
+            stories.insert(),
+            [
+                {"id": 1 + k, "title": f"Item {3 * k} on the Middle Corridor",
+                 "first_seen_at": seen(min(3 * k + 2, n_items - 1)), "last_seen_at": seen(3 * k),
+                 "item_count": len(range(3 * k, min(3 * k + 3, n_items))),
+                 "lead_item_id": 1 + min(3 * k + 2, n_items - 1)}
+                for k in range((n_items + 2) // 3)
+            ],
+        )  # fmt: skip
+        conn.execute(
             items.insert(),
             [
                 {"identity": f"id-{n}", "feed_id": 1 + n % 20, "guid": f"https://x.example/{n}",
                  "link": f"https://x.example/{n}", "title": f"Item {n} on the Middle Corridor",
                  "summary": "Talks in Astana on transport and trade. " * 8, "content": "",
-                 "first_seen_at": now - timedelta(seconds=30 * 86400 * n / n_items),
-                 "published_at": now - timedelta(seconds=30 * 86400 * n / n_items)}
+                 "first_seen_at": seen(n), "published_at": seen(n),
+                 "story_id": 1 + n // 3, "story_seq": n + 1}
                 for n in range(n_items)
             ],
         )  # fmt: skip
@@ -140,7 +154,7 @@ def main() -> None:
             t = timed([MONITOR, *args], opts.repeat, env)
             name = "monitor " + " ".join(args)
             print(f"  {name:<26} {t * 1000:5.0f} ms  {t / sqla:5.2f}x  (target <= 250 ms)")
-        for args in (["stories"], ["items"], ["outbox"]):
+        for args in (["stories", "--since", "1d"], ["stories"], ["items"], ["outbox"]):
             t = timed([MONITOR, *args], opts.repeat, env)
             name = "monitor " + " ".join(args)
             print(f"  {name:<26} {t * 1000:5.0f} ms  {t / sqla:5.2f}x  (no target)")
