@@ -388,11 +388,15 @@ def stories(
     ctx: Context, as_json: bool, since: str | None, watchlist: str | None, limit: int | None
 ) -> None:
     """List stories (one event across outlets), the most recently seen first."""
-    from monitor.store import stories as story_store
+    reader = ctx.reader()
+    if reader is not None:
+        rows = reader.list_stories(since=_since(since), watchlist=watchlist, limit=limit)
+    else:
+        from monitor.store import stories as story_store
 
-    rows = story_store.list_stories(
-        ctx.store(), since=_since(since), watchlist=watchlist, limit=limit
-    )
+        rows = story_store.list_stories(
+            ctx.store(), since=_since(since), watchlist=watchlist, limit=limit
+        )
     for story in rows:
         if as_json:
             click.echo(json.dumps(story.to_dict(), ensure_ascii=False))

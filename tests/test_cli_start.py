@@ -44,7 +44,8 @@ NOT_FOR_READING = {
 }  # fmt: skip
 READ_COMMANDS = [
     ["hits"], ["hits", "--json", "--since", "7d", "--watchlist", "gor"], ["status"],
-    ["status", "--json"], ["feeds", "list"], ["feeds", "list", "--json"],
+    ["status", "--json"], ["feeds", "list"], ["feeds", "list", "--json"], ["stories"],
+    ["stories", "--json", "--since", "7d", "--watchlist", "gor"],
 ]  # fmt: skip
 
 

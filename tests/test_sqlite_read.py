@@ -11,10 +11,11 @@ import pytest
 from sqlalchemy import Boolean, update
 from sqlalchemy.engine import make_url
 
+from monitor.cluster import StoryIndex
 from monitor.config import SubscriberConfig
 from monitor.errors import DatabaseUnusable
 from monitor.models import FetchResult, Item, Match, Outcome, ParsedFeed, Span
-from monitor.store import Store, instances, open_store, outbox
+from monitor.store import Store, instances, open_store, outbox, sqlite_read, stories
 from monitor.store import feeds as fs
 from monitor.store.migrations import SCHEMA_HEAD
 from monitor.store.rows import JSON_COLUMNS, FeedSpec, feed_sync_plan
@@ -54,6 +55,7 @@ def populate(store: Store) -> datetime:
     outbox.sync_subscribers(store, [SubscriberConfig("a@example.org")])
     titles = ["Zebra in Astana", "Middle Corridor talks", "Zebra on the Corridor", "Other",
               "Astana summit", "Corridor freight"]  # fmt: skip
+    window = StoryIndex()  # the same titles day after day: stories of several items
     for day in range(3):
         batch = [
             Item(f"d{day}-{n}", t, link=f"http://ok.test/{day}/{n}", guid=f"g{day}-{n}",
@@ -63,7 +65,7 @@ def populate(store: Store) -> datetime:
         ok = by_url["http://ok.test/"]
         result = FetchResult(outcome=Outcome.OK, url=ok.url, final_url=ok.url, status=200)
         fs.save_poll(store, ok, result, ParsedFeed(items=batch), next_due_at=now, hint_s=None,
-                     match=hits_of)  # fmt: skip
+                     match=hits_of, stories=window)  # fmt: skip
     bad = by_url["http://bad.test/"]
     failed = FetchResult(outcome=Outcome.FAILED, url=bad.url, final_url=bad.url,
                          error="connection refused", error_kind="connection")  # fmt: skip
@@ -145,6 +147,31 @@ def test_feeds_are_the_repositorys(both: tuple[Store, SQLiteReader, datetime]) -
     assert {f.url for f in expected} >= {"http://dropped.test/", "http://opml.test/"}
     assert reader.list_feeds() == expected
     assert dict(expected[0].headers) == {"X-Key": "k"}
+
+
+def test_stories_are_the_repositorys(
+    both: tuple[Store, SQLiteReader, datetime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, reader, now = both
+    everything = stories.list_stories(store)
+    assert len(everything) >= 6 and max(len(s.items) for s in everything) >= 3
+    assert any(s.watchlists for s in everything)
+    assert reader.list_stories() == everything
+    for since, watchlist, limit in (
+        (now - timedelta(days=1), None, None),
+        (now - timedelta(hours=1), "zoo", None),
+        (None, "middle-corridor", 2),
+        (None, None, 1),
+        (now + timedelta(days=1), None, None),
+        (None, "nothing", None),
+    ):
+        expected = stories.list_stories(store, since=since, watchlist=watchlist, limit=limit)
+        assert reader.list_stories(since=since, watchlist=watchlist, limit=limit) == expected
+    # Story ids are read in chunks: one story a chunk gives the same.
+    monkeypatch.setattr(sqlite_read, "_ID_CHUNK", 1)
+    assert reader.list_stories() == everything
+    story = reader.list_stories()[0]
+    assert story.first_seen.tzinfo is UTC and story.items[0].first_seen.tzinfo is UTC
 
 
 def test_status_is_the_repositorys(both: tuple[Store, SQLiteReader, datetime]) -> None:

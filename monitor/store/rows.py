@@ -3,8 +3,9 @@ values. No SQLAlchemy here.
 
 Two readers build these records: the repository (``feeds.py``, ``status.py``, ...)
 through SQLAlchemy, on either backend, and ``sqlite_read.py``, which serves the read-only
-commands (``monitor hits``, ``status``, ``feeds list``) on a SQLite file through the
-standard library's ``sqlite3`` so that they answer without importing SQLAlchemy. What the
+commands (``monitor hits``, ``status``, ``feeds list``, ``stories``) on a SQLite file
+through the standard library's ``sqlite3`` so that they answer without importing
+SQLAlchemy. What the
 records are, how a stored value reads back (:func:`stored_value`) and the sums over rows
 live here once, for both (the records of ``monitor status`` in ``status_rows.py``).
 """
@@ -277,3 +278,53 @@ class StoryStats:
             per_day_7d=round(count / 7, 1),
             items_per_story_7d=round(int(week_items) / count, 2) if count else None,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class StoryItem:
+    """One item of a story: where it came from and which watchlists hit it."""
+
+    id: int
+    feed: str | None  # the feed URL
+    link: str | None
+    title: str
+    published: datetime | None
+    first_seen: datetime
+    watchlists: list[str]  # sorted ids of the watchlists that hit it
+    feed_title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoryRecord:
+    """A story with its items, oldest first (the first is the lead: the representative)."""
+
+    id: int
+    title: str
+    first_seen: datetime
+    last_seen: datetime
+    items: list[StoryItem]
+
+    @property
+    def watchlists(self) -> list[str]:
+        return sorted({w for i in self.items for w in i.watchlists})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "story": self.id,
+            "title": self.title,
+            "first_seen": self.first_seen.isoformat(),
+            "last_seen": self.last_seen.isoformat(),
+            "watchlists": self.watchlists,
+            "items": [
+                {
+                    "id": i.id,
+                    "feed": i.feed,
+                    "link": i.link,
+                    "title": i.title,
+                    "published": i.published.isoformat() if i.published else None,
+                    "first_seen": i.first_seen.isoformat(),
+                    "watchlists": i.watchlists,
+                }
+                for i in self.items
+            ],
+        }

@@ -1,10 +1,11 @@
 """The read-only commands on a SQLite file, through the standard library's ``sqlite3``.
 
-``monitor hits``, ``monitor status`` and ``monitor feeds list`` only read, and SQLAlchemy's
-import alone costs them most of their time (~0.2 s of ~0.27 s). On a SQLite file that is
-already at the current schema they read here instead, with plain SQL: the same queries as
-the repository functions named beside each (``feeds.list_hits``, ``status.status_report``,
-``feeds.list_feeds``), building the same records (``rows.py``, ``status_rows.py``) through
+``monitor hits``, ``monitor status``, ``monitor feeds list`` and ``monitor stories`` only
+read, and SQLAlchemy's import alone costs them most of their time (~0.2 s of ~0.27 s). On
+a SQLite file that is already at the current schema they read here instead, with plain
+SQL: the same queries as the repository functions named beside each (``feeds.list_hits``,
+``status.status_report``, ``feeds.list_feeds``, ``stories.list_stories``), building the
+same records (``rows.py``, ``status_rows.py``) through
 the same rules; a test keeps both readers' records equal on one database. Anything else
 (PostgreSQL, a new or older database, a URL with options) is left to
 :func:`monitor.store.open_store`: :func:`open_reader` returns None.
@@ -27,6 +28,8 @@ from monitor.store.rows import (
     FailingFeed,
     FeedRecord,
     StoredHit,
+    StoryItem,
+    StoryRecord,
     StoryStats,
     feed_record,
     stored_reader,
@@ -81,6 +84,10 @@ _HITS = (
     "FROM hits JOIN items ON hits.item_id = items.id "
     "LEFT OUTER JOIN feeds ON items.feed_id = feeds.id"
 )
+
+
+#: Story ids per statement (SQLite allows 999 parameters in builds before 3.32).
+_ID_CHUNK = 500
 
 
 class SQLiteReader:
@@ -146,6 +153,87 @@ class SQLiteReader:
             params.append(limit)
         with self._read() as conn:
             return [StoredHit(**r) for r in self._records(conn, sql, params)]
+
+    # ------------------------------------------------------------------ stories
+
+    def list_stories(
+        self,
+        *,
+        since: datetime | None = None,
+        watchlist: str | None = None,
+        limit: int | None = None,
+    ) -> list[StoryRecord]:
+        """As ``stories.list_stories`` (the most recently seen first)."""
+        sql = (
+            "SELECT stories.id, stories.title, stories.first_seen_at, stories.last_seen_at "
+            "FROM stories"
+        )
+        conds, params = [], list[Any]()
+        if since is not None:
+            conds.append("stories.last_seen_at >= ?")
+            params.append(stored_time(since))
+        if watchlist is not None:
+            conds.append(
+                "stories.id IN (SELECT items.story_id FROM hits JOIN items "
+                "ON hits.item_id = items.id WHERE hits.watchlist = ?)"
+            )
+            params.append(watchlist)
+        if conds:
+            sql += " WHERE " + " AND ".join(conds)
+        sql += " ORDER BY stories.last_seen_at DESC, stories.id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._read() as conn:
+            rows = list(self._records(conn, sql, params))
+            members = self._items_by_story(conn, [r["id"] for r in rows])
+        return [
+            StoryRecord(r["id"], r["title"], r["first_seen_at"], r["last_seen_at"],
+                        members.get(r["id"], []))
+            for r in rows
+        ]  # fmt: skip
+
+    def _items_by_story(
+        self, conn: sqlite3.Connection, story_ids: Sequence[int]
+    ) -> dict[int, list[StoryItem]]:
+        """As ``stories.items_by_story``."""
+        ids = sorted(set(story_ids))
+        rows: list[dict[str, Any]] = []
+        by_item: dict[int, set[str]] = {}
+        # A story's items all come with its id, so the ids are read in chunks (SQLite caps
+        # the parameters of a statement), each chunk's items in order.
+        for start in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[start : start + _ID_CHUNK]
+            wanted = f"items.story_id IN ({', '.join('?' * len(chunk))})"
+            rows += self._records(
+                conn,
+                "SELECT items.id, items.story_id, feeds.url, feeds.title AS feed_title, "
+                "items.link, items.title, items.published_at, items.first_seen_at "
+                "FROM items LEFT OUTER JOIN feeds ON items.feed_id = feeds.id "
+                f"WHERE {wanted} ORDER BY items.first_seen_at, items.id",
+                chunk,
+            )
+            for item_id, watchlist in conn.execute(
+                "SELECT hits.item_id, hits.watchlist FROM hits JOIN items "
+                f"ON hits.item_id = items.id WHERE {wanted}",
+                chunk,
+            ):
+                by_item.setdefault(item_id, set()).add(watchlist)
+        out: dict[int, list[StoryItem]] = {}
+        for r in rows:
+            out.setdefault(r["story_id"], []).append(
+                StoryItem(
+                    id=r["id"],
+                    feed=r["url"],
+                    link=r["link"],
+                    title=r["title"],
+                    published=r["published_at"],
+                    first_seen=r["first_seen_at"],
+                    watchlists=sorted(by_item.get(r["id"], ())),
+                    feed_title=r["feed_title"],
+                )
+            )
+        return out
 
     # ------------------------------------------------------------------ feeds
 

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from monitor.models import Item, StoryDecision
 from monitor.store.db import Store
+from monitor.store.rows import StoryItem as StoryItem
+from monitor.store.rows import StoryRecord as StoryRecord
 from monitor.store.rows import StoryStats as StoryStats
 from monitor.store.schema import feeds, hits, items, stories
 
@@ -84,56 +85,6 @@ class StoryAssigner(Protocol):
     def mark(self) -> int | None: ...
 
     def undo(self, mark: int | None) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class StoryItem:
-    """One item of a story: where it came from and which watchlists hit it."""
-
-    id: int
-    feed: str | None  # the feed URL
-    link: str | None
-    title: str
-    published: datetime | None
-    first_seen: datetime
-    watchlists: list[str]  # sorted ids of the watchlists that hit it
-    feed_title: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StoryRecord:
-    """A story with its items, oldest first (the first is the lead: the representative)."""
-
-    id: int
-    title: str
-    first_seen: datetime
-    last_seen: datetime
-    items: list[StoryItem]
-
-    @property
-    def watchlists(self) -> list[str]:
-        return sorted({w for i in self.items for w in i.watchlists})
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "story": self.id,
-            "title": self.title,
-            "first_seen": self.first_seen.isoformat(),
-            "last_seen": self.last_seen.isoformat(),
-            "watchlists": self.watchlists,
-            "items": [
-                {
-                    "id": i.id,
-                    "feed": i.feed,
-                    "link": i.link,
-                    "title": i.title,
-                    "published": i.published.isoformat() if i.published else None,
-                    "first_seen": i.first_seen.isoformat(),
-                    "watchlists": i.watchlists,
-                }
-                for i in self.items
-            ],
-        }
 
 
 # --------------------------------------------------------------------------- assignment
