@@ -427,11 +427,16 @@ def items(
     """List stored items, oldest first, with the text matching saw and where it came
     from (the feed, or the article page behind it)."""
     from monitor.records import item_record
-    from monitor.store import articles as article_store
 
-    rows = article_store.list_items(
-        ctx.store(), since=_since(since), feed_url=feed_url, limit=limit
-    )
+    reader = ctx.reader()
+    if reader is not None:
+        rows = reader.list_items(since=_since(since), feed_url=feed_url, limit=limit)
+    else:
+        from monitor.store import articles as article_store
+
+        rows = article_store.list_items(
+            ctx.store(), since=_since(since), feed_url=feed_url, limit=limit
+        )
     for row in rows:
         if as_json:
             click.echo(json.dumps(item_record(row), ensure_ascii=False))
@@ -1047,14 +1052,20 @@ def outbox(click_ctx: click.Context, show_all: bool, as_json: bool) -> None:
     """
     if click_ctx.invoked_subcommand is not None:
         return
-    from monitor.store import outbox as outbox_store
+    from monitor.store.rows import WEBHOOK, target_namer
 
     ctx = click_ctx.find_object(Context)
     assert ctx is not None
 
     statuses = ("queued", "failed", "sent") if show_all else ("queued", "failed")
-    entries = outbox_store.list_outbox(ctx.store(), statuses=statuses)
-    target = outbox_store.target_namer(ctx.settings.webhooks)
+    reader = ctx.reader()
+    if reader is not None:
+        entries = reader.list_outbox(statuses=statuses)
+    else:
+        from monitor.store import outbox as outbox_store
+
+        entries = outbox_store.list_outbox(ctx.store(), statuses=statuses)
+    target = target_namer(ctx.settings.webhooks)
 
     if as_json:
         for e in entries:
@@ -1081,7 +1092,7 @@ def outbox(click_ctx: click.Context, show_all: bool, as_json: bool) -> None:
             f"{plural(e.attempts, 'attempt')}, "
             f"{when}: {e.subject}"
         )
-        if e.kind == outbox_store.WEBHOOK:
+        if e.kind == WEBHOOK:
             click.echo(f"      to: {target(e) or '(no [[webhooks]] entry of this name)'}")
         if e.last_error:
             click.echo(f"      why: {e.last_error}")

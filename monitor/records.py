@@ -8,8 +8,7 @@ from monitor.store.rows import item_text
 from monitor.wording import iso
 
 if TYPE_CHECKING:
-    from monitor.store.browse import ItemRow
-    from monitor.store.rows import StoredHit
+    from monitor.store.rows import ItemRow, StoredHit
 
 
 def hit_record(hit: StoredHit) -> dict[str, Any]:

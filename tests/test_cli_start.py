@@ -40,12 +40,13 @@ def test_starting_imports_nothing_heavy(args: list[str]) -> None:
 NOT_FOR_READING = {
     "sqlalchemy", "alembic", "asyncio", "importlib.metadata", "aiohttp", "feedparser", "jinja2",
     "apscheduler", "yaml", "monitor.pipeline", "monitor.store.db", "monitor.store.feeds",
-    "monitor.store.articles",
+    "monitor.store.articles", "monitor.store.outbox", "monitor.store.stories",
 }  # fmt: skip
 READ_COMMANDS = [
     ["hits"], ["hits", "--json", "--since", "7d", "--watchlist", "gor"], ["status"],
     ["status", "--json"], ["feeds", "list"], ["feeds", "list", "--json"], ["stories"],
-    ["stories", "--json", "--since", "7d", "--watchlist", "gor"],
+    ["stories", "--json", "--since", "7d", "--watchlist", "gor"], ["items"],
+    ["items", "--json", "--since", "7d", "--limit", "5"], ["outbox"], ["outbox", "--all"],
 ]  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from monitor.cluster import StoryIndex
 from monitor.config import SubscriberConfig
 from monitor.errors import DatabaseUnusable
 from monitor.models import FetchResult, Item, Match, Outcome, ParsedFeed, Span
-from monitor.store import Store, instances, open_store, outbox, sqlite_read, stories
+from monitor.store import Store, articles, instances, open_store, outbox, sqlite_read, stories
 from monitor.store import feeds as fs
 from monitor.store.migrations import SCHEMA_HEAD
 from monitor.store.rows import JSON_COLUMNS, FeedSpec, feed_sync_plan
@@ -172,6 +172,37 @@ def test_stories_are_the_repositorys(
     assert reader.list_stories() == everything
     story = reader.list_stories()[0]
     assert story.first_seen.tzinfo is UTC and story.items[0].first_seen.tzinfo is UTC
+
+
+def test_items_are_the_repositorys(both: tuple[Store, SQLiteReader, datetime]) -> None:
+    store, reader, now = both
+    everything = articles.list_items(store)
+    assert len(everything) == 18 and any(row.watchlists and row.marks for row in everything)
+    assert reader.list_items() == everything
+    for since, feed_url, limit in (
+        (now - timedelta(days=1), None, None),
+        (now - timedelta(days=1, hours=3), "http://ok.test/", 4),
+        (None, None, 1),
+        (None, "http://bad.test/", None),
+        (now + timedelta(days=1), None, None),
+    ):
+        expected = articles.list_items(store, since=since, feed_url=feed_url, limit=limit)
+        assert reader.list_items(since=since, feed_url=feed_url, limit=limit) == expected
+    row = reader.list_items(limit=1)[0]
+    assert row.first_seen.tzinfo is UTC and row.feed_url == "http://ok.test/"
+
+
+def test_outbox_is_the_repositorys(both: tuple[Store, SQLiteReader, datetime]) -> None:
+    store, reader, _ = both
+    for statuses in (("queued", "failed"), ("queued", "failed", "sent"), ("sent",)):
+        expected = outbox.list_outbox(store, statuses=statuses)
+        assert reader.list_outbox(statuses=statuses) == expected
+    every = reader.list_outbox(statuses=("queued", "failed", "sent"))
+    assert {(e.kind, e.status) for e in every} == {
+        ("mail", "failed"), ("mail", "sent"), ("mail", "queued"), ("webhook", "queued")
+    }
+    assert [e.hits for e in every if e.kind == "webhook"] == [2]
+    assert all(e.created_at.tzinfo is UTC for e in every)
 
 
 def test_status_is_the_repositorys(both: tuple[Store, SQLiteReader, datetime]) -> None:

@@ -13,7 +13,7 @@ import re
 import time
 import weakref
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -21,40 +21,14 @@ from sqlalchemy import and_, exists, func, literal_column, select, text, true
 from sqlalchemy.exc import DBAPIError
 
 from monitor.store.db import Store
+from monitor.store.rows import ItemRow as ItemRow
+from monitor.store.rows import add_hit
 from monitor.store.schema import PG_SEARCH_DOCUMENT, feeds, hits, items, stories
 from monitor.store.stories import StoryRecord, items_by_story
 
 #: Longest search input considered; the rest is ignored.
 MAX_QUERY = 200
 _WORD = re.compile(r"\w+", re.UNICODE)
-
-
-@dataclass(frozen=True, slots=True)
-class ItemRow:
-    """A stored item with its feed and the watchlists (and terms) that matched it."""
-
-    id: int
-    feed_id: int | None
-    feed_url: str | None
-    feed_title: str | None
-    guid: str | None
-    link: str | None
-    title: str
-    summary: str
-    content: str
-    published: datetime | None
-    first_seen: datetime
-    story_id: int | None = None
-    lang: str | None = None
-    text_source: str = "feed"
-    article: str | None = None  # the article page's state: pending, done, failed
-    article_error: str | None = None  # why the page's text was not used
-    watchlists: dict[str, list[str]] = field(default_factory=dict)  # id -> terms
-    marks: list[str] = field(default_factory=list)  # the matched words as they stand
-
-    @property
-    def outlet(self) -> str:
-        return self.feed_title or self.feed_url or "unknown feed"
 
 
 def query_words(q: str) -> list[str]:
@@ -357,20 +331,8 @@ def _fold(found: Iterable[Any]) -> list[ItemRow]:
             m = r._mapping
             out.append(ItemRow(**{k: m[k] for k in _ITEM_KEYS}))
         if r.hit_watchlist is not None:
-            _add_hit(out[-1], r.hit_watchlist, r.hit_matches)
+            add_hit(out[-1], r.hit_watchlist, r.hit_matches)
     return out
-
-
-def _add_hit(row: ItemRow, watchlist: str, matches: Any) -> None:
-    """A hit of ``watchlist`` on ``row``: its terms, and the matched words to mark."""
-    terms: dict[str, None] = {}
-    for m in matches or []:
-        for t in m.get("terms", []):
-            terms.setdefault(str(t), None)
-        for span in m.get("spans", []):
-            if span.get("text") and span["text"] not in row.marks:
-                row.marks.append(str(span["text"]))
-    row.watchlists[watchlist] = list(terms)
 
 
 def hits_per_day(store: Store, watchlist: str, *, days: int, today: date) -> list[tuple[date, int]]:

@@ -54,6 +54,9 @@ from monitor.store.rows import QUEUED as QUEUED
 from monitor.store.rows import SENT as SENT
 from monitor.store.rows import WEBHOOK as WEBHOOK
 from monitor.store.rows import FailingFeed as FailingFeed
+from monitor.store.rows import HasShownUrl as HasShownUrl
+from monitor.store.rows import OutboxEntry as OutboxEntry
+from monitor.store.rows import target_namer as target_namer
 from monitor.store.schema import deliveries, feeds, hits, items, outbox
 from monitor.store.schema import subscribers as subscriber_rows
 
@@ -71,13 +74,6 @@ RETRY_MAX = timedelta(hours=1)
 class HasEmail(Protocol):
     @property
     def email(self) -> str: ...
-
-
-class HasShownUrl(Protocol):
-    @property
-    def key(self) -> str: ...
-    @property
-    def shown_url(self) -> str: ...
 
 
 # --- subscribers --------------------------------------------------------------------
@@ -366,36 +362,6 @@ class OutboxMessage:
     message: bytes
     attempts: int
     created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
-    """A row of ``monitor outbox``: what is queued or failed, and why."""
-
-    id: int
-    subscriber: str
-    message_id: str
-    subject: str
-    status: str
-    attempts: int
-    hits: int
-    created_at: datetime
-    next_attempt_at: datetime | None
-    last_error: str | None
-    sent_at: datetime | None
-    kind: str = MAIL
-
-
-def target_namer(webhooks: Iterable[HasShownUrl]) -> Callable[[OutboxEntry], str | None]:
-    """Where a row goes, as ``monitor outbox`` and the web view show it: a mail's address,
-    or its webhook's URL with scheme, host and port only (the path and query, often the
-    secret, left out); None for a webhook no longer in the config."""
-    hooks = {w.key: w.shown_url for w in webhooks}
-
-    def target(entry: OutboxEntry) -> str | None:
-        return hooks.get(entry.subscriber) if entry.kind == WEBHOOK else entry.subscriber
-
-    return target
 
 
 def enqueue_digest(

@@ -3,9 +3,9 @@ values. No SQLAlchemy here.
 
 Two readers build these records: the repository (``feeds.py``, ``status.py``, ...)
 through SQLAlchemy, on either backend, and ``sqlite_read.py``, which serves the read-only
-commands (``monitor hits``, ``status``, ``feeds list``, ``stories``) on a SQLite file
-through the standard library's ``sqlite3`` so that they answer without importing
-SQLAlchemy. What the
+commands (``monitor hits``, ``status``, ``feeds list``, ``stories``, ``items``,
+``outbox``) on a SQLite file through the standard library's ``sqlite3`` so that they
+answer without importing SQLAlchemy. What the
 records are, how a stored value reads back (:func:`stored_value`) and the sums over rows
 live here once, for both (the records of ``monitor status`` in ``status_rows.py``).
 """
@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from monitor.config import FeedConfig
@@ -328,3 +328,80 @@ class StoryRecord:
                 for i in self.items
             ],
         }
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRow:
+    """A stored item with its feed and the watchlists (and terms) that matched it."""
+
+    id: int
+    feed_id: int | None
+    feed_url: str | None
+    feed_title: str | None
+    guid: str | None
+    link: str | None
+    title: str
+    summary: str
+    content: str
+    published: datetime | None
+    first_seen: datetime
+    story_id: int | None = None
+    lang: str | None = None
+    text_source: str = "feed"
+    article: str | None = None  # the article page's state: pending, done, failed
+    article_error: str | None = None  # why the page's text was not used
+    watchlists: dict[str, list[str]] = field(default_factory=dict)  # id -> terms
+    marks: list[str] = field(default_factory=list)  # the matched words as they stand
+
+    @property
+    def outlet(self) -> str:
+        return self.feed_title or self.feed_url or "unknown feed"
+
+
+def add_hit(row: ItemRow, watchlist: str, matches: Any) -> None:
+    """A hit of ``watchlist`` on ``row``: its terms, and the matched words to mark."""
+    terms: dict[str, None] = {}
+    for m in matches or []:
+        for t in m.get("terms", []):
+            terms.setdefault(str(t), None)
+        for span in m.get("spans", []):
+            if span.get("text") and span["text"] not in row.marks:
+                row.marks.append(str(span["text"]))
+    row.watchlists[watchlist] = list(terms)
+
+
+class HasShownUrl(Protocol):
+    @property
+    def key(self) -> str: ...
+    @property
+    def shown_url(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A row of ``monitor outbox``: what is queued or failed, and why."""
+
+    id: int
+    subscriber: str
+    message_id: str
+    subject: str
+    status: str
+    attempts: int
+    hits: int
+    created_at: datetime
+    next_attempt_at: datetime | None
+    last_error: str | None
+    sent_at: datetime | None
+    kind: str = MAIL
+
+
+def target_namer(webhooks: Iterable[HasShownUrl]) -> Callable[[OutboxEntry], str | None]:
+    """Where a row goes, as ``monitor outbox`` and the web view show it: a mail's address,
+    or its webhook's URL with scheme, host and port only (the path and query, often the
+    secret, left out); None for a webhook no longer in the config."""
+    hooks = {w.key: w.shown_url for w in webhooks}
+
+    def target(entry: OutboxEntry) -> str | None:
+        return hooks.get(entry.subscriber) if entry.kind == WEBHOOK else entry.subscriber
+
+    return target

@@ -1,12 +1,13 @@
 """The read-only commands on a SQLite file, through the standard library's ``sqlite3``.
 
-``monitor hits``, ``monitor status``, ``monitor feeds list`` and ``monitor stories`` only
+``monitor hits``, ``status``, ``feeds list``, ``stories``, ``items`` and ``outbox`` only
 read, and SQLAlchemy's import alone costs them most of their time (~0.2 s of ~0.27 s). On
 a SQLite file that is already at the current schema they read here instead, with plain
 SQL: the same queries as the repository functions named beside each (``feeds.list_hits``,
-``status.status_report``, ``feeds.list_feeds``, ``stories.list_stories``), building the
-same records (``rows.py``, ``status_rows.py``) through
-the same rules; a test keeps both readers' records equal on one database. Anything else
+``status.status_report``, ``feeds.list_feeds``, ``stories.list_stories``,
+``articles.list_items``, ``outbox.list_outbox``), building the same records (``rows.py``,
+``status_rows.py``) through the same rules; a test keeps both readers' records equal on
+one database. Anything else
 (PostgreSQL, a new or older database, a URL with options) is left to
 :func:`monitor.store.open_store`: :func:`open_reader` returns None.
 """
@@ -27,10 +28,13 @@ from monitor.store.rows import (
     REMOVED_FROM_CONFIG,
     FailingFeed,
     FeedRecord,
+    ItemRow,
+    OutboxEntry,
     StoredHit,
     StoryItem,
     StoryRecord,
     StoryStats,
+    add_hit,
     feed_record,
     stored_reader,
     stored_time,
@@ -153,6 +157,73 @@ class SQLiteReader:
             params.append(limit)
         with self._read() as conn:
             return [StoredHit(**r) for r in self._records(conn, sql, params)]
+
+    # ------------------------------------------------------------------ outbox
+
+    def list_outbox(self, *, statuses: Sequence[str]) -> list[OutboxEntry]:
+        """As ``outbox.list_outbox`` (oldest first, each with its number of hits)."""
+        sql = (
+            "SELECT outbox.id, outbox.subscriber, outbox.message_id, outbox.subject, "
+            "outbox.status, outbox.attempts, coalesce(counts.hits, 0) AS hits, "
+            "outbox.created_at, outbox.next_attempt_at, outbox.last_error, outbox.sent_at, "
+            "outbox.kind FROM outbox LEFT OUTER JOIN (SELECT deliveries.outbox_id AS "
+            "outbox_id, count(*) AS hits FROM deliveries GROUP BY deliveries.outbox_id) "
+            "AS counts ON counts.outbox_id = outbox.id "
+            f"WHERE outbox.status IN ({', '.join('?' * len(statuses))}) "
+            "ORDER BY outbox.created_at, outbox.id"
+        )
+        with self._read() as conn:
+            return [OutboxEntry(**r) for r in self._records(conn, sql, list(statuses))]
+
+    # ------------------------------------------------------------------ items
+
+    def list_items(
+        self,
+        *,
+        since: datetime | None = None,
+        feed_url: str | None = None,
+        limit: int | None = None,
+    ) -> list[ItemRow]:
+        """As ``articles.list_items`` (oldest first; with ``limit``, the newest ``limit``
+        of them), each with its hits as ``browse.item_rows`` folds them."""
+        chosen = "SELECT items.id FROM items LEFT OUTER JOIN feeds ON items.feed_id = feeds.id"
+        conds, params = [], list[Any]()
+        if since is not None:
+            conds.append("items.first_seen_at >= ?")
+            params.append(stored_time(since))
+        if feed_url is not None:
+            conds.append("feeds.url = ?")
+            params.append(feed_url)
+        if conds:
+            chosen += " WHERE " + " AND ".join(conds)
+        chosen += " ORDER BY items.id DESC"
+        if limit is not None:
+            chosen += " LIMIT ?"
+            params.append(limit)
+        sql = (
+            "SELECT items.id, items.feed_id, feeds.url AS feed_url, feeds.title AS feed_title, "
+            "items.guid, items.link, items.title, items.summary, items.content, "
+            "items.published_at, items.first_seen_at, items.story_id, items.lang, "
+            "items.text_source, items.article, items.article_error, "
+            "hits.watchlist AS hit_watchlist, hits.matches "
+            f"FROM items JOIN ({chosen}) AS chosen ON items.id = chosen.id "
+            "LEFT OUTER JOIN feeds ON items.feed_id = feeds.id "
+            "LEFT OUTER JOIN hits ON hits.item_id = items.id "
+            "ORDER BY items.id DESC, hits.id"
+        )
+        out: list[ItemRow] = []
+        with self._read() as conn:
+            for r in self._records(conn, sql, params):
+                if not out or out[-1].id != r["id"]:
+                    r["published"], r["first_seen"] = r.pop("published_at"), r.pop("first_seen_at")
+                    watchlist, matches = r.pop("hit_watchlist"), r.pop("matches")
+                    out.append(ItemRow(**r))
+                else:
+                    watchlist, matches = r["hit_watchlist"], r["matches"]
+                if watchlist is not None:
+                    add_hit(out[-1], watchlist, matches)
+        out.reverse()
+        return out
 
     # ------------------------------------------------------------------ stories
 
