@@ -452,3 +452,9 @@ def test_a_pickled_window_decides_as_the_window_it_was_taken_from() -> None:
     later = [(step(kept, n), step(loaded, n)) for n in range(301, 601)]
     assert all(a == b for a, b in later)
     assert {a[1] for a, _ in later} >= {"new", "same event"}
+
+
+def test_the_store_gives_the_assigner_as_much_text_as_it_reads() -> None:
+    from monitor import cluster
+
+    assert ss.TEXT_CHARS == cluster.MAX_CHARS

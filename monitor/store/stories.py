@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 
 #: Key for ``pg_advisory_xact_lock`` around storing new items and their stories.
 PG_STORY_LOCK = 0x73746F72  # "stor"
-#: How much of an item's content the assigner is given (it looks at the start only).
+#: How much of an item's content the assigner is given: ``cluster.MAX_CHARS``, as it
+#: looks at no more (not imported from there: that would cost every command that opens
+#: the store ~20 ms; ``tests/test_stories.py`` holds the two equal).
 TEXT_CHARS = 2000
 #: Items whose text is sketched together when the window catches up (see
 #: ``StoryAssigner.sketches``).
