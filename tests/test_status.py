@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from click.testing import CliRunner
+from sqlalchemy import event
 
 from monitor.cli import cli
 from monitor.config import SubscriberConfig
@@ -71,6 +74,52 @@ def test_status_report_from_the_database(sqlite_url: str) -> None:
         tomorrow = datetime.now(UTC) + timedelta(days=1)
         assert status_report(store, now=tomorrow).hits_today == 0
     finally:
+        store.dispose()
+
+
+@pytest.mark.postgres
+def test_status_on_postgresql_is_one_snapshot(pg_url: str) -> None:
+    """Every part of the report is as of one moment: a feed that starts failing, a
+    delivery queued and a poll run finished while the report is being read (right after
+    its first statement) are in none of its parts, and all in the next report."""
+    store = open_store(pg_url, upgrade=True)
+    other = open_store(pg_url)
+    try:
+        populate(store)
+        started: list[str] = []
+
+        def meanwhile(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+            if started:
+                return
+            started.append(statement)
+            fs.sync_config_feeds(other, [fs.FeedSpec(u) for u in
+                                         ("http://ok.test/", "http://bad.test/", "http://new.test/")])  # fmt: skip
+            new = next(f for f in fs.list_feeds(other) if f.url == "http://new.test/")
+            failed = FetchResult(outcome=Outcome.FAILED, url=new.url, final_url=new.url,
+                                 error="timed out", error_kind="timeout")  # fmt: skip
+            fs.save_poll(other, new, failed, None, next_due_at=None, hint_s=None, match=zebra)
+            run = fs.start_poll_run(other, instance="host:2")
+            fs.finish_poll_run(other, run, {"feeds": 3, "fetched": 0, "not_modified": 0,
+                                            "failed": 3, "new_items": 0, "new_hits": 0})  # fmt: skip
+            hit = fs.list_hits(other)[1]
+            outbox.enqueue_digest(other, subscriber="a@example.org", message_id="<2@test>",
+                                  subject="t", message=b"m", hit_ids=[hit.id])  # fmt: skip
+
+        event.listen(store.engine, "after_cursor_execute", meanwhile)
+        report = status_report(store)
+        event.remove(store.engine, "after_cursor_execute", meanwhile)
+        assert started, "the report read the database"
+        assert report.active_feeds == 2
+        assert [f.url for f in report.failing] == ["http://bad.test/"]
+        assert report.last_run is not None and report.last_run["new_hits"] == 2
+        assert report.outbox.queued == 1
+        after = status_report(store)
+        assert after.active_feeds == 3
+        assert {f.url for f in after.failing} == {"http://bad.test/", "http://new.test/"}
+        assert after.last_run is not None and after.last_run["failed"] == 3
+        assert after.outbox.queued == 2
+    finally:
+        other.dispose()
         store.dispose()
 
 

@@ -78,6 +78,27 @@ class Store:
             yield conn
             conn.rollback()
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read whose statements all see the database as it was at the first of them:
+        on PostgreSQL a REPEATABLE READ transaction (each statement of a READ COMMITTED
+        one sees what committed before it); on SQLite a transaction is one already."""
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            yield conn
+            conn.rollback()
+
+    @contextmanager
+    def reading(self, conn: Connection | None) -> Iterator[Connection]:
+        """``conn`` if given (a caller's transaction, such as a :meth:`snapshot`), else a
+        read of its own."""
+        if conn is not None:
+            yield conn
+        else:
+            with self.read() as own:
+                yield own
+
     def upgrade(self) -> None:
         """Apply every pending migration (idempotent; safe when instances start together)."""
         from alembic import command

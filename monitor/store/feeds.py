@@ -514,8 +514,8 @@ def finish_poll_run(store: Store, run_id: int, counts: Mapping[str, int]) -> Non
         )
 
 
-def last_poll_run(store: Store) -> Mapping[str, Any] | None:
-    with store.read() as conn:
+def last_poll_run(store: Store, conn: Connection | None = None) -> Mapping[str, Any] | None:
+    with store.reading(conn) as conn:
         row = conn.execute(
             select(poll_runs)
             .where(poll_runs.c.finished_at.is_not(None))

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
 from monitor.store.db import Store, utcnow
 from monitor.store.schema import feeds, instances, outbox
@@ -47,16 +47,18 @@ def unregister(store: Store, instance: str) -> None:
         conn.execute(delete(instances).where(instances.c.id == instance))
 
 
-def list_instances(store: Store) -> list[Instance]:
-    with store.read() as conn:
+def list_instances(store: Store, conn: Connection | None = None) -> list[Instance]:
+    with store.reading(conn) as conn:
         rows = conn.execute(select(instances).order_by(instances.c.started_at))
         return [Instance(**dict(r._mapping)) for r in rows]
 
 
-def holdings(store: Store, *, now: datetime | None = None) -> dict[str, Holdings]:
+def holdings(
+    store: Store, *, now: datetime | None = None, conn: Connection | None = None
+) -> dict[str, Holdings]:
     """Live claims per holder, including holders without an instance row (gone)."""
     now = now or utcnow()
-    with store.read() as conn:
+    with store.reading(conn) as conn:
         claims = [
             list(
                 conn.execute(

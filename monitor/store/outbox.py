@@ -794,7 +794,7 @@ def watchlist_volume(
     return {w: sorted(b.items()) for w, b in out.items()}
 
 
-def failing_feeds(store: Store) -> list[FailingFeed]:
+def failing_feeds(store: Store, conn: Connection | None = None) -> list[FailingFeed]:
     """Feeds that are failing (``consecutive_failures > 0``) or retired, except those the
     operator removed from the config. Worst first."""
     query = (
@@ -813,5 +813,5 @@ def failing_feeds(store: Store) -> list[FailingFeed]:
         )
         .order_by(feeds.c.retired_at.is_(None), feeds.c.consecutive_failures.desc(), feeds.c.url)
     )
-    with store.read() as conn:
+    with store.reading(conn) as conn:
         return [FailingFeed(**dict(r._mapping)) for r in conn.execute(query)]

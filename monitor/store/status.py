@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from monitor.store import feeds as feed_store
 from monitor.store import instances as instance_store
@@ -23,9 +23,9 @@ from monitor.store.status_rows import OutboxState as OutboxState
 from monitor.store.status_rows import StatusReport as StatusReport
 
 
-def outbox_state(store: Store) -> OutboxState:
+def outbox_state(store: Store, conn: Connection | None = None) -> OutboxState:
     """Queued (and the oldest of them), failed and sent rows, in all and per kind."""
-    with store.read() as conn:
+    with store.reading(conn) as conn:
         rows = conn.execute(
             select(
                 outbox.c.kind, outbox.c.status, func.count(), func.min(outbox.c.created_at)
@@ -35,9 +35,11 @@ def outbox_state(store: Store) -> OutboxState:
 
 
 def status_report(store: Store, *, now: datetime | None = None) -> StatusReport:
+    """Every part read in one snapshot (:meth:`Store.snapshot`), so that they agree: the
+    outbox's counts and the claims on it, say, as of one moment."""
     now = now or datetime.now(UTC)
     midnight = datetime.combine(now.astimezone(UTC).date(), time(0), tzinfo=UTC)
-    with store.read() as conn:
+    with store.snapshot() as conn:
         active = conn.execute(
             select(func.count()).select_from(feeds).where(feeds.c.retired_at.is_(None))
         ).scalar_one()
@@ -62,16 +64,16 @@ def status_report(store: Store, *, now: datetime | None = None) -> StatusReport:
                 .order_by(feeds.c.article_failures.desc(), feeds.c.url)
             )
         ]
-    return StatusReport(
-        now=now,
-        last_run=feed_store.last_poll_run(store),
-        active_feeds=int(active),
-        failing=outbox_store.failing_feeds(store),
-        hits_today=sum(by_watchlist.values()),
-        hits_today_by_watchlist=by_watchlist,
-        outbox=outbox_state(store),
-        instances=instance_store.list_instances(store),
-        holdings=instance_store.holdings(store, now=now),
-        stories=story_store.story_stats(store, now=now),
-        article_failures=article_failures,
-    )
+        return StatusReport(
+            now=now,
+            last_run=feed_store.last_poll_run(store, conn),
+            active_feeds=int(active),
+            failing=outbox_store.failing_feeds(store, conn),
+            hits_today=sum(by_watchlist.values()),
+            hits_today_by_watchlist=by_watchlist,
+            outbox=outbox_state(store, conn),
+            instances=instance_store.list_instances(store, conn),
+            holdings=instance_store.holdings(store, now=now, conn=conn),
+            stories=story_store.story_stats(store, now=now, conn=conn),
+            article_failures=article_failures,
+        )

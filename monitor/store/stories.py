@@ -319,10 +319,10 @@ def assign(
 # --------------------------------------------------------------------------- reading
 
 
-def story_stats(store: Store, *, now: datetime) -> StoryStats:
+def story_stats(store: Store, *, now: datetime, conn: Connection | None = None) -> StoryStats:
     midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     week = now - timedelta(days=7)
-    with store.read() as conn:
+    with store.reading(conn) as conn:
         today = conn.execute(
             select(func.count()).select_from(stories).where(stories.c.first_seen_at >= midnight)
         ).scalar_one()
