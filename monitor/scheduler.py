@@ -50,6 +50,7 @@ from monitor.config import Settings, SubscriberConfig, load_settings, locate_con
 from monitor.errors import DatabaseUnusable, MonitorError
 from monitor.match import Matcher
 from monitor.notify import Notifier
+from monitor.pipeline.window_file import window_path
 from monitor.schedules import next_digest_time
 from monitor.store import Store, open_store
 from monitor.store import feeds as feed_store
@@ -124,6 +125,9 @@ class Daemon:
         self.scheduler: AsyncIOScheduler | None = None
         self.pool: pipeline.ParsePool | None = None
         self.stories = pipeline.story_index(settings)  # the window of recent items
+        # On SQLite the window is kept in a file between runs (``pipeline.window_file``):
+        # loaded at start, saved at a clean stop.
+        self._window_file = window_path(settings.database_url)
         self._pool_version = registry.version
         self._config_path = locate_config(config, os.environ)
         self._config_stamp = _stamp(self._config_path)
@@ -194,6 +198,13 @@ class Daemon:
             log.info("freed %d claims left by a stopped instance", freed)
         instance_store.register(self.store, self.instance, socket.gethostname(), os.getpid())
         pipeline.sync_config(self.settings, self.store)
+        if self._window_file is not None:
+            from monitor.pipeline import window_file
+
+            saved = window_file.load(self._window_file, self.store, self.stories.params)
+            if saved is not None:  # else the first poll fills the window from the store
+                self.stories = saved
+                log.info("story window: %s from the last run", plural(len(saved), "item"))
 
     def request_stop(self, sig: int = signal.SIGTERM) -> None:
         if self._stopping:
@@ -219,10 +230,18 @@ class Daemon:
         # Cancelled work cleans up (claims released, connections closed); bounded, so a
         # server that stops answering cannot hold the stop beyond TimeoutStopSec.
         left = {*self._poll_tasks, *self._send_tasks}
+        stuck: set[asyncio.Task[Any]] = set()
         if left:
             _done, stuck = await asyncio.wait(left, timeout=CLEANUP_GRACE)
             if stuck:
                 log.warning("stopping: %d tasks did not finish cleaning up", len(stuck))
+        # Saved once no poll can change it (a poll still cleaning up might).
+        if self._window_file is not None and len(self.stories) and not stuck:
+            from monitor.pipeline import window_file
+
+            await asyncio.to_thread(
+                window_file.save_quietly, self._window_file, self.stories, self.store
+            )
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         if self.pool is not None:

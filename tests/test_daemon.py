@@ -383,6 +383,8 @@ def test_stop_mid_cycle_then_restart_loses_and_duplicates_nothing(tmp_path: Path
                 code, took = first.stop()
                 assert code == 0, first.log()
                 assert took < 10, took
+                # A clean stop keeps the story window for the next start (on SQLite).
+                assert (tmp_path / "m.db.stories").stat().st_mode & 0o777 == 0o600
             else:
                 first.proc.kill()
                 first.proc.wait(10)
@@ -409,6 +411,9 @@ def test_stop_mid_cycle_then_restart_loses_and_duplicates_nothing(tmp_path: Path
         assert mailed_before == 0  # the cycle never finished, so nothing was mailed early
         if how == "sigkill":
             assert "freed" in second.log()  # the dead instance's claim on the slow feed
+            assert "story window" not in second.log()  # nothing kept: rebuilt
+        else:
+            assert "story window: 3 items from the last run" in second.log(), second.log()
 
 
 def test_immediate_webhook_gets_the_story_after_the_poll_that_found_it(tmp_path: Path) -> None:

@@ -184,7 +184,7 @@ def test_poll_once_keeps_its_story_window_beside_the_database(
     url = f"sqlite:///{tmp_path / 'kept.db'}"
     path = window_path(url)
     assert path == tmp_path / "kept.db.stories"
-    caplog.set_level(logging.INFO, logger="monitor.pipeline.window_file")
+    caplog.set_level(logging.DEBUG, logger="monitor.pipeline.window_file")
     with FeedServer() as server, SMTPServer() as smtp:
         store = open_store(url, upgrade=True)
         try:
@@ -243,7 +243,7 @@ def test_a_story_window_file_that_may_not_be_used_is_rebuilt(
     db = tmp_path / "m.db"
     url = f"sqlite:///{db}"
     path = tmp_path / "m.db.stories"
-    caplog.set_level(logging.INFO, logger="monitor.pipeline.window_file")
+    caplog.set_level(logging.DEBUG, logger="monitor.pipeline.window_file")
     with FeedServer() as server, SMTPServer() as smtp:
         settings = make_settings(server, smtp, ["/a.xml", "/b.xml", "/c.xml"])
         store = open_store(url, upgrade=True)

@@ -686,7 +686,9 @@ async def poll_due(
         made = window.made
         # Saved for the next run, unless it is as it was loaded.
         if window_file and stories is None and made is not None and loaded != [made.watermark]:
-            await in_writer(partial(_save_window, window_file, made, store))
+            from monitor.pipeline import window_file as saved_windows
+
+            await in_writer(partial(saved_windows.save_quietly, window_file, made, store))
         if log_results:
             log.info("poll: %s", summary.line())
         return summary
@@ -711,19 +713,6 @@ def _saved_or_new_window(
     loaded.append(index.watermark)
     return index
 
-
-def _save_window(path: Path, window: StoryAssigner, store: Store) -> None:
-    """Save a run's story window for the next run (``pipeline.window_file``); a window
-    not saved is only rebuilt by the next run, as before, so a failure is a warning."""
-    from monitor.cluster import StoryIndex
-    from monitor.pipeline import window_file as saved_windows
-
-    if not isinstance(window, StoryIndex):
-        return
-    try:
-        saved_windows.save(path, window, store)
-    except OSError as exc:
-        log.warning("story window not saved to %s: %s", path, exc.strerror or exc)
 
 
 def _tally(

@@ -1,13 +1,15 @@
-"""The story window of ``monitor poll --once``, kept beside a SQLite database between runs.
+"""The story window, kept beside a SQLite database between runs.
 
-A daemon keeps its story window (``cluster.StoryIndex``) in memory for its life. A
-``monitor poll --once`` that stores new items needs one too, and rebuilt it from the
-store every time: each item of the last ``stories.duplicate_window`` sketched and indexed
-again (2.4 s of CPU at 15,000 items of ``bench/bench_poll.py``'s feeds, ~20 s at
-100,000). So the run that made a window saves it to ``<database>.stories`` (0.2 s), and
-the next run loads it (0.36 s) and learns only what was assigned since, by assignment
-number, as a daemon catches up with other instances (``store.stories.catch_up``). A run
-in which every feed answers 304 neither loads nor saves it.
+A daemon keeps its story window (``cluster.StoryIndex``) in memory for its life, and
+rebuilt it from the store at every start; a ``monitor poll --once`` that stores new items
+needs one too, and rebuilt it every time: each item of the last
+``stories.duplicate_window`` sketched and indexed again (2.4 s of CPU at 15,000 items of
+``bench/bench_poll.py``'s feeds, ~20 s at 100,000). So a ``poll --once`` that made a
+window saves it to ``<database>.stories`` at its end (0.2 s), and so does ``monitor run``
+at a clean stop; the next run or start loads it (0.36 s) and learns only what was assigned
+since, by assignment number, as a daemon catches up with other instances
+(``store.stories.catch_up``). A run in which every feed answers 304 neither loads nor
+saves it.
 
 The file is a JSON header line, then the window as a :mod:`pickle`. Loading a pickle runs
 what it says, so a file another user could have written is never loaded. A saved window
@@ -125,8 +127,21 @@ def load(path: Path, store: Store, params: StoryParams) -> StoryIndex | None:
     if not isinstance(index, StoryIndex) or index.watermark != seq:
         log.info("story window %s unreadable: rebuilding it", path)
         return None
-    log.info("story window: %d items loaded from %s", len(index), path)
+    log.debug("story window: %d items loaded from %s", len(index), path)
     return index
+
+
+def save_quietly(path: Path, window: object, store: Store) -> None:
+    """:func:`save` a run's story window for the next run; a window not saved is only
+    rebuilt by the next run, as before, so a failure is a warning."""
+    from monitor.cluster import StoryIndex
+
+    if not isinstance(window, StoryIndex):
+        return
+    try:
+        save(path, window, store)
+    except OSError as exc:
+        log.warning("story window not saved to %s: %s", path, exc.strerror or exc)
 
 
 def save(path: Path, index: StoryIndex, store: Store) -> bool:
