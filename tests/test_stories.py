@@ -3,6 +3,7 @@ transaction as the item, the window rebuilt at start, instances sharing one data
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -185,6 +186,28 @@ def test_a_new_process_rebuilds_the_window_and_instances_catch_up(store: Store) 
     save(store, b, [item("b2", *WIRE)], second)  # knows a2 only by catching up
     assert len({story_of(store, i) for i in ("a1", "b1", "a2", "b2")}) == 1
     assert first.watermark == 3 and second.watermark == 4
+
+
+def test_a_rebuilt_window_learns_only_what_is_within_it_of_the_newest(store: Store) -> None:
+    """A feed's backlog, first seen at once over days of publishing: a new window learns
+    the items within its span of the newest (72 h by default), and a copy of an older one
+    is no longer joined, as in the window that assigned them; the watermark is the last
+    assignment all the same."""
+    a, b = feed(store, "http://a.test/rss"), feed(store, "http://b.test/rss")
+    backlog = [
+        Item(f"old{k}", f"Zebra {k} escapes the Almaty zoo, {k} days ago", link=f"https://a.test/{k}",
+             summary=f"Keepers searched the park for the zebra number {k}.",
+             published=NOW - timedelta(days=k))
+        for k in range(6)
+    ]  # fmt: skip
+    save(store, a, backlog, StoryIndex())
+    window = StoryIndex()
+    copies = [replace(backlog[k], identity=f"copy{k}", link=f"https://b.test/{k}") for k in (1, 5)]
+    save(store, b, copies, window)
+    assert window.watermark == 8
+    assert len(window) == 4 + 2  # days 0-3 of the backlog (within 72 h of the newest), the copies
+    assert story_of(store, "copy1") == story_of(store, "old1")  # a copy, joined
+    assert story_of(store, "copy5") != story_of(store, "old5")  # too old to join
 
 
 def test_items_stored_without_an_assigner_get_a_story_each(store: Store) -> None:

@@ -4,12 +4,12 @@ A daemon keeps its story window (``cluster.StoryIndex``) in memory for its life,
 rebuilt it from the store at every start; a ``monitor poll --once`` that stores new items
 needs one too, and rebuilt it every time: each item of the last
 ``stories.duplicate_window`` sketched and indexed again (2.4 s of CPU at 15,000 items of
-``bench/bench_poll.py``'s feeds, ~20 s at 100,000). So a ``poll --once`` that made a
-window saves it to ``<database>.stories`` at its end (0.2 s), and so does ``monitor run``
-at a clean stop; the next run or start loads it (0.36 s) and learns only what was assigned
-since, by assignment number, as a daemon catches up with other instances
-(``store.stories.catch_up``). A run in which every feed answers 304 neither loads nor
-saves it.
+``bench/bench_poll.py``'s feeds, 7.5 s at 2,000 of its feeds). So a ``poll --once`` that
+made a window saves it to ``<database>.stories`` at its end (0.2 s at 15,000 items), and
+so does ``monitor run`` at a clean stop; the next run or start loads it (0.36 s) and
+learns only what was assigned since, by assignment number, as a daemon catches up with
+other instances (``store.stories.catch_up``). A run in which every feed answers 304
+neither loads nor saves it.
 
 The file is a JSON header line, then the window as a :mod:`pickle`. Loading a pickle runs
 what it says, so a file another user could have written is never loaded. A saved window

@@ -147,6 +147,16 @@ def catch_up(conn: Connection, assigner: StoryAssigner, now: datetime) -> int:
         query = query.where(items.c.story_seq > assigner.watermark)
     rows = list(conn.execute(query.order_by(items.c.story_seq.desc()).limit(assigner.max_items)))
     rows.reverse()
+    # Items that happened a whole window before the newest of them are outside the
+    # window's span however it stands (its clock reaches that newest): they are not
+    # learnt. (Learnt, they would stay until the items added before them expired, as the
+    # window expires from the end it was filled at, and could be joined meanwhile.) A
+    # feed's first poll stores its backlog, days of items first seen at once: on 2,000
+    # bench feeds, 70,000 of 100,000 rows, and a rebuild took 22 s instead of 7.5 s.
+    if rows:
+        at = [_when(r.published_at, r.first_seen_at) for r in rows]
+        cutoff = max(at) - timedelta(seconds=assigner.window)
+        rows = [r for r, when in zip(rows, at, strict=True) if when >= cutoff]
     watchlists: dict[int, list[str]] = {}
     if rows:
         wanted = {r.id for r in rows}
