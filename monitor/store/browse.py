@@ -12,7 +12,7 @@ import contextlib
 import re
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 
 from monitor.store.db import Store
 from monitor.store.rows import ItemRow as ItemRow
-from monitor.store.rows import add_hit
+from monitor.store.rows import fold_items
 from monitor.store.schema import PG_SEARCH_DOCUMENT, feeds, hits, items, stories
 from monitor.store.stories import StoryRecord, items_by_story
 
@@ -288,7 +288,7 @@ def story_page(store: Store, story_id: int, *, limit: int) -> StoryPage | None:
     if not found:
         return None
     head = found[0]
-    rows = _fold(found)
+    rows = fold_items(r._mapping for r in found)
     rows.reverse()
     return StoryPage(
         story_id, head.story_title, head.story_first, head.story_last,
@@ -296,13 +296,12 @@ def story_page(store: Store, story_id: int, *, limit: int) -> StoryPage | None:
     )  # fmt: skip
 
 
-#: An item's columns, then one of its hits' (NULL without hits): rows :func:`_fold` reads.
+#: An item's columns, then one of its hits' (NULL without hits): rows ``fold_items`` reads.
 _ROW_COLUMNS = (
     *_ITEM_COLUMNS,
     hits.c.watchlist.label("hit_watchlist"),
     hits.c.matches.label("hit_matches"),
 )
-_ITEM_KEYS = tuple(c.key for c in _ITEM_COLUMNS)
 
 
 def item_rows(conn: Any, chosen: Any) -> list[ItemRow]:
@@ -317,22 +316,7 @@ def item_rows(conn: Any, chosen: Any) -> list[ItemRow]:
         )
         .order_by(items.c.id.desc(), hits.c.id)
     )
-    return _fold(conn.execute(query))
-
-
-def _fold(found: Iterable[Any]) -> list[ItemRow]:
-    """Rows of :data:`_ROW_COLUMNS` (an item's together, its hits in order) as ItemRows;
-    rows without an item (an outer join's) are skipped."""
-    out: list[ItemRow] = []
-    for r in found:
-        if r.id is None:
-            continue
-        if not out or out[-1].id != r.id:
-            m = r._mapping
-            out.append(ItemRow(**{k: m[k] for k in _ITEM_KEYS}))
-        if r.hit_watchlist is not None:
-            add_hit(out[-1], r.hit_watchlist, r.hit_matches)
-    return out
+    return fold_items(r._mapping for r in conn.execute(query))
 
 
 def hits_per_day(store: Store, watchlist: str, *, days: int, today: date) -> list[tuple[date, int]]:

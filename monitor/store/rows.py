@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -358,6 +358,25 @@ class ItemRow:
         return self.feed_title or self.feed_url or "unknown feed"
 
 
+#: An ItemRow's stored columns (all its fields but the hits folded into it).
+ITEM_ROW_COLUMNS = tuple(f.name for f in fields(ItemRow) if f.name not in ("watchlists", "marks"))
+
+
+def fold_items(found: Iterable[Mapping[Any, Any]]) -> list[ItemRow]:
+    """Rows of an item's columns (:data:`ITEM_ROW_COLUMNS`) and one of its hits'
+    (``hit_watchlist``, ``hit_matches``: None without hits), an item's rows together and
+    its hits in order, as ItemRows; rows without an item (an outer join's) are skipped."""
+    out: list[ItemRow] = []
+    for r in found:
+        if r["id"] is None:
+            continue
+        if not out or out[-1].id != r["id"]:
+            out.append(ItemRow(**{k: r[k] for k in ITEM_ROW_COLUMNS}))
+        if r["hit_watchlist"] is not None:
+            add_hit(out[-1], r["hit_watchlist"], r["hit_matches"])
+    return out
+
+
 def add_hit(row: ItemRow, watchlist: str, matches: Any) -> None:
     """A hit of ``watchlist`` on ``row``: its terms, and the matched words to mark."""
     terms: dict[str, None] = {}
@@ -405,3 +424,29 @@ def target_namer(webhooks: Iterable[HasShownUrl]) -> Callable[[OutboxEntry], str
         return hooks.get(entry.subscriber) if entry.kind == WEBHOOK else entry.subscriber
 
     return target
+
+
+def story_members(
+    found: Iterable[Mapping[Any, Any]], hits: Iterable[tuple[int, str]]
+) -> dict[int, list[StoryItem]]:
+    """Stories' items by story id, from rows of an item (``id``, ``story_id``, ``url``,
+    ``feed_title``, ``link``, ``title``, ``published_at``, ``first_seen_at``) in the order
+    wanted, and (item id, watchlist) pairs of their hits."""
+    by_item: dict[int, set[str]] = {}
+    for item_id, watchlist in hits:
+        by_item.setdefault(item_id, set()).add(watchlist)
+    out: dict[int, list[StoryItem]] = {}
+    for r in found:
+        out.setdefault(r["story_id"], []).append(
+            StoryItem(
+                id=r["id"],
+                feed=r["url"],
+                link=r["link"],
+                title=r["title"],
+                published=r["published_at"],
+                first_seen=r["first_seen_at"],
+                watchlists=sorted(by_item.get(r["id"], ())),
+                feed_title=r["feed_title"],
+            )
+        )
+    return out

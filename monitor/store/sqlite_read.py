@@ -34,10 +34,11 @@ from monitor.store.rows import (
     StoryItem,
     StoryRecord,
     StoryStats,
-    add_hit,
     feed_record,
+    fold_items,
     stored_reader,
     stored_time,
+    story_members,
 )
 from monitor.store.sqlite_file import BUSY_TIMEOUT_MS, sqlite_database, sqlite_problem
 from monitor.store.status_rows import (
@@ -88,6 +89,17 @@ _HITS = (
     "FROM hits JOIN items ON hits.item_id = items.id "
     "LEFT OUTER JOIN feeds ON items.feed_id = feeds.id"
 )
+
+
+def _query(sql: str, conds: Sequence[str], order: str, limit: int | None, params: list[Any]) -> str:
+    """``sql`` with its conditions, order and limit (whose value goes to ``params``)."""
+    if conds:
+        sql += " WHERE " + " AND ".join(conds)
+    sql += f" ORDER BY {order}"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return sql
 
 
 #: Story ids per statement (SQLite allows 999 parameters in builds before 3.32).
@@ -141,20 +153,14 @@ class SQLiteReader:
         limit: int | None = None,
     ) -> list[StoredHit]:
         """As ``feeds.list_hits`` (oldest first)."""
-        sql, params = _HITS, list[Any]()
-        conds = []
+        conds, params = [], list[Any]()
         if since is not None:
             conds.append("hits.created_at >= ?")
             params.append(stored_time(since))
         if watchlists:
             conds.append(f"hits.watchlist IN ({', '.join('?' * len(watchlists))})")
             params.extend(watchlists)
-        if conds:
-            sql += " WHERE " + " AND ".join(conds)
-        sql += " ORDER BY hits.created_at, hits.id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
+        sql = _query(_HITS, conds, "hits.created_at, hits.id", limit, params)
         with self._read() as conn:
             return [StoredHit(**r) for r in self._records(conn, sql, params)]
 
@@ -185,8 +191,7 @@ class SQLiteReader:
         limit: int | None = None,
     ) -> list[ItemRow]:
         """As ``articles.list_items`` (oldest first; with ``limit``, the newest ``limit``
-        of them), each with its hits as ``browse.item_rows`` folds them."""
-        chosen = "SELECT items.id FROM items LEFT OUTER JOIN feeds ON items.feed_id = feeds.id"
+        of them), each with its hits folded in (``rows.fold_items``)."""
         conds, params = [], list[Any]()
         if since is not None:
             conds.append("items.first_seen_at >= ?")
@@ -194,12 +199,10 @@ class SQLiteReader:
         if feed_url is not None:
             conds.append("feeds.url = ?")
             params.append(feed_url)
-        if conds:
-            chosen += " WHERE " + " AND ".join(conds)
-        chosen += " ORDER BY items.id DESC"
-        if limit is not None:
-            chosen += " LIMIT ?"
-            params.append(limit)
+        chosen = _query(
+            "SELECT items.id FROM items LEFT OUTER JOIN feeds ON items.feed_id = feeds.id",
+            conds, "items.id DESC", limit, params,
+        )  # fmt: skip
         sql = (
             "SELECT items.id, items.feed_id, feeds.url AS feed_url, feeds.title AS feed_title, "
             "items.guid, items.link, items.title, items.summary, items.content, "
@@ -211,17 +214,13 @@ class SQLiteReader:
             "LEFT OUTER JOIN hits ON hits.item_id = items.id "
             "ORDER BY items.id DESC, hits.id"
         )
-        out: list[ItemRow] = []
         with self._read() as conn:
-            for r in self._records(conn, sql, params):
-                if not out or out[-1].id != r["id"]:
-                    r["published"], r["first_seen"] = r.pop("published_at"), r.pop("first_seen_at")
-                    watchlist, matches = r.pop("hit_watchlist"), r.pop("matches")
-                    out.append(ItemRow(**r))
-                else:
-                    watchlist, matches = r["hit_watchlist"], r["matches"]
-                if watchlist is not None:
-                    add_hit(out[-1], watchlist, matches)
+            # Named as stored (read back by their names), then as fold_items reads them.
+            out = fold_items(
+                r | {"published": r["published_at"], "first_seen": r["first_seen_at"],
+                     "hit_matches": r["matches"]}
+                for r in self._records(conn, sql, params)
+            )  # fmt: skip
         out.reverse()
         return out
 
@@ -249,12 +248,7 @@ class SQLiteReader:
                 "ON hits.item_id = items.id WHERE hits.watchlist = ?)"
             )
             params.append(watchlist)
-        if conds:
-            sql += " WHERE " + " AND ".join(conds)
-        sql += " ORDER BY stories.last_seen_at DESC, stories.id DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
+        sql = _query(sql, conds, "stories.last_seen_at DESC, stories.id DESC", limit, params)
         with self._read() as conn:
             rows = list(self._records(conn, sql, params))
             members = self._items_by_story(conn, [r["id"] for r in rows])
@@ -270,7 +264,7 @@ class SQLiteReader:
         """As ``stories.items_by_story``."""
         ids = sorted(set(story_ids))
         rows: list[dict[str, Any]] = []
-        by_item: dict[int, set[str]] = {}
+        hits: list[tuple[int, str]] = []
         # A story's items all come with its id, so the ids are read in chunks (SQLite caps
         # the parameters of a statement), each chunk's items in order.
         for start in range(0, len(ids), _ID_CHUNK):
@@ -284,27 +278,12 @@ class SQLiteReader:
                 f"WHERE {wanted} ORDER BY items.first_seen_at, items.id",
                 chunk,
             )
-            for item_id, watchlist in conn.execute(
+            hits += conn.execute(
                 "SELECT hits.item_id, hits.watchlist FROM hits JOIN items "
                 f"ON hits.item_id = items.id WHERE {wanted}",
                 chunk,
-            ):
-                by_item.setdefault(item_id, set()).add(watchlist)
-        out: dict[int, list[StoryItem]] = {}
-        for r in rows:
-            out.setdefault(r["story_id"], []).append(
-                StoryItem(
-                    id=r["id"],
-                    feed=r["url"],
-                    link=r["link"],
-                    title=r["title"],
-                    published=r["published_at"],
-                    first_seen=r["first_seen_at"],
-                    watchlists=sorted(by_item.get(r["id"], ())),
-                    feed_title=r["feed_title"],
-                )
             )
-        return out
+        return story_members(rows, hits)
 
     # ------------------------------------------------------------------ feeds
 

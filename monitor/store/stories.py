@@ -23,6 +23,7 @@ from monitor.store.db import Store
 from monitor.store.rows import StoryItem as StoryItem
 from monitor.store.rows import StoryRecord as StoryRecord
 from monitor.store.rows import StoryStats as StoryStats
+from monitor.store.rows import story_members
 from monitor.store.schema import feeds, hits, items, stories
 
 if TYPE_CHECKING:
@@ -373,30 +374,13 @@ def items_by_story(conn: Connection, story_ids: Iterable[int]) -> dict[int, list
         .where(items.c.story_id.in_(ids))
         .order_by(items.c.first_seen_at, items.c.id)
     )
-    rows = list(conn.execute(query))
+    found = [r._mapping for r in conn.execute(query)]
     hit_rows = conn.execute(
         select(hits.c.item_id, hits.c.watchlist)
         .select_from(hits.join(items, hits.c.item_id == items.c.id))
         .where(items.c.story_id.in_(ids))
     )
-    by_item: dict[int, set[str]] = {}
-    for item_id, watchlist in hit_rows:
-        by_item.setdefault(item_id, set()).add(watchlist)
-    out: dict[int, list[StoryItem]] = {}
-    for r in rows:
-        out.setdefault(r.story_id, []).append(
-            StoryItem(
-                id=r.id,
-                feed=r.url,
-                link=r.link,
-                title=r.title,
-                published=r.published_at,
-                first_seen=r.first_seen_at,
-                watchlists=sorted(by_item.get(r.id, ())),
-                feed_title=r.feed_title,
-            )
-        )
-    return out
+    return story_members(found, hit_rows)
 
 
 def list_stories(
