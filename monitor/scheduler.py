@@ -50,7 +50,7 @@ from monitor.config import Settings, SubscriberConfig, load_settings, locate_con
 from monitor.errors import DatabaseUnusable, MonitorError
 from monitor.match import Matcher
 from monitor.notify import Notifier
-from monitor.pipeline.window_file import window_path
+from monitor.pipeline import window_file
 from monitor.schedules import next_digest_time
 from monitor.store import Store, open_store
 from monitor.store import feeds as feed_store
@@ -127,7 +127,7 @@ class Daemon:
         self.stories = pipeline.story_index(settings)  # the window of recent items
         # On SQLite the window is kept in a file between runs (``pipeline.window_file``):
         # loaded at start, saved at a clean stop.
-        self._window_file = window_path(settings.database_url)
+        self._window_file = window_file.window_path(settings.database_url)
         self._pool_version = registry.version
         self._config_path = locate_config(config, os.environ)
         self._config_stamp = _stamp(self._config_path)
@@ -199,8 +199,6 @@ class Daemon:
         instance_store.register(self.store, self.instance, socket.gethostname(), os.getpid())
         pipeline.sync_config(self.settings, self.store)
         if self._window_file is not None:
-            from monitor.pipeline import window_file
-
             saved = window_file.load(self._window_file, self.store, self.stories.params)
             if saved is not None:  # else the first poll fills the window from the store
                 self.stories = saved
@@ -237,8 +235,6 @@ class Daemon:
                 log.warning("stopping: %d tasks did not finish cleaning up", len(stuck))
         # Saved once no poll can change it (a poll still cleaning up might).
         if self._window_file is not None and len(self.stories) and not stuck:
-            from monitor.pipeline import window_file
-
             await asyncio.to_thread(
                 window_file.save_quietly, self._window_file, self.stories, self.store
             )

@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-
 # --------------------------------------------------------------------------- settings
 
 
@@ -712,7 +711,6 @@ def _saved_or_new_window(
         return made
     loaded.append(index.watermark)
     return index
-
 
 
 def _tally(

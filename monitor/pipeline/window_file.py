@@ -70,14 +70,19 @@ def _code() -> str:
     return f"{digest} python {sys.version_info[0]}.{sys.version_info[1]}"
 
 
-def _header(params: StoryParams, anchor: tuple[int, tuple[int, int, str]]) -> dict[str, Any]:
-    seq, (item_id, story_id, first_seen) = anchor
+def _header(store: Store, params: StoryParams, seq: int) -> dict[str, Any] | None:
+    """The header of a window saved with ``params`` when it had learnt assignment ``seq``,
+    as this code on this database writes it; None if no item has that assignment."""
+    found = story_store.assignment(store, seq)
+    if found is None:
+        return None
+    item_id, story_id, first_seen = found
     return {
         "format": FORMAT,
         "code": _code(),
         "params": asdict(params),
         "seq": seq,
-        "item": [item_id, story_id, first_seen],
+        "item": [item_id, story_id, first_seen.isoformat()],
     }
 
 
@@ -106,12 +111,7 @@ def load(path: Path, store: Store, params: StoryParams) -> StoryIndex | None:
         except (ValueError, KeyError, TypeError):
             log.info("story window %s unreadable: rebuilding it", path)
             return None
-        found = story_store.assignment(store, seq)
-        expected = None
-        if found is not None:
-            item_id, story_id, first_seen = found
-            expected = _header(params, (seq, (item_id, story_id, first_seen.isoformat())))
-        if header != expected:
+        if header != _header(store, params, seq):
             log.info(
                 "story window %s is of another database, code or [stories] settings: "
                 "rebuilding it", path,
@@ -147,12 +147,9 @@ def save_quietly(path: Path, window: object, store: Store) -> None:
 def save(path: Path, index: StoryIndex, store: Store) -> bool:
     """Save ``index`` (between transactions) to ``path``, replacing what was there in one
     step; False when it has learnt nothing to anchor it to (an empty database)."""
-    seq = index.watermark
-    found = story_store.assignment(store, seq) if seq is not None else None
-    if seq is None or found is None:
+    header = None if index.watermark is None else _header(store, index.params, index.watermark)
+    if header is None:
         return False
-    item_id, story_id, first_seen = found
-    header = _header(index.params, (seq, (item_id, story_id, first_seen.isoformat())))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
