@@ -350,25 +350,32 @@ def test_the_vocabulary_stays_bounded_by_the_window(monkeypatch: pytest.MonkeyPa
     assert kept == pruned
 
 
+def _made_up_texts(*, seed: int, words: int, n: int) -> list[tuple[str, str]]:
+    """``n`` (title, text) pairs of 6 and 25 words drawn from ``words`` made-up words:
+    many items sharing words at random, so candidate lists grow long."""
+    import random
+
+    rng = random.Random(seed)
+    vocabulary = ["".join(rng.choice("bdklmnrstv") + rng.choice("aeiou") for _ in range(4))
+                  for _ in range(words)]  # fmt: skip
+    return [
+        (" ".join(rng.sample(vocabulary, 6)), " ".join(rng.sample(vocabulary, 25)))
+        for _ in range(n)
+    ]
+
+
 def test_candidates_added_up_in_numpy_are_those_of_the_loop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Long posting lists are added up in NumPy (``cluster._best_partial``): the same
     candidates in the same order as the loop over short ones gives, so the same stories
     and scores to the bit."""
-    import random
     from datetime import UTC, datetime
 
     from monitor import cluster
 
-    rng = random.Random(3)
-    vocabulary = ["".join(rng.choice("bdklmnrstv") + rng.choice("aeiou") for _ in range(4))
-                  for _ in range(400)]  # fmt: skip
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    texts = [
-        (" ".join(rng.sample(vocabulary, 6)), " ".join(rng.sample(vocabulary, 25)))
-        for _ in range(1500)
-    ]
+    texts = _made_up_texts(seed=3, words=400, n=1500)
 
     def run(numpy_above: int) -> tuple[list[tuple[int | None, str, str, int | None]], list[Any]]:
         monkeypatch.setattr(cluster, "NUMPY_POSTINGS", numpy_above)
@@ -443,17 +450,10 @@ def test_a_pickled_window_decides_as_the_window_it_was_taken_from() -> None:
     makes the same decisions, to the bit, as the one kept in memory; what an open
     transaction added is not kept."""
     import pickle
-    import random
     from datetime import UTC, datetime
 
-    rng = random.Random(5)
-    vocabulary = ["".join(rng.choice("bdklmnrstv") + rng.choice("aeiou") for _ in range(4))
-                  for _ in range(300)]  # fmt: skip
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    texts = [
-        (" ".join(rng.sample(vocabulary, 6)), " ".join(rng.sample(vocabulary, 25)))
-        for _ in range(600)
-    ]
+    texts = _made_up_texts(seed=5, words=300, n=600)
 
     def step(index: StoryIndex, n: int) -> tuple[int | None, str, str, int | None]:
         title, body = texts[n - 1]
